@@ -1,0 +1,1 @@
+"""evreplay's benchmark suite: ``python -m bench`` (``make bench``); see bench/README.md."""

@@ -1,0 +1,45 @@
+"""Every exception the event loop raises on its own account.
+
+One root, :class:`EvloopError`, so that a caller can tell the loop's complaints
+from the exceptions of their own callbacks, which always propagate unchanged
+(a callback that raises stops ``poll`` with that very exception).
+
+POSIX failures of the virtual fd layer are not here: they are the builtin
+``OSError`` family with the errno a Linux kernel would give (``BlockingIOError``
+for EAGAIN, ``BrokenPipeError`` for EPIPE, ``OSError(EBADF)``), so code written
+against real fds handles them unchanged.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DeadlockError",
+    "EvloopError",
+    "EvloopInternalError",
+    "SimulationError",
+]
+
+
+class EvloopError(Exception):
+    """Root of the errors raised by the event loop itself."""
+
+
+class DeadlockError(EvloopError):
+    """A blocking wait could never return.
+
+    Raised instead of hanging: nothing is ready, no deadline is pending and no
+    other thread of control can run. ``blocked`` names each blocked thread of
+    control and what it waits for, in a stable order.
+    """
+
+    def __init__(self, message: str, blocked: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.blocked = blocked
+
+
+class SimulationError(EvloopError):
+    """The simulation was used in a way its rules forbid (say what to fix)."""
+
+
+class EvloopInternalError(EvloopError):
+    """A bug in evloop itself, never the user's: please report it."""

@@ -1,0 +1,326 @@
+"""``Simulation``: a whole simulated machine, run deterministically.
+
+A simulation bundles one :class:`~evloop.VirtualClock`, one
+:class:`~evloop.FdTable`, one :class:`~evloop.MainLoop` and the threads of
+control (the main thread, IOThreads, thread-pool workers, user threads such
+as vCPU-like workers), and runs them under one turn lock (see
+``scheduler.py``). Its event order is a pure function of the scenario, the
+seed and the chooser's answers.
+
+The main thread is the OS thread that built the simulation; :meth:`run`
+drives the main loop from it (``while not stop: main_loop_wait()``) until
+nothing can ever happen again, a limit is reached, or :meth:`shutdown` is
+requested. The simulation starts with the VM running: the VIRTUAL clock is
+enabled, as ``vm_start`` does; simulation time is the REALTIME clock, which
+reads the same as VIRTUAL while the VM runs.
+
+Every callback the loops dispatch and every turn handed to another thread is
+one *step*; :attr:`Simulation.steps` is the position counter the replay layer
+aligns recorded input with. With ``log=True`` each step is also kept as a
+:class:`DispatchEvent` in :attr:`Simulation.log`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from .aio import AioContext, DispatchKind
+from .bh import callback_name
+from .chooser import Chooser, FifoChooser
+from .clock import ClockType, VirtualClock
+from .errors import SimulationError
+from .external import ExternalEvent, ScriptedPeer
+from .fds import FdTable
+from .iothread import IOThread
+from .mainloop import MainLoop
+from .rng import SimRandom
+from .scheduler import Scheduler, ThreadOfControl
+
+__all__ = ["DispatchEvent", "RunResult", "SimEvent", "Simulation", "StopReason"]
+
+
+class StopReason(Enum):
+    IDLE = "idle"  #: nothing can ever happen again
+    UNTIL = "until"  #: the time limit was reached
+    MAX_STEPS = "max_steps"  #: the step limit was reached
+    SHUTDOWN = "shutdown"  #: :meth:`Simulation.shutdown` was called
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    reason: StopReason
+    steps: int
+    time_ns: int
+    shutdown_cause: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchEvent:
+    """One step: a callback dispatched, input delivered, or a turn handed over."""
+
+    step: int
+    time_ns: int
+    thread: str
+    context: str
+    kind: str
+    name: str
+
+    def as_tuple(self) -> tuple[int, int, str, str, str, str]:
+        return (self.step, self.time_ns, self.thread, self.context, self.kind, self.name)
+
+
+class _EventCondition:
+    __slots__ = ("event",)
+
+    def __init__(self, event: SimEvent) -> None:
+        self.event = event
+
+    def ready(self) -> bool:
+        return self.event._set
+
+    def describe(self) -> str:
+        return f"event {self.event.name!r}"
+
+
+class SimEvent:
+    """A flag threads of control can wait on (like ``threading.Event``, in virtual time)."""
+
+    __slots__ = ("_cond", "_sched", "_set", "name")
+
+    def __init__(self, sched: Scheduler, name: str) -> None:
+        self._sched = sched
+        self.name = name
+        self._set = False
+        self._cond = _EventCondition(self)
+
+    def set(self) -> None:
+        self._set = True
+
+    def clear(self) -> None:
+        self._set = False
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, timeout_ns: int = -1) -> bool:
+        """Block until set or timed out; True if set."""
+        if not self._set:
+            self._sched.block(self._cond, timeout_ns)
+        return self._set
+
+    def __repr__(self) -> str:
+        return f"<SimEvent {self.name!r} {'set' if self._set else 'clear'}>"
+
+
+def _describe_owner(kind: int, what: Any) -> str:
+    if kind == DispatchKind.BH:
+        return str(what.name) if what.name is not None else callback_name(what.cb)
+    if kind == DispatchKind.TIMER:
+        return str(what.name) if what.name is not None else callback_name(what.cb)
+    if kind == DispatchKind.READ:
+        return f"fd {what.fd}: {callback_name(what.io_read)}"
+    if kind == DispatchKind.WRITE:
+        return f"fd {what.fd}: {callback_name(what.io_write)}"
+    if kind == DispatchKind.POLL_READY:
+        return f"fd {what.fd}: {callback_name(what.io_poll_ready)}"
+    return str(what)
+
+
+class Simulation:
+    """A deterministic simulated machine: clock, fds, main loop, threads of control."""
+
+    def __init__(self, seed: int = 0, *, chooser: Chooser | None = None, log: bool = False) -> None:
+        if not isinstance(seed, int):
+            raise TypeError(f"seed must be an int, not {type(seed).__name__}")
+        self.seed = seed
+        self.clock = VirtualClock()
+        self.clock.enable(ClockType.VIRTUAL, True)
+        self.random = SimRandom(seed)
+        self.chooser: Chooser = chooser if chooser is not None else FifoChooser()
+        self._sched = Scheduler(self.clock, self.chooser)
+        self._sched.on_turn = self._on_turn
+        self._sched.deliver = self._deliver
+        self.fds = FdTable(blocker=self._sched)
+        self.steps = 0
+        self.log: list[DispatchEvent] | None = [] if log else None
+        self.main_loop = MainLoop(self.clock, self.fds, observer=self._observe)
+        self._sched.idle_cond = self.main_loop._cond
+        self.iothreads: list[IOThread] = []
+        self._peers: list[ScriptedPeer] = []
+        self._shutdown: str | None = None
+        self._closed = False
+
+    # -- observation --------------------------------------------------------------
+
+    def _observe(self, kind: int, ctx: Any, what: Any) -> None:
+        self.steps += 1
+        log = self.log
+        if log is not None:
+            log.append(
+                DispatchEvent(
+                    self.steps,
+                    self.clock._now[0],
+                    self._sched.current.name,
+                    ctx.name if hasattr(ctx, "name") else "main-loop",
+                    DispatchKind.NAMES[kind],
+                    _describe_owner(kind, what),
+                )
+            )
+
+    def _on_turn(self, t: ThreadOfControl) -> None:
+        self.steps += 1
+        if self.log is not None:
+            self.log.append(
+                DispatchEvent(self.steps, self.clock._now[0], t.name, "-", "turn", t.name)
+            )
+
+    def _deliver(self, event: ExternalEvent) -> None:
+        peer = event.peer
+        before = event.sent
+        if not peer.deliver(event):
+            self._sched.stalled.append(event)
+        if event.close or event.sent > before:
+            self.steps += 1
+            if self.log is not None:
+                what = "close" if event.close else f"{event.sent - before} bytes"
+                self.log.append(
+                    DispatchEvent(
+                        self.steps, self.clock._now[0], peer.name, "-", "input", what
+                    )
+                )
+
+    # -- the public surface ---------------------------------------------------------
+
+    @property
+    def now_ns(self) -> int:
+        """Simulation time: the REALTIME clock."""
+        return self.clock._now[0]
+
+    @property
+    def threads(self) -> tuple[ThreadOfControl, ...]:
+        return tuple(self._sched.threads)
+
+    @property
+    def current_thread(self) -> ThreadOfControl:
+        return self._sched.current
+
+    def thread(self, name: str, fn: Callable[[], object]) -> ThreadOfControl:
+        """Start a thread of control (a vCPU-like worker) running ``fn()``."""
+        self._check_open()
+        return self._sched.spawn(name, fn)
+
+    def iothread(self, name: str) -> IOThread:
+        """Start an IOThread: a thread of control polling its own AioContext."""
+        self._check_open()
+        io = IOThread(name, self.new_aio_context(name))
+        io.thread = self._sched.spawn(name, io.run, idle_ok=True)
+        self.iothreads.append(io)
+        return io
+
+    def new_aio_context(self, name: str) -> AioContext:
+        """An AioContext on this simulation's clock and fds, with its steps observed."""
+        return AioContext(self.clock, self.fds, name=name, observer=self._observe)
+
+    def sleep(self, ns: int) -> None:
+        """Block the calling thread of control for ``ns`` of virtual time."""
+        self._sched.sleep(ns)
+
+    def yield_now(self) -> None:
+        """A preemption point: any other runnable thread of control may go first."""
+        self._sched.yield_now()
+
+    def event(self, name: str) -> SimEvent:
+        return SimEvent(self._sched, name)
+
+    def peer(self, fd: int, name: str | None = None) -> ScriptedPeer:
+        """A scripted peer writing into (and reading from) ``fd``, from outside the system."""
+        self._check_open()
+        if not self.fds.is_open(fd):
+            raise ValueError(f"peer on fd {fd}: the fd is not open")
+        peer = ScriptedPeer(
+            self.fds, fd, name if name is not None else f"peer-fd{fd}",
+            self._sched.add_external, lambda: self.clock._now[0],
+        )
+        self._peers.append(peer)
+        return peer
+
+    def shutdown(self, cause: str = "shutdown") -> None:
+        """Ask :meth:`run` to return after the current main-loop iteration."""
+        if self._shutdown is None:
+            self._shutdown = cause
+        self.main_loop.notify_event()
+
+    def run(self, until_ns: int | None = None, max_steps: int | None = None) -> RunResult:
+        """Run the main loop until idle, ``until_ns``, ``max_steps`` more steps, or shutdown."""
+        self._check_open()
+        sched = self._sched
+        if sched.current is not sched.main or sched.main._ident != _get_ident():
+            raise SimulationError(
+                "Simulation.run() must be called from the thread that created the simulation, "
+                "outside any callback"
+            )
+        if sched.in_run:
+            raise SimulationError("Simulation.run() is already running (called from a callback?)")
+        if until_ns is not None and until_ns < self.now_ns:
+            raise ValueError(f"until_ns={until_ns} is in the past (now is t={self.now_ns} ns)")
+        if max_steps is not None and max_steps < 0:
+            raise ValueError(f"max_steps must be non-negative, not {max_steps}")
+        step_limit = None if max_steps is None else self.steps + max_steps
+        sched.until_ns = until_ns
+        sched.stop_reason = None
+        sched.in_run = True
+        wait = self.main_loop.wait
+        reason: StopReason
+        try:
+            while True:
+                if self._shutdown is not None:
+                    reason = StopReason.SHUTDOWN
+                    break
+                if step_limit is not None and self.steps >= step_limit:
+                    reason = StopReason.MAX_STEPS
+                    break
+                if sched.stop_reason is not None:
+                    reason = StopReason(sched.stop_reason)
+                    break
+                if until_ns is not None and self.now_ns >= until_ns:
+                    reason = StopReason.UNTIL
+                    break
+                wait()
+        finally:
+            sched.in_run = False
+            sched.until_ns = None
+            sched.stop_reason = None
+        cause = self._shutdown
+        self._shutdown = None
+        return RunResult(reason, self.steps, self.now_ns, cause)
+
+    def close(self) -> None:
+        """Unwind every thread of control; the simulation cannot run afterwards."""
+        if not self._closed:
+            self._closed = True
+            self._sched.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SimulationError("this simulation is closed")
+
+    def __enter__(self) -> Simulation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"<Simulation seed={self.seed} t={self.now_ns} steps={self.steps} "
+            f"threads={[t.name for t in self._sched.threads]}>"
+        )
+
+
+def _get_ident() -> int:
+    import threading
+
+    return threading.get_ident()

@@ -1,0 +1,286 @@
+"""Timers and timer lists, kept as QEMU keeps them (``util/qemu-timer.c``).
+
+Rules kept here:
+
+* A timer list holds the pending timers of one clock, sorted by expiry; ties
+  run first-in-first-out, in the order they were armed. The sort key is
+  ``(expire_ns, arm_seq)``: a total order, nothing left to chance.
+* ``mod`` of a negative time stores 0. Re-arming a pending timer moves it (it
+  becomes the newest of its ties), as ``timer_del`` + insert does in QEMU.
+* A timer is no longer pending inside its own callback: it is taken off the
+  list (expire time -1) before the callback runs.
+* ``run_timers`` samples the clock *once* and runs every timer whose expiry is
+  at or before that sample, so a callback re-arming its timer at or before the
+  sampled time runs again in the same pass.
+* A list's deadline is -1 when it is empty or its clock is disabled.
+* When a timer becomes the head of its list, the list's notify callback runs
+  (``timerlist_rearm``): that is how a loop blocked with a longer timeout
+  learns it must wake earlier.
+
+Storage is a binary heap with lazy deletion: cancelling or re-arming a timer
+marks its old heap entry dead (``entry[2] = None``) instead of searching for
+it, and dead entries are dropped when they reach the top or when they
+outnumber live ones. Every operation is O(log n) in the pending timers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from heapq import heapify, heappop, heappush
+from typing import TYPE_CHECKING, Any
+
+from .clock import ClockType, VirtualClock, soonest_timeout
+
+if TYPE_CHECKING:
+    from .aio import DispatchObserver
+
+__all__ = ["Timer", "TimerList", "TimerListGroup"]
+
+#: Dispatch kind reported to observers for a timer callback.
+DISPATCH_TIMER = 4
+
+# A heap entry: [expire_ns, arm_seq, timer or None when dead].
+_Entry = list[Any]
+
+#: Gate called before a list runs its expired timers; False skips the run.
+#: The replay layer plugs QEMU's ``replay_checkpoint`` in here.
+CheckpointGate = Callable[[ClockType], bool]
+
+
+class TimerList:
+    """The pending timers of one clock, for one context (``QEMUTimerList``)."""
+
+    __slots__ = (
+        "_dead",
+        "_heap",
+        "_seq",
+        "checkpoint",
+        "clock",
+        "clock_type",
+        "notify",
+        "observer",
+        "owner",
+    )
+
+    def __init__(
+        self,
+        clock: VirtualClock,
+        clock_type: ClockType,
+        notify: Callable[[], None] | None = None,
+        owner: object = None,
+    ) -> None:
+        self.clock = clock
+        self.clock_type = ClockType(clock_type)
+        self.notify = notify
+        self.owner = owner
+        self.observer: DispatchObserver | None = None
+        self.checkpoint: CheckpointGate | None = None
+        self._heap: list[_Entry] = []
+        self._seq = 0
+        self._dead = 0
+
+    def __len__(self) -> int:
+        """The number of pending timers."""
+        return len(self._heap) - self._dead
+
+    def _head(self) -> _Entry | None:
+        heap = self._heap
+        while heap:
+            entry = heap[0]
+            if entry[2] is not None:
+                return entry
+            heappop(heap)
+            self._dead -= 1
+        return None
+
+    def has_timers(self) -> bool:
+        return self._head() is not None
+
+    def deadline_ns(self) -> int:
+        """ns until the soonest timer expires: 0 if expired, -1 if none or clock disabled."""
+        head = self._head()
+        if head is None or not self.clock._enabled[self.clock_type]:
+            return -1
+        delta: int = head[0] - self.clock._now[self.clock_type]
+        return delta if delta > 0 else 0
+
+    def expired(self) -> bool:
+        head = self._head()
+        return head is not None and head[0] <= self.clock._now[self.clock_type]
+
+    def _arm(self, timer: Timer, expire_ns: int) -> None:
+        old = timer._entry
+        if old is not None:
+            old[2] = None
+            self._dead += 1
+        if expire_ns < 0:
+            expire_ns = 0
+        entry = [expire_ns, self._seq, timer]
+        self._seq += 1
+        timer._entry = entry
+        heap = self._heap
+        heappush(heap, entry)
+        if self._dead > 64 and self._dead > len(heap) >> 1:
+            self._compact()
+        if self.notify is not None and (self._heap[0] is entry or self._head() is entry):
+            self.notify()
+
+    def _disarm(self, timer: Timer) -> None:
+        entry = timer._entry
+        if entry is not None:
+            entry[2] = None
+            timer._entry = None
+            self._dead += 1
+
+    def _compact(self) -> None:
+        heap = [e for e in self._heap if e[2] is not None]
+        heapify(heap)
+        self._heap = heap
+        self._dead = 0
+
+    def run_timers(self) -> bool:
+        """Run every timer expired at the current time; True if any ran (progress)."""
+        heap = self._heap
+        if not heap:
+            return False
+        clock = self.clock
+        clock_type = self.clock_type
+        if not clock._enabled[clock_type]:
+            return False
+        gate = self.checkpoint
+        if gate is not None and not gate(clock_type):
+            return False
+        current = clock._now[clock_type]
+        observer = self.observer
+        progress = False
+        while heap:
+            entry = heap[0]
+            timer = entry[2]
+            if timer is None:
+                heappop(heap)
+                self._dead -= 1
+                continue
+            if entry[0] > current:
+                break
+            heappop(heap)
+            timer._entry = None
+            if observer is not None:
+                observer(DISPATCH_TIMER, self.owner, timer)
+            timer.cb()
+            progress = True
+        return progress
+
+
+class Timer:
+    """A timer on one clock of one timer list group (``QEMUTimer``).
+
+    Create it with ``timer_new_ns`` / ``timer_new`` on an
+    :class:`~evloop.AioContext` or :class:`~evloop.MainLoop`.
+    """
+
+    __slots__ = ("_entry", "_list", "cb", "name", "scale")
+
+    def __init__(
+        self,
+        timer_list: TimerList,
+        scale: int,
+        cb: Callable[[], object],
+        name: str | None = None,
+    ) -> None:
+        if scale <= 0:
+            raise ValueError(f"a timer's scale must be a positive number of ns, not {scale}")
+        self._list = timer_list
+        self.scale = scale
+        self.cb = cb
+        self.name = name
+        self._entry: _Entry | None = None
+
+    @property
+    def clock_type(self) -> ClockType:
+        return self._list.clock_type
+
+    def mod_ns(self, expire_ns: int) -> None:
+        """Arm (or re-arm) to fire when the clock reaches ``expire_ns`` (``timer_mod_ns``)."""
+        self._list._arm(self, expire_ns)
+
+    def mod(self, expire: int) -> None:
+        """Arm in the timer's own scale (``timer_mod``)."""
+        self._list._arm(self, expire * self.scale)
+
+    def mod_anticipate_ns(self, expire_ns: int) -> None:
+        """Arm, but only ever move the expiry earlier (``timer_mod_anticipate_ns``)."""
+        entry = self._entry
+        if entry is None or entry[0] > expire_ns:
+            self._list._arm(self, expire_ns)
+
+    def mod_anticipate(self, expire: int) -> None:
+        """:meth:`mod_anticipate_ns` in the timer's own scale."""
+        self.mod_anticipate_ns(expire * self.scale)
+
+    def cancel(self) -> None:
+        """Stop the timer if pending (``timer_del``); it can be armed again later."""
+        self._list._disarm(self)
+
+    def pending(self) -> bool:
+        return self._entry is not None
+
+    def expire_time_ns(self) -> int:
+        """When the timer fires, in ns, or -1 when it is not pending."""
+        entry = self._entry
+        return -1 if entry is None else int(entry[0])
+
+    def expired(self, current_time: int) -> bool:
+        """True if pending and due at ``current_time`` (in the timer's scale)."""
+        entry = self._entry
+        return entry is not None and entry[0] <= current_time * self.scale
+
+    def __repr__(self) -> str:
+        from .bh import callback_name
+
+        what = self.name if self.name is not None else callback_name(self.cb)
+        return f"<Timer {what!r} {self.clock_type.name} expire_ns={self.expire_time_ns()}>"
+
+
+class TimerListGroup:
+    """One timer list per clock type (``QEMUTimerListGroup``)."""
+
+    __slots__ = ("lists",)
+
+    def __init__(
+        self,
+        clock: VirtualClock,
+        notify: Callable[[], None] | None = None,
+        owner: object = None,
+    ) -> None:
+        self.lists: tuple[TimerList, ...] = tuple(
+            TimerList(clock, t, notify, owner) for t in ClockType
+        )
+
+    def new_timer(
+        self, clock_type: ClockType, scale: int, cb: Callable[[], object], name: str | None
+    ) -> Timer:
+        return Timer(self.lists[ClockType(clock_type)], scale, cb, name)
+
+    def deadline_ns(self) -> int:
+        """The soonest deadline over every clock (``timerlistgroup_deadline_ns``)."""
+        deadline = -1
+        for tl in self.lists:
+            if tl._heap:
+                deadline = soonest_timeout(deadline, tl.deadline_ns())
+        return deadline
+
+    def run_timers(self) -> bool:
+        """Run expired timers clock by clock: REALTIME, VIRTUAL, HOST, VIRTUAL_RT."""
+        progress = False
+        for tl in self.lists:
+            if tl._heap and tl.run_timers():
+                progress = True
+        return progress
+
+    def set_observer(self, observer: DispatchObserver | None) -> None:
+        for tl in self.lists:
+            tl.observer = observer
+
+    def pending_count(self) -> int:
+        return sum(len(tl) for tl in self.lists)
+
