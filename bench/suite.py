@@ -287,14 +287,11 @@ def bench_memory(settings: Settings, z: Sizes) -> list[Figure]:
 def bench_scaling(settings: Settings, z: Sizes) -> list[Figure]:
     active, total = z.active_timers, z.active_dispatches
     fds = rounds(
-        {n: cost_ns(partial(workloads.idle_fds, n, active, total), total) for n in z.idle_fds},
+        {n: cost_ns(partial(workloads.idle_fds, n, active, total)) for n in z.idle_fds},
         settings,
     )
     tms = rounds(
-        {
-            n: cost_ns(partial(workloads.pending_timers, n, active, total), total)
-            for n in z.pending_timers
-        },
+        {n: cost_ns(partial(workloads.pending_timers, n, active, total)) for n in z.pending_timers},
         settings,
     )
     figs = []

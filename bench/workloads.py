@@ -22,7 +22,7 @@ from types import ModuleType
 from typing import Any
 
 from .delays import delay_streams
-from .harness import Run, Unavailable
+from .harness import BenchError, Run, Unavailable
 
 __all__ = [
     "FAR_FUTURE_NS",
@@ -106,6 +106,20 @@ def _run(sim: Any, done: list[int]) -> Run:
     def run() -> int:
         sim.run()
         return done[0]
+
+    return run
+
+
+def _run_steps(sim: Any, done: list[int], total: int) -> Run:
+    """Like :func:`_run`, but return evloop's own count of steps (every callback
+    dispatched, every turn handed over), once the ``total`` dispatches are checked."""
+    before = sim.steps
+
+    def run() -> int:
+        steps = int(sim.run().steps) - before
+        if done[0] != total:
+            raise BenchError(f"the active timers fired {done[0]} times, expected {total}")
+        return steps
 
     return run
 
@@ -196,7 +210,7 @@ def idle_fds(n_idle: int, n_active: int, total: int) -> Run:
             yield _writing(iter(stream), lambda: fds.write(active_w, b"."))
 
     done = _arm_timers(sim, streams(), _shutdown(sim))
-    return _run(sim, done)
+    return _run_steps(sim, done, total)
 
 
 def _never_called(fd: int) -> Callable[[], None]:
@@ -228,7 +242,7 @@ def pending_timers(n_pending: int, n_active: int, total: int) -> Run:
         timer_new_ns(virtual, never).mod_ns(FAR_FUTURE_NS + i)
     streams = (iter(stream) for stream in delay_streams(n_active, total))
     done = _arm_timers(sim, streams, _shutdown(sim))
-    return _run(sim, done)
+    return _run_steps(sim, done, total)
 
 
 # -- workload 5: memory (run in a fresh process by bench.rss) ----------------------

@@ -17,9 +17,11 @@ Rule 2: failures are the builtin ``OSError`` family with a Linux errno
 unchanged. Every message has one shape, ``"<strerror> (<op> on fd <n>)"``, e.g.
 ``OSError(EBADF, "Bad file descriptor (read on fd 7)")``. Argument mistakes that
 no kernel would see (a negative read size, an eventfd initial value outside an
-``unsigned int``) are ``ValueError``. Checks run in the kernel's order: the fd
-and its access mode first (``read`` on a write end is EBADF even for 0 bytes),
-then the object's own rules.
+``unsigned int``) are ``ValueError``, checked before anything else. The rest
+run in the kernel's order: the fd and its access mode first (``read`` on a
+write end is EBADF even for 0 bytes), then the object's own rules (an eventfd
+read of fewer than 8 bytes is EINVAL even for 0 bytes, and before EAGAIN;
+EPIPE comes before EAGAIN).
 
 Rule 3: readiness is *tracked*, never scanned. :meth:`FdTable.mask` computes
 one fd's mask from its object's state in constant time, and every operation
