@@ -20,6 +20,7 @@ from . import peers, workloads
 from .harness import (
     BenchError,
     Figure,
+    Run,
     Sampler,
     Settings,
     Target,
@@ -234,6 +235,9 @@ def bench_record(settings: Settings, z: Sizes) -> list[Figure]:
 # -- 5. memory -------------------------------------------------------------------------
 
 
+RSS_NOTE = "own peak of a fresh process (VmHWM on Linux: see bench/rss.py)"
+
+
 def _rss_sampler(steps: int) -> Sampler:
     def sample() -> float:
         cmd = [sys.executable, "-m", "bench.rss", str(steps)]
@@ -243,7 +247,7 @@ def _rss_sampler(steps: int) -> Sampler:
         result = json.loads(done.stdout)
         if "unavailable" in result:
             raise Unavailable(result["unavailable"])
-        return float(result["maxrss_kib"])
+        return float(result["peak_kib"])
 
     return sample
 
@@ -252,33 +256,44 @@ def bench_memory(settings: Settings, z: Sizes) -> list[Figure]:
     small, large = z.rss_steps
     # A fresh process per value: no warm-up (there is nothing to warm), fewer rounds.
     once = replace(settings, warmup=0, repeat=min(settings.repeat, z.rss_repeat))
-    s = rounds(
-        {"base": _rss_sampler(0), "small": _rss_sampler(small), "large": _rss_sampler(large)},
-        once,
-    )
+    runs = {"baseline": 0, "1m_steps": small, "10m_steps": large}
+    s = rounds({name: _rss_sampler(steps) for name, steps in runs.items()}, once)
+    figs = [
+        figure(
+            f"rss_{name}",
+            f"rss: plain run, {_count(steps)} steps",
+            "KiB",
+            s[name],
+            note=RSS_NOTE,
+            params={"steps": steps},
+        )
+        for name, steps in runs.items()
+    ]
+    label = f"{_count(large)} / {_count(small)} steps"
     why = workloads.replay_unavailable()
     return [
-        figure(
-            "rss_baseline", "rss: simulation built, 0 steps", "KiB", s["base"], params={"steps": 0}
-        ),
-        figure(
-            "rss_1m_steps", "rss: plain run, 1M steps", "KiB", s["small"], params={"steps": small}
-        ),
-        figure(
-            "rss_10m_steps", "rss: plain run, 10M steps", "KiB", s["large"], params={"steps": large}
-        ),
+        *figs,
         ratio(
             "rss_ratio_10m_1m",
-            "rss: plain run, 10M / 1M",
-            s["large"],
-            s["small"],
+            f"rss: plain run, {label}",
+            s["10m_steps"],
+            s["1m_steps"],
             target=Target("<=", 1.2),
         ),
         placeholder(
-            "rss_ratio_record_10m_1m", "rss: record, 10M / 1M", "x", why, Target("<=", 1.2)
+            "rss_ratio_record_10m_1m", f"rss: record, {label}", "x", why, Target("<=", 1.2)
         ),
-        placeholder("rss_ratio_play_10m_1m", "rss: play, 10M / 1M", "x", why, Target("<=", 1.2)),
+        placeholder("rss_ratio_play_10m_1m", f"rss: play, {label}", "x", why, Target("<=", 1.2)),
     ]
+
+
+def _count(n: int) -> str:
+    """``10M``, ``100k`` or ``1,234``: a size as the issue writes it."""
+    if n >= 1_000_000 and n % 1_000_000 == 0:
+        return f"{n // 1_000_000}M"
+    if n >= 100_000 and n % 1000 == 0:
+        return f"{n // 1000}k"
+    return f"{n:,}"
 
 
 # -- 6. scaling --------------------------------------------------------------------------
@@ -286,55 +301,47 @@ def bench_memory(settings: Settings, z: Sizes) -> list[Figure]:
 
 def bench_scaling(settings: Settings, z: Sizes) -> list[Figure]:
     active, total = z.active_timers, z.active_dispatches
-    fds = rounds(
-        {n: cost_ns(partial(workloads.idle_fds, n, active, total)) for n in z.idle_fds},
-        settings,
-    )
-    tms = rounds(
-        {n: cost_ns(partial(workloads.pending_timers, n, active, total)) for n in z.pending_timers},
-        settings,
-    )
-    figs = []
-    for full, n in zip(FULL.idle_fds, z.idle_fds, strict=True):
-        figs.append(
-            figure(
-                f"scaling_fds_{full}",
-                f"scaling: {n:,} idle fds",
-                "ns/step",
-                fds[n],
-                params={"idle_fds": n, "dispatches": total},
-            )
+    fds = partial(workloads.idle_fds, n_active=active, total=total)
+    tms = partial(workloads.pending_timers, n_active=active, total=total)
+    return [
+        *_scaling(settings, "fds", "idle fds", FULL.idle_fds, z.idle_fds, fds, total),
+        *_scaling(
+            settings, "timers", "pending timers", FULL.pending_timers, z.pending_timers, tms, total
+        ),
+    ]
+
+
+_SCALING_TARGETS = {
+    "fds": ("scaling_fds_ratio_100k_10", Target("<=", 1.2)),
+    "timers": ("scaling_timers_ratio_1m_100", Target("<=", 2.0)),
+}
+
+
+def _scaling(
+    settings: Settings,
+    what: str,
+    label: str,
+    full_sizes: tuple[int, ...],
+    sizes: tuple[int, ...],
+    prepare: Callable[[int], Run],
+    total: int,
+) -> list[Figure]:
+    """ns per step of the same active workload beside each count of idle things."""
+    s = rounds({str(n): cost_ns(partial(prepare, n)) for n in sizes}, settings)
+    figs = [
+        figure(
+            f"scaling_{what}_{full}",
+            f"scaling: {_count(n)} {label}",
+            "ns/step",
+            s[str(n)],
+            params={what: n, "active_dispatches": total},
         )
-    (lo_f, *_, hi_f), (lo_t, *_, hi_t) = z.idle_fds, z.pending_timers
-    figs.append(
-        ratio(
-            "scaling_fds_ratio_100k_10",
-            f"scaling: {hi_f:,} / {lo_f:,} idle fds",
-            fds[hi_f],
-            fds[lo_f],
-            target=Target("<=", 1.2),
-        )
-    )
-    for full, n in zip(FULL.pending_timers, z.pending_timers, strict=True):
-        figs.append(
-            figure(
-                f"scaling_timers_{full}",
-                f"scaling: {n:,} pending timers",
-                "ns/step",
-                tms[n],
-                params={"pending_timers": n, "dispatches": total},
-            )
-        )
-    figs.append(
-        ratio(
-            "scaling_timers_ratio_1m_100",
-            f"scaling: {hi_t:,} / {lo_t:,} pending timers",
-            tms[hi_t],
-            tms[lo_t],
-            target=Target("<=", 2.0),
-        )
-    )
-    return figs
+        for full, n in zip(full_sizes, sizes, strict=True)
+    ]
+    lo, hi = sizes[0], sizes[-1]
+    key, target = _SCALING_TARGETS[what]
+    text = f"scaling: {_count(hi)} / {_count(lo)} {label}"
+    return [*figs, ratio(key, text, s[str(hi)], s[str(lo)], target=target)]
 
 
 # -- 7. threads of control ----------------------------------------------------------------
@@ -343,7 +350,7 @@ def bench_scaling(settings: Settings, z: Sizes) -> list[Figure]:
 def bench_threads(settings: Settings, z: Sizes) -> list[Figure]:
     total = z.handoffs
     s = rounds(
-        {n: rate(partial(workloads.turn_handoffs, n, total), total) for n in z.threads},
+        {str(n): rate(partial(workloads.turn_handoffs, n, total), total) for n in z.threads},
         settings,
     )
     why = workloads.replay_unavailable()
@@ -352,7 +359,7 @@ def bench_threads(settings: Settings, z: Sizes) -> list[Figure]:
             f"threads_{full}",
             f"threads: {n} threads, sim.sleep(1)",
             "handoff/s",
-            s[n],
+            s[str(n)],
             params={"threads": n, "handoffs": total},
         )
         for full, n in zip(FULL.threads, z.threads, strict=True)

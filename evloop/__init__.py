@@ -8,7 +8,7 @@ See ``docs/design.md`` for the layers and what depends on what.
 
 from .aio import AioContext, DispatchKind
 from .bh import BH, BHFlags
-from .chooser import ChoiceKind, Chooser, FifoChooser
+from .chooser import ChoiceKind, Chooser, FifoChooser, RandomChooser
 from .clock import (
     HOST_EPOCH_NS,
     SCALE_MS,
@@ -22,6 +22,7 @@ from .clock import (
 from .errors import DeadlockError, EvloopError, EvloopInternalError, SimulationError
 from .external import ScriptedPeer
 from .fds import FdTable
+from .hooks import SimulationHooks
 from .iothread import IOThread
 from .mainloop import MainLoop
 from .notifier import EventNotifier
@@ -53,12 +54,14 @@ __all__ = [
     "FifoChooser",
     "IOThread",
     "MainLoop",
+    "RandomChooser",
     "RunResult",
     "ScriptedPeer",
     "SimEvent",
     "SimRandom",
     "Simulation",
     "SimulationError",
+    "SimulationHooks",
     "StopReason",
     "ThreadOfControl",
     "ThreadState",

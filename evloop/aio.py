@@ -65,7 +65,8 @@ class DispatchKind:
     POLL_READY = 3
     TIMER = 4
     TURN = 5
-    NAMES = ("bh", "read", "write", "poll_ready", "timer", "turn")
+    INPUT = 6
+    NAMES = ("bh", "read", "write", "poll_ready", "timer", "turn", "input")
 
 
 class DispatchObserver(Protocol):
@@ -103,6 +104,7 @@ class _Handler:
         "poll_ready",
         "revents",
         "seq",
+        "uid",
     )
 
     def __init__(
@@ -118,6 +120,7 @@ class _Handler:
         self.ctx = ctx
         self.fd = fd
         self.seq = seq
+        self.uid = seq
         self.io_read = io_read
         self.io_write = io_write
         self.io_poll = io_poll
@@ -177,6 +180,9 @@ class AioContext:
         self.clock = clock
         self.fds = fds
         self.name = name
+        #: Set by a simulation to the context's creation number (digest identity).
+        self.uid = 0
+        self._uid_counter = 0
         self._observer = observer
         self._explicit_blocker = blocker
         # Bottom halves: the live list and the slices aio_bh_poll is working through.
@@ -210,6 +216,10 @@ class AioContext:
         self._notified = False  # registering the notifier notified us; that is not news
 
     # -- plumbing ---------------------------------------------------------------
+
+    def _next_uid(self) -> int:
+        self._uid_counter += 1
+        return self._uid_counter
 
     @property
     def blocker(self) -> Blocker:

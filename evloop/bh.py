@@ -63,13 +63,15 @@ class BH:
     Create it with :meth:`AioContext.bh_new`; never directly.
     """
 
-    __slots__ = ("_flags", "cb", "ctx", "name")
+    __slots__ = ("_flags", "cb", "ctx", "name", "uid")
 
     def __init__(self, ctx: AioContext, cb: Callable[[], object], name: str | None) -> None:
         self.ctx = ctx
         self.cb = cb
         self.name = name
         self._flags = 0
+        #: Creation number within the context: stable from run to run.
+        self.uid = ctx._next_uid()
 
     @property
     def flags(self) -> BHFlags:

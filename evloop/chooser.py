@@ -17,7 +17,9 @@ from collections.abc import Sequence
 from enum import IntEnum
 from typing import Protocol
 
-__all__ = ["ChoiceKind", "Chooser", "FifoChooser"]
+from .rng import SimRandom
+
+__all__ = ["ChoiceKind", "Chooser", "FifoChooser", "RandomChooser"]
 
 
 class ChoiceKind(IntEnum):
@@ -44,3 +46,19 @@ class FifoChooser:
 
     def __repr__(self) -> str:
         return "FifoChooser()"
+
+
+class RandomChooser:
+    """A seeded random walk: each decision uniform over its options."""
+
+    __slots__ = ("_rng", "seed")
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+        self._rng = SimRandom(seed)
+
+    def choose(self, kind: ChoiceKind, options: Sequence[str]) -> int:
+        return self._rng.randrange(len(options))
+
+    def __repr__(self) -> str:
+        return f"RandomChooser(seed={self.seed})"

@@ -81,17 +81,25 @@ ClockListener = Callable[[ClockType], None]
 class VirtualClock:
     """The four clocks of one simulated machine, moved only by :meth:`advance`."""
 
-    __slots__ = ("_enabled", "_listeners", "_now")
+    __slots__ = ("_enabled", "_listeners", "_now", "read_hook")
 
     def __init__(self) -> None:
         # Indexed by ClockType: REALTIME, VIRTUAL, HOST, VIRTUAL_RT.
         self._now: list[int] = [0, 0, HOST_EPOCH_NS, 0]
         self._enabled: list[bool] = [True, False, True, True]
         self._listeners: list[ClockListener] = []
+        #: Called as ``read_hook(clock_type, value) -> value`` on every read of
+        #: HOST or VIRTUAL_RT through :meth:`get_ns`: the replay layer's door
+        #: for recording and playing clock reads (QEMU's ``REPLAY_CLOCK``).
+        self.read_hook: Callable[[ClockType, int], int] | None = None
 
     def get_ns(self, clock_type: ClockType) -> int:
         """The current time of ``clock_type`` in ns (``qemu_clock_get_ns``)."""
-        return self._now[clock_type]
+        value = self._now[clock_type]
+        hook = self.read_hook
+        if hook is not None and clock_type >= 2:
+            return hook(ClockType(clock_type), value)
+        return value
 
     def advance(self, ns: int) -> None:
         """Move every running clock forward by ``ns`` (VIRTUAL only while enabled)."""

@@ -62,6 +62,8 @@ class ScriptedPeer:
         self._now = now
         self.delivered = 0
         self.closed = False
+        #: Creation number within the simulation (digest identity).
+        self.uid = 0
 
     def send(self, data: bytes, at_ns: int | None = None) -> None:
         """Deliver ``data`` into the fd at virtual time ``at_ns`` (default: now)."""

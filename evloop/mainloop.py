@@ -70,6 +70,9 @@ class MainLoop:
         if observer is not None:
             self.tlg.set_observer(observer)
         self._cond = _MainLoopCondition(self._sources)
+        self.name = "main-loop"
+        #: Digest identity of the main-loop timer list group's owner.
+        self.uid = 0xFF
         self._warp: WarpBlocker | None = None
 
     @property

@@ -22,6 +22,7 @@ aligns recorded input with. With ``log=True`` each step is also kept as a
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -34,6 +35,7 @@ from .clock import ClockType, VirtualClock
 from .errors import SimulationError
 from .external import ExternalEvent, ScriptedPeer
 from .fds import FdTable
+from .hooks import SimulationHooks
 from .iothread import IOThread
 from .mainloop import MainLoop
 from .rng import SimRandom
@@ -115,6 +117,24 @@ class SimEvent:
         return f"<SimEvent {self.name!r} {'set' if self._set else 'clear'}>"
 
 
+_FNV_PRIME = 0x100000001B3
+_MASK64 = (1 << 64) - 1
+_RawStep = tuple[int, int, str, int, Any, Any]
+
+
+def _materialize(raw: _RawStep) -> DispatchEvent:
+    steps, now, thread, kind, ctx, what = raw
+    if kind == DispatchKind.TURN:
+        return DispatchEvent(steps, now, what.name, "-", "turn", what.name)
+    if kind == DispatchKind.INPUT:
+        peer, chunk, closed = what
+        return DispatchEvent(
+            steps, now, peer.name, "-", "input", "close" if closed else f"{len(chunk)} bytes"
+        )
+    return DispatchEvent(steps, now, thread, ctx.name, DispatchKind.NAMES[kind],
+                         _describe_owner(kind, what))
+
+
 def _describe_owner(kind: int, what: Any) -> str:
     if kind == DispatchKind.BH:
         return str(what.name) if what.name is not None else callback_name(what.cb)
@@ -132,9 +152,20 @@ def _describe_owner(kind: int, what: Any) -> str:
 class Simulation:
     """A deterministic simulated machine: clock, fds, main loop, threads of control."""
 
-    def __init__(self, seed: int = 0, *, chooser: Chooser | None = None, log: bool = False) -> None:
+    def __init__(
+        self,
+        seed: int = 0,
+        *,
+        chooser: Chooser | None = None,
+        log: bool = False,
+        recent: int = 0,
+        hooks: SimulationHooks | None = None,
+        checkpoint_interval: int = 1024,
+    ) -> None:
         if not isinstance(seed, int):
             raise TypeError(f"seed must be an int, not {type(seed).__name__}")
+        if checkpoint_interval <= 0:
+            raise ValueError(f"checkpoint_interval must be positive, not {checkpoint_interval}")
         self.seed = seed
         self.clock = VirtualClock()
         self.clock.enable(ClockType.VIRTUAL, True)
@@ -145,8 +176,17 @@ class Simulation:
         self._sched.deliver = self._deliver
         self.fds = FdTable(blocker=self._sched)
         self.steps = 0
+        #: Rolling 64-bit digest of every step so far (kind, thread, what, time).
+        self.digest = 0
+        self.hooks = hooks
+        self.checkpoint_interval = checkpoint_interval
+        self._next_checkpoint = checkpoint_interval if hooks is not None else -1
         self.log: list[DispatchEvent] | None = [] if log else None
+        self._recent: deque[_RawStep] | None = deque(maxlen=recent) if recent else None
+        self._contexts = 0
         self.main_loop = MainLoop(self.clock, self.fds, observer=self._observe)
+        self.main_loop.aio_context.uid = self._next_context_uid()
+        self.main_loop.iohandler_context.uid = self._next_context_uid()
         self._sched.idle_cond = self.main_loop._cond
         self.iothreads: list[IOThread] = []
         self._peers: list[ScriptedPeer] = []
@@ -154,28 +194,34 @@ class Simulation:
         self._closed = False
 
     # -- observation --------------------------------------------------------------
+    #
+    # Every step passes through _step: it advances the position counter, folds
+    # the step into the rolling digest (FNV-1a style over integers only, so it
+    # is the same in every process), keeps the optional log and ring of recent
+    # steps, and fires the periodic checkpoint hook. It is on the hot path.
 
     def _observe(self, kind: int, ctx: Any, what: Any) -> None:
-        self.steps += 1
-        log = self.log
-        if log is not None:
-            log.append(
-                DispatchEvent(
-                    self.steps,
-                    self.clock._now[0],
-                    self._sched.current.name,
-                    ctx.name if hasattr(ctx, "name") else "main-loop",
-                    DispatchKind.NAMES[kind],
-                    _describe_owner(kind, what),
-                )
-            )
+        self._step(kind, ctx.uid, what.uid, ctx, what)
+
+    def _step(self, kind: int, owner_uid: int, what_uid: int, ctx: Any, what: Any) -> None:
+        self.steps = steps = self.steps + 1
+        now = self.clock._now[0]
+        thread = self._sched.current
+        acc = (self.digest ^ ((kind << 56) | (thread.index << 48) | (owner_uid << 32) | what_uid))
+        acc = ((acc * _FNV_PRIME) & _MASK64) ^ now
+        self.digest = (acc * _FNV_PRIME) & _MASK64
+        recent = self._recent
+        if recent is not None:
+            recent.append((steps, now, thread.name, kind, ctx, what))
+        if self.log is not None:
+            self.log.append(_materialize((steps, now, thread.name, kind, ctx, what)))
+        if steps == self._next_checkpoint:
+            self._next_checkpoint += self.checkpoint_interval
+            assert self.hooks is not None
+            self.hooks.checkpoint(steps)
 
     def _on_turn(self, t: ThreadOfControl) -> None:
-        self.steps += 1
-        if self.log is not None:
-            self.log.append(
-                DispatchEvent(self.steps, self.clock._now[0], t.name, "-", "turn", t.name)
-            )
+        self._step(DispatchKind.TURN, 0, t.index, None, t)
 
     def _deliver(self, event: ExternalEvent) -> None:
         peer = event.peer
@@ -183,14 +229,16 @@ class Simulation:
         if not peer.deliver(event):
             self._sched.stalled.append(event)
         if event.close or event.sent > before:
-            self.steps += 1
-            if self.log is not None:
-                what = "close" if event.close else f"{event.sent - before} bytes"
-                self.log.append(
-                    DispatchEvent(
-                        self.steps, self.clock._now[0], peer.name, "-", "input", what
-                    )
-                )
+            chunk = b"" if event.close else event.data[before : event.sent]
+            if self.hooks is not None:
+                self.hooks.input(peer.name, chunk, event.close)
+            self._step(DispatchKind.INPUT, peer.uid, len(chunk), None, (peer, chunk, event.close))
+
+    def recent_events(self) -> list[DispatchEvent]:
+        """The last steps (kept when built with ``recent=N``), oldest first."""
+        if self._recent is None:
+            return []
+        return [_materialize(raw) for raw in self._recent]
 
     # -- the public surface ---------------------------------------------------------
 
@@ -222,7 +270,13 @@ class Simulation:
 
     def new_aio_context(self, name: str) -> AioContext:
         """An AioContext on this simulation's clock and fds, with its steps observed."""
-        return AioContext(self.clock, self.fds, name=name, observer=self._observe)
+        ctx = AioContext(self.clock, self.fds, name=name, observer=self._observe)
+        ctx.uid = self._next_context_uid()
+        return ctx
+
+    def _next_context_uid(self) -> int:
+        self._contexts += 1
+        return self._contexts
 
     def sleep(self, ns: int) -> None:
         """Block the calling thread of control for ``ns`` of virtual time."""
@@ -244,6 +298,7 @@ class Simulation:
             self.fds, fd, name if name is not None else f"peer-fd{fd}",
             self._sched.add_external, lambda: self.clock._now[0],
         )
+        peer.uid = len(self._peers) + 1
         self._peers.append(peer)
         return peer
 
@@ -251,6 +306,8 @@ class Simulation:
         """Ask :meth:`run` to return after the current main-loop iteration."""
         if self._shutdown is None:
             self._shutdown = cause
+            if self.hooks is not None:
+                self.hooks.shutdown(cause)
         self.main_loop.notify_event()
 
     def run(self, until_ns: int | None = None, max_steps: int | None = None) -> RunResult:

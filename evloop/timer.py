@@ -178,7 +178,7 @@ class Timer:
     :class:`~evloop.AioContext` or :class:`~evloop.MainLoop`.
     """
 
-    __slots__ = ("_entry", "_list", "cb", "name", "scale")
+    __slots__ = ("_entry", "_list", "cb", "name", "scale", "uid")
 
     def __init__(
         self,
@@ -186,6 +186,7 @@ class Timer:
         scale: int,
         cb: Callable[[], object],
         name: str | None = None,
+        uid: int = 0,
     ) -> None:
         if scale <= 0:
             raise ValueError(f"a timer's scale must be a positive number of ns, not {scale}")
@@ -193,6 +194,8 @@ class Timer:
         self.scale = scale
         self.cb = cb
         self.name = name
+        #: Creation number within the timer list group: stable from run to run.
+        self.uid = uid
         self._entry: _Entry | None = None
 
     @property
@@ -244,7 +247,7 @@ class Timer:
 class TimerListGroup:
     """One timer list per clock type (``QEMUTimerListGroup``)."""
 
-    __slots__ = ("lists",)
+    __slots__ = ("_uids", "lists")
 
     def __init__(
         self,
@@ -255,11 +258,13 @@ class TimerListGroup:
         self.lists: tuple[TimerList, ...] = tuple(
             TimerList(clock, t, notify, owner) for t in ClockType
         )
+        self._uids = 0
 
     def new_timer(
         self, clock_type: ClockType, scale: int, cb: Callable[[], object], name: str | None
     ) -> Timer:
-        return Timer(self.lists[ClockType(clock_type)], scale, cb, name)
+        self._uids += 1
+        return Timer(self.lists[ClockType(clock_type)], scale, cb, name, self._uids)
 
     def deadline_ns(self) -> int:
         """The soonest deadline over every clock (``timerlistgroup_deadline_ns``)."""

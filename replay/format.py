@@ -25,6 +25,7 @@ form, and the two change together. The rules it keeps:
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import struct
@@ -260,6 +261,8 @@ def describe_value(value: object) -> str:
         return f"an array of {len(value)} items"
     if isinstance(value, bytes | bytearray):
         return f"bin of {len(value)} bytes"
+    if _is_int(value):
+        return f"int {int(value)}"  # type: ignore[call-overload]
     text = repr(value)
     if len(text) > 40:
         text = text[:37] + "..."
@@ -275,16 +278,25 @@ def _check_choice(record: Sequence[Any]) -> Problem | None:
     return None
 
 
+def _valid_choices(packed: bytes | bytearray) -> bool:
+    """True if ``packed`` is a whole, canonical CHOICES stream (maybe empty)."""
+    # When every varint is one byte (the usual case), the stream is valid iff
+    # it holds whole pairs; isascii() checks "no byte >= 0x80" at C speed.
+    if packed.isascii():
+        return len(packed) % 2 == 0
+    return _CHOICES_STREAM.fullmatch(packed) is not None
+
+
 def _check_choices(record: Sequence[Any]) -> Problem | None:
     packed = record[2]
-    if _CHOICES_STREAM.fullmatch(packed) is not None and packed:
+    if packed and _valid_choices(packed):
         return None
     if not packed:
         return ("CHOICES.packed holding at least one decision", "an empty stream")
     problem = _choices_problem(bytes(packed))
     assert problem is not None, "the regex and the decoder disagree"
     position, expected, found = problem
-    return (f"CHOICES.packed: {expected} at byte {position} of the stream", found)
+    return (f"CHOICES.packed byte {position}: {expected}", found)
 
 
 def _layout(
@@ -303,9 +315,7 @@ RECORD_LAYOUTS: Final[Mapping[EventKind, RecordLayout]] = MappingProxyType(
         layout.kind: layout
         for layout in (
             _layout(EventKind.END, ("total_records", _U)),
-            _layout(
-                EventKind.CHECKPOINT, ("step", _U), ("checkpoint_kind", _U), ("digest", _U)
-            ),
+            _layout(EventKind.CHECKPOINT, ("step", _U), ("checkpoint_kind", _U), ("digest", _U)),
             _layout(
                 EventKind.CHOICE,
                 ("step_delta", _U),
@@ -319,9 +329,7 @@ RECORD_LAYOUTS: Final[Mapping[EventKind, RecordLayout]] = MappingProxyType(
             _layout(EventKind.RANDOM, ("step", _U), ("value", _U)),
             _layout(EventKind.MUTEX, ("step_delta", _U), ("thread_index", _U)),
             _layout(EventKind.SHUTDOWN, ("step", _U), ("cause", _S)),
-            _layout(
-                EventKind.FAULT, ("step", _U), ("fault_kind", _U), ("target", _S), ("arg", _I)
-            ),
+            _layout(EventKind.FAULT, ("step", _U), ("fault_kind", _U), ("target", _S), ("arg", _I)),
         )
     }
 )
@@ -331,7 +339,9 @@ _CHECKS: Final[dict[int, tuple[RecordLayout, tuple[tuple[Callable[[object], bool
     int(kind): (layout, tuple(_FIELD_CHECKS[f.type] for f in layout.fields))
     for kind, layout in RECORD_LAYOUTS.items()
 }
-_KNOWN_KINDS: Final = f"a known event kind ({', '.join(f'{k.name}={k.value}' for k in RECORD_LAYOUTS)})"
+_KNOWN_KINDS: Final = (
+    f"a known event kind ({', '.join(f'{k.name}={k.value}' for k in RECORD_LAYOUTS)})"
+)
 _A_RECORD: Final = "a record (an array [kind, *fields])"
 
 
@@ -342,6 +352,18 @@ def check_record(record: object) -> Problem | None:
     record it is given, so the two can never disagree. Accepts lists and tuples,
     and int subclasses (IntEnum members) for int fields.
     """
+    # Fast path: exact types, which is all msgpack ever decodes.
+    if type(record) is tuple or type(record) is list:
+        kind = record[0] if record else None
+        if type(kind) is int:
+            fast = _FAST_CHECKS.get(kind)
+            if fast is not None and fast(record):
+                return None
+    return _explain(record)
+
+
+def _explain(record: object) -> Problem | None:
+    """The slow, thorough check: what is wrong, or None after all."""
     if not isinstance(record, tuple | list) or isinstance(record, MapPairs):
         return (_A_RECORD, describe_value(record))
     if not record:
@@ -357,6 +379,88 @@ def check_record(record: object) -> Problem | None:
         if not check(value):
             return (f"{layout.kind.name}.{spec.name}: {type_text}", describe_value(value))
     return None if layout.extra is None else layout.extra(record)
+
+
+# One predicate per kind, for exact types only: true means valid; false means
+# "ask _explain", which also accepts subclasses. Each must accept nothing that
+# _explain rejects (tests/test_format.py checks this). A kind without one is
+# checked by _explain alone, correctly but slower.
+# fmt: off
+def _fast_end(r: Any) -> bool:
+    return len(r) == 2 and type(r[1]) is int and 0 <= r[1] <= _UINT64_MAX
+
+
+def _fast_checkpoint(r: Any) -> bool:
+    if len(r) != 4:
+        return False
+    _, s, k, d = r
+    return (type(s) is int and type(k) is int and type(d) is int
+            and 0 <= s <= _UINT64_MAX and 0 <= k <= _UINT64_MAX and 0 <= d <= _UINT64_MAX)
+
+
+def _fast_choice(r: Any) -> bool:
+    if len(r) != 4:
+        return False
+    _, d, n, c = r
+    return (type(d) is int and type(n) is int and type(c) is int
+            and 0 <= d <= _UINT64_MAX and 0 <= c < n <= _UINT64_MAX)
+
+
+def _fast_choices(r: Any) -> bool:
+    if len(r) != 3:
+        return False
+    _, s, p = r
+    return (type(s) is int and 0 <= s <= _UINT64_MAX and type(p) is bytes and len(p) > 0
+            and _valid_choices(p))
+
+
+def _fast_input(r: Any) -> bool:
+    if len(r) != 4:
+        return False
+    _, s, ch, data = r
+    return type(s) is int and 0 <= s <= _UINT64_MAX and type(ch) is str and type(data) is bytes
+
+
+def _fast_clock(r: Any) -> bool:
+    if len(r) != 4:
+        return False
+    _, s, t, v = r
+    return (type(s) is int and type(t) is int and type(v) is int
+            and 0 <= s <= _UINT64_MAX and 0 <= t <= _UINT64_MAX and _INT64_MIN <= v <= _INT64_MAX)
+
+
+def _fast_step_uint(r: Any) -> bool:  # RANDOM, MUTEX: two uints
+    if len(r) != 3:
+        return False
+    _, s, v = r
+    return type(s) is int and type(v) is int and 0 <= s <= _UINT64_MAX and 0 <= v <= _UINT64_MAX
+
+
+def _fast_shutdown(r: Any) -> bool:
+    return len(r) == 3 and type(r[1]) is int and 0 <= r[1] <= _UINT64_MAX and type(r[2]) is str
+
+
+def _fast_fault(r: Any) -> bool:
+    if len(r) != 5:
+        return False
+    _, s, k, t, a = r
+    return (type(s) is int and type(k) is int and type(t) is str and type(a) is int
+            and 0 <= s <= _UINT64_MAX and 0 <= k <= _UINT64_MAX and _INT64_MIN <= a <= _INT64_MAX)
+# fmt: on
+
+
+_FAST_CHECKS: Final[dict[int, Callable[[Any], bool]]] = {
+    EventKind.END: _fast_end,
+    EventKind.CHECKPOINT: _fast_checkpoint,
+    EventKind.CHOICE: _fast_choice,
+    EventKind.CHOICES: _fast_choices,
+    EventKind.INPUT: _fast_input,
+    EventKind.CLOCK: _fast_clock,
+    EventKind.RANDOM: _fast_step_uint,
+    EventKind.MUTEX: _fast_step_uint,
+    EventKind.SHUTDOWN: _fast_shutdown,
+    EventKind.FAULT: _fast_fault,
+}
 
 
 # --- CHOICES: decisions as a varint stream ---------------------------------
@@ -402,9 +506,9 @@ def _get_varint(data: bytes, position: int, what: str) -> tuple[int, int]:
     end = len(data)
     while True:
         if position - start == MAX_VARINT_SIZE:
-            raise _VarintProblem(start, f"{what}: a varint of at most 10 bytes", "a longer one")
+            raise _VarintProblem(start, f"a varint of at most 10 bytes for {what}", "a longer one")
         if position == end:
-            raise _VarintProblem(start, f"{what}: a whole varint", "end of stream (truncated)")
+            raise _VarintProblem(start, f"a whole varint for {what}", "end of stream (truncated)")
         byte = data[position]
         value |= (byte & 0x7F) << shift
         shift += 7
@@ -412,9 +516,11 @@ def _get_varint(data: bytes, position: int, what: str) -> tuple[int, int]:
         if byte < 0x80:
             break
     if byte == 0:
-        raise _VarintProblem(start, f"{what}: a minimal varint", "a redundant trailing zero byte")
+        raise _VarintProblem(
+            start, f"a minimal varint for {what}", "a redundant trailing zero byte"
+        )
     if value > _UINT64_MAX:
-        raise _VarintProblem(start, f"{what}: a varint below 2**64", str(value))
+        raise _VarintProblem(start, f"a varint below 2**64 for {what}", str(value))
     return value, position
 
 
@@ -443,19 +549,40 @@ def encode_choices(decisions: Iterable[tuple[int, int, int]]) -> bytes:
     return bytes(out)
 
 
+#: (n_options, choice) of every one-byte option/choice varint.
+_SMALL_PAIRS: Final = tuple(
+    (n, pair - n * (n - 1) // 2)
+    for pair in range(0x80)
+    for n in [(1 + math.isqrt(1 + 8 * pair)) // 2]
+)
+
+
 def _decode(packed: bytes) -> Iterator[tuple[int, int, int]]:
     position = 0
     end = len(packed)
     number = 0
+    small_pairs = _SMALL_PAIRS
     while position < end:
-        step_delta, position = _get_varint(packed, position, f"decision {number} step_delta")
+        step_delta = packed[position]
+        if step_delta < 0x80:
+            position += 1
+        else:
+            step_delta, position = _get_varint(packed, position, f"decision {number}'s step_delta")
         if position == end:
             raise _VarintProblem(
-                position, f"decision {number}: its option/choice varint", "end of stream"
+                position,
+                f"decision {number}'s option/choice varint",
+                "end of stream (it ends mid-decision)",
             )
-        pair, position = _get_varint(packed, position, f"decision {number} option/choice")
-        n_options = (1 + math.isqrt(1 + 8 * pair)) // 2
-        yield step_delta, n_options, pair - n_options * (n_options - 1) // 2
+        pair = packed[position]
+        if pair < 0x80:
+            position += 1
+            n_options, choice = small_pairs[pair]
+        else:
+            pair, position = _get_varint(packed, position, f"decision {number}'s option/choice")
+            n_options = (1 + math.isqrt(1 + 8 * pair)) // 2
+            choice = pair - n_options * (n_options - 1) // 2
+        yield step_delta, n_options, choice
         number += 1
 
 
@@ -488,7 +615,7 @@ def _choices_problem(packed: bytes) -> tuple[int, str, str] | None:
 
 # --- The header -------------------------------------------------------------
 
-ParamValue: TypeAlias = "None | bool | int | float | str | bytes | tuple[ParamValue, ...]"
+ParamValue: TypeAlias = "bool | int | float | str | bytes | tuple[ParamValue, ...] | None"
 
 
 class MapPairs(tuple[tuple[Any, Any], ...]):
@@ -509,7 +636,7 @@ def current_python_version() -> str:
 
 def _normalize_param(value: object, where: str, depth: int) -> ParamValue:
     if value is None or isinstance(value, bool | str | float):
-        return value  # type: ignore[return-value]
+        return value
     if isinstance(value, bytes | bytearray):
         return bytes(value)
     if _is_int(value):
@@ -519,7 +646,9 @@ def _normalize_param(value: object, where: str, depth: int) -> ParamValue:
     if type(value) in (list, tuple):
         items: Sequence[object] = value  # type: ignore[assignment]
         if depth >= MAX_PARAM_DEPTH:
-            raise InvalidRecordError(f"{where}: lists nested at most {MAX_PARAM_DEPTH} deep", "deeper")
+            raise InvalidRecordError(
+                f"{where}: lists nested at most {MAX_PARAM_DEPTH} deep", "deeper"
+            )
         if len(items) > MAX_HEADER_ITEMS:
             raise InvalidRecordError(f"{where}: at most {MAX_HEADER_ITEMS} items", str(len(items)))
         return tuple(_normalize_param(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(items))
@@ -534,10 +663,10 @@ def _normalize_map(value: object, where: str) -> Mapping[str, ParamValue]:
         keys = [k for k, _ in pairs]
         if not all(isinstance(k, str) for k in keys):
             raise InvalidRecordError(f"{where}: str keys", describe_value(keys))
-        if any(a.encode() >= b.encode() for a, b in zip(keys, keys[1:], strict=False)):
+        if any(a.encode() >= b.encode() for a, b in itertools.pairwise(keys)):
             raise InvalidRecordError(f"{where}: keys unique and sorted", repr(keys)[:60])
     elif isinstance(value, Mapping):
-        pairs = sorted(value.items(), key=lambda kv: str(kv[0]).encode())
+        pairs = sorted(value.items(), key=lambda kv: str(kv[0]).encode("utf-8", "surrogatepass"))
     else:
         raise InvalidRecordError(f"{where}: a map", describe_value(value))
     if len(pairs) > MAX_HEADER_ITEMS:
@@ -585,17 +714,38 @@ class TraceHeader:
     format_version: int = field(default=FORMAT_VERSION, init=False)
 
     def __post_init__(self) -> None:
-        _require(isinstance(self.scenario, str) and bool(self.scenario), "header.scenario: a non-empty str", self.scenario)
-        _require(_is_int(self.seed) and _INT64_MIN <= self.seed <= _UINT64_MAX, "header.seed: int in [-2**63, 2**64)", self.seed)
-        _require(isinstance(self.chooser, str) and bool(self.chooser), "header.chooser: a non-empty str", self.chooser)
-        _require(isinstance(self.package_version, str), "header.package_version: str", self.package_version)
         _require(
-            isinstance(self.python_version, str) and _PYTHON_VERSION.fullmatch(self.python_version) is not None,
+            isinstance(self.scenario, str) and bool(self.scenario),
+            "header.scenario: a non-empty str",
+            self.scenario,
+        )
+        _require(
+            _is_int(self.seed) and _INT64_MIN <= self.seed <= _UINT64_MAX,
+            "header.seed: int in [-2**63, 2**64)",
+            self.seed,
+        )
+        _require(
+            isinstance(self.chooser, str) and bool(self.chooser),
+            "header.chooser: a non-empty str",
+            self.chooser,
+        )
+        _require(
+            isinstance(self.package_version, str),
+            "header.package_version: str",
+            self.package_version,
+        )
+        _require(
+            isinstance(self.python_version, str)
+            and _PYTHON_VERSION.fullmatch(self.python_version) is not None,
             'header.python_version: "major.minor"',
             self.python_version,
         )
         faults = self.faults
-        _require(type(faults) in (list, tuple) and len(faults) <= MAX_HEADER_ITEMS, f"header.faults: a list of at most {MAX_HEADER_ITEMS} str", faults)
+        _require(
+            type(faults) in (list, tuple) and len(faults) <= MAX_HEADER_ITEMS,
+            f"header.faults: a list of at most {MAX_HEADER_ITEMS} str",
+            faults,
+        )
         for fault in faults:
             _require(isinstance(fault, str), "header.faults: str items", fault)
         object.__setattr__(self, "seed", int(self.seed))

@@ -1,0 +1,250 @@
+"""``record`` and ``play``: a scenario to a trace file, and a trace file back to a run.
+
+``record`` runs a scenario under a :class:`Recorder` and writes the trace.
+A scenario that fails (raises, or a callback or thread of control raises) is
+a *found bug*, not an error of the recorder: the trace is complete, ends with
+the failure, and ``RecordResult.failure`` describes it.
+
+``play`` needs nothing but the trace: the header names the scenario, its
+parameters, the seed, the chooser and the run limits. It replays the run,
+checks every event against the trace (raising :class:`ReplayDivergence` at
+the first difference), re-records it on the way, and compares the re-recorded
+bytes with the file's: ``PlayResult.bit_exact``. A trace cut short by a crash
+replays up to its last whole chunk; ``PlayResult.truncated_at`` says where it
+ends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from evloop import Simulation
+from evloop import __version__ as evloop_version
+
+from .errors import ReplayDivergence, ReplayError
+from .format import TraceHeader
+from .scenario import Scenario, ScenarioError, chooser_from_spec, load_scenario, scenario_name
+from .session import Player, Recorder, describe_exception
+from .trace import TraceReader, TraceWriter
+
+__all__ = ["PlayResult", "RecordResult", "play", "record"]
+
+#: How many recent steps a divergence or failure report shows.
+RECENT_STEPS = 32
+
+
+@dataclass(frozen=True, slots=True)
+class RecordResult:
+    path: str | None
+    steps: int
+    time_ns: int
+    #: How the run ended: a StopReason value, or "failure".
+    reason: str
+    #: The failure that ended the run (``"exception: Type: message"``), if any.
+    failure: str | None
+    records: int
+    bytes: int
+    decisions: int
+    digest: int
+    exception: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlayResult:
+    path: str | None
+    steps: int
+    time_ns: int
+    reason: str
+    failure: str | None
+    #: The re-recording equals the trace byte for byte (None when not comparable:
+    #: a truncated trace, or a play stopped early with ``until_step``).
+    bit_exact: bool | None
+    complete: bool
+    truncated_at: int | None
+    events: int
+    digest: int
+
+
+def _run_options(
+    until_ns: int | None, max_steps: int | None, checkpoint_interval: int
+) -> dict[str, Any]:
+    return {
+        "run.until_ns": until_ns,
+        "run.max_steps": max_steps,
+        "run.checkpoint_interval": checkpoint_interval,
+    }
+
+
+def record(
+    scenario: str | Scenario,
+    output: str | Path | BinaryIO,
+    *,
+    seed: int = 0,
+    params: Mapping[str, Any] | None = None,
+    chooser: str = "fifo",
+    faults: Sequence[str] = (),
+    until_ns: int | None = None,
+    max_steps: int | None = None,
+    checkpoint_interval: int = 1024,
+) -> RecordResult:
+    """Run ``scenario`` under a recorder and write its trace to ``output``."""
+    name = scenario_name(scenario)
+    fn = load_scenario(name) if isinstance(scenario, str) else scenario
+    inner = chooser_from_spec(chooser)
+    params = dict(params or {})
+    header = TraceHeader(
+        scenario=name,
+        seed=seed,
+        chooser=chooser,
+        parameters=params,
+        faults=tuple(faults),
+        package_version=evloop_version,
+        extensions=_run_options(until_ns, max_steps, checkpoint_interval),
+    )
+    writer = TraceWriter(output, header)
+    sim: Simulation | None = None
+    try:
+        rec = Recorder(writer)
+        sim = Simulation(
+            seed,
+            chooser=rec.chooser(inner),
+            hooks=rec,
+            checkpoint_interval=checkpoint_interval,
+            recent=RECENT_STEPS,
+        )
+        rec.attach(sim)
+        rec.start()
+        failure: Exception | None = None
+        reason = "failure"
+        try:
+            fn(sim, **params)
+            reason = sim.run(until_ns=until_ns, max_steps=max_steps).reason.value
+        except ReplayError:
+            raise
+        except Exception as exc:  # the scenario failed: that is a finding, keep the trace
+            failure = exc
+        rec.finish(failure)
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        if sim is not None:
+            sim.close()
+    return RecordResult(
+        path=None if not isinstance(output, str | Path) else str(output),
+        steps=sim.steps,
+        time_ns=sim.now_ns,
+        reason=reason,
+        failure=None if failure is None else describe_exception(failure),
+        records=writer.records_written,
+        bytes=writer.bytes_written,
+        decisions=rec.decisions,
+        digest=sim.digest,
+        exception=failure,
+    )
+
+
+class _HashSink:
+    """A write-only binary sink that keeps only a hash and a length."""
+
+    def __init__(self) -> None:
+        self.hash = hashlib.sha256()
+        self.length = 0
+
+    def write(self, data: bytes) -> int:
+        self.hash.update(data)
+        self.length += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def _file_digest(path: str | Path) -> tuple[bytes, int]:
+    h = hashlib.sha256()
+    length = 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+            length += len(block)
+    return h.digest(), length
+
+
+def play(path: str | Path, *, until_step: int | None = None) -> PlayResult:
+    """Replay the trace at ``path``; raise :class:`ReplayDivergence` at the first difference."""
+    reader = TraceReader(path, strict=False)
+    try:
+        return _play(reader, path, until_step)
+    finally:
+        reader.close()
+
+
+def _option(header: TraceHeader, key: str, default: Any) -> Any:
+    value = header.extensions.get(key, default)
+    return default if value is None else value
+
+
+def _play(reader: TraceReader, path: str | Path, until_step: int | None) -> PlayResult:
+    header = reader.header
+    try:
+        fn = load_scenario(header.scenario)
+    except ScenarioError as exc:
+        raise ScenarioError(f"{path}: {exc}") from None
+    inner_spec = header.chooser
+    chooser_from_spec(inner_spec)  # validate
+    until_ns = _option(header, "run.until_ns", None)
+    max_steps = _option(header, "run.max_steps", None)
+    interval = int(_option(header, "run.checkpoint_interval", 1024))
+    if until_step is not None:
+        max_steps = until_step if max_steps is None else min(max_steps, until_step)
+    sink = _HashSink()
+    writer = TraceWriter(sink, header)  # type: ignore[arg-type]
+    player = Player(reader, writer)
+    sim = Simulation(
+        header.seed,
+        chooser=player.chooser(),
+        hooks=player,
+        checkpoint_interval=interval,
+        recent=RECENT_STEPS,
+    )
+    try:
+        player.attach(sim)
+        player.start()
+        failure: Exception | None = None
+        reason = "failure"
+        try:
+            fn(sim, **dict(header.parameters))
+            reason = sim.run(until_ns=until_ns, max_steps=max_steps).reason.value
+        except ReplayError:
+            raise
+        except Exception as exc:
+            failure = exc
+        if player.divergence is not None:
+            raise player.divergence
+        stopped_early = until_step is not None and reason == "max_steps"
+        if not stopped_early and not player.exhausted:
+            player.finish(failure)
+    except ReplayDivergence:
+        raise
+    finally:
+        sim.close()
+    bit_exact: bool | None = None
+    if reader.complete and not stopped_early:
+        original, length = _file_digest(path)
+        bit_exact = original == sink.hash.digest() and length == sink.length
+    return PlayResult(
+        path=str(path),
+        steps=sim.steps,
+        time_ns=sim.now_ns,
+        reason=reason,
+        failure=None if failure is None else describe_exception(failure),
+        bit_exact=bit_exact,
+        complete=reader.complete,
+        truncated_at=reader.truncated_at,
+        events=player.event_index,
+        digest=sim.digest,
+    )

@@ -1,0 +1,397 @@
+"""Recording and playing a simulation: one code path, two sources.
+
+Every source of nondeterminism reaches the replay layer through one door of
+the simulation (the chooser, the clock-read hook, the RNG draw hook, the
+simulation hooks for input, checkpoints and shutdown). At each door the
+:class:`Recorder` takes the live value and logs it; the :class:`Player` takes
+the value from the trace, checks that it is asked at the same step and with
+the same shape, and logs it again. So a play *re-records* the run, and a run
+that replays faithfully re-records exactly the bytes it read.
+
+What is logged, in step order (the position counter precedes every event):
+
+* decisions of the chooser (CHOICES batches of (step delta, options, choice));
+* external input deliveries, with their data (INPUT; empty data is the peer
+  closing) -- in a simulation the scenario's scripted peers regenerate them,
+  so play checks them against the log;
+* reads of the HOST and VIRTUAL_RT clocks, as their offset from the virtual
+  clock (CLOCK; the offset is 0 unless a fault moved the clock);
+* 64-bit draws of the simulation's RNG (RANDOM);
+* shutdown requests and their cause, and the exception that ended a failing
+  run (SHUTDOWN, cause ``"exception: Type: message"``);
+* checkpoints: INIT at step 0, PERIODIC every ``checkpoint_interval`` steps,
+  FINAL at the end, each with the rolling digest of every step so far.
+
+A play that departs from the log raises :class:`ReplayDivergence` at the first
+event that differs (a decision asked at another step or with another number
+of options, a digest that differs at a checkpoint, input that differs), with
+the step, the virtual time, the event index, what the trace expected, what
+the run did, the thread and the last steps before it. After a divergence the
+player refuses further work.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Sequence
+from enum import Enum, IntEnum
+from typing import TYPE_CHECKING, Any
+
+from evloop import ChoiceKind, Chooser, ClockType
+
+from .errors import ReplayDivergence, ReplayError
+from .format import EventKind, decode_choices, encode_choice_into
+from .trace import TraceReader, TraceWriter
+
+if TYPE_CHECKING:
+    from evloop import Simulation
+
+__all__ = ["CheckpointKind", "Player", "Recorder", "ReplayMode", "describe_exception"]
+
+#: A CHOICES batch is written once its packed stream reaches this many bytes.
+CHOICES_BATCH_BYTES = 4096
+
+
+class ReplayMode(Enum):
+    """QEMU's ``replay_mode``."""
+
+    NONE = "none"
+    RECORD = "record"
+    PLAY = "play"
+
+
+class CheckpointKind(IntEnum):
+    INIT = 0
+    PERIODIC = 1
+    FINAL = 2
+
+
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")
+
+
+def describe_exception(exc: BaseException) -> str:
+    """A run-independent description of an exception (addresses masked)."""
+    text = _ADDRESS.sub("0x…", str(exc))
+    return f"exception: {type(exc).__qualname__}: {text}"[:2000]
+
+
+class _Session:
+    """What recording and playing share: emitting records in step order."""
+
+    mode: ReplayMode
+
+    def __init__(self, writer: TraceWriter) -> None:
+        self.writer = writer
+        self.sim: Simulation | None = None
+        self._batch = bytearray()
+        self._batch_first = 0
+        self._batch_last = 0
+        #: Decisions logged so far (each element of a CHOICES batch counts).
+        self.decisions = 0
+
+    def attach(self, sim: Simulation) -> None:
+        """Plug this session into the simulation's clock and RNG doors."""
+        self.sim = sim
+        sim.clock.read_hook = self._clock_read
+        sim.random.draw_hook = self._random_draw
+
+    def chooser(self, inner: Chooser | None = None) -> Chooser:
+        """The chooser to build the simulation with (wraps ``inner`` when recording)."""
+        return _SessionChooser(self, inner)
+
+    @property
+    def _step(self) -> int:
+        sim = self.sim
+        return 0 if sim is None else sim.steps
+
+    # -- emitting -------------------------------------------------------------------
+
+    def _emit(self, record: tuple[Any, ...]) -> None:
+        if self._batch:
+            self._flush_batch()
+        self.writer.write(record)
+
+    def _emit_choice(self, step: int, n_options: int, choice: int) -> None:
+        batch = self._batch
+        if not batch:
+            self._batch_first = self._batch_last = step
+        encode_choice_into(batch, step - self._batch_last, n_options, choice)
+        self._batch_last = step
+        self.decisions += 1
+        if len(batch) >= CHOICES_BATCH_BYTES:
+            self._flush_batch()
+
+    def _flush_batch(self) -> None:
+        self.writer.write((EventKind.CHOICES, self._batch_first, bytes(self._batch)))
+        self._batch.clear()
+
+    def _checkpoint_record(self, kind: CheckpointKind) -> tuple[Any, ...]:
+        sim = self.sim
+        assert sim is not None
+        return (EventKind.CHECKPOINT, sim.steps, int(kind), sim.digest)
+
+    # -- the doors (overridden) -----------------------------------------------------
+
+    def choose(self, kind: ChoiceKind, options: Sequence[str], inner: Chooser | None) -> int:
+        raise NotImplementedError
+
+    def _clock_read(self, clock_type: ClockType, value: int) -> int:
+        raise NotImplementedError
+
+    def _random_draw(self, value: int) -> int:
+        raise NotImplementedError
+
+
+class _SessionChooser:
+    """The simulation's chooser: every decision goes through the session."""
+
+    __slots__ = ("inner", "session")
+
+    def __init__(self, session: _Session, inner: Chooser | None) -> None:
+        self.session = session
+        self.inner = inner
+
+    def choose(self, kind: ChoiceKind, options: Sequence[str]) -> int:
+        return self.session.choose(kind, options, self.inner)
+
+    def __repr__(self) -> str:
+        return f"<{self.session.mode.value} chooser over {self.inner!r}>"
+
+
+class Recorder(_Session):
+    """Logs every live value to a trace (QEMU's ``REPLAY_MODE_RECORD``)."""
+
+    mode = ReplayMode.RECORD
+
+    def start(self) -> None:
+        """The INIT checkpoint; call once the simulation is built and attached."""
+        self._emit(self._checkpoint_record(CheckpointKind.INIT))
+
+    def choose(self, kind: ChoiceKind, options: Sequence[str], inner: Chooser | None) -> int:
+        choice = 0 if inner is None else inner.choose(kind, options)
+        n = len(options)
+        if not 0 <= choice < n:
+            raise ReplayError(f"chooser {inner!r} answered {choice} for {n} options")
+        self._emit_choice(self._step, n, choice)
+        return choice
+
+    def _clock_read(self, clock_type: ClockType, value: int) -> int:
+        self._emit((EventKind.CLOCK, self._step, int(clock_type), 0))
+        return value
+
+    def _random_draw(self, value: int) -> int:
+        self._emit((EventKind.RANDOM, self._step, value))
+        return value
+
+    # SimulationHooks
+    def checkpoint(self, step: int) -> None:
+        self._emit(self._checkpoint_record(CheckpointKind.PERIODIC))
+
+    def input(self, channel: str, data: bytes, close: bool) -> None:
+        self._emit((EventKind.INPUT, self._step, channel, b"" if close else bytes(data)))
+
+    def shutdown(self, cause: str) -> None:
+        self._emit((EventKind.SHUTDOWN, self._step, cause))
+
+    def finish(self, failure: BaseException | None) -> None:
+        """Log how the run ended and close the trace (END)."""
+        if failure is not None:
+            self._emit((EventKind.SHUTDOWN, self._step, describe_exception(failure)))
+        self._emit(self._checkpoint_record(CheckpointKind.FINAL))
+        self.writer.close()
+
+
+def _show(record: tuple[Any, ...] | None) -> str:
+    """A short, readable description of a record (for divergence reports)."""
+    if record is None:
+        return "the end of the trace"
+    kind = EventKind(record[0])
+    if kind is EventKind.CHOICE:
+        return f"CHOICE(step={record[1]}, options={record[2]}, choice={record[3]})"
+    if kind is EventKind.CHECKPOINT:
+        ck = CheckpointKind(record[2]).name if record[2] in (0, 1, 2) else record[2]
+        return f"CHECKPOINT {ck}(step={record[1]}, digest={record[3]:#018x})"
+    if kind is EventKind.INPUT:
+        data = record[3]
+        what = "close" if not data else f"{len(data)} bytes {bytes(data[:16])!r}"
+        return f"INPUT(step={record[1]}, channel={record[2]!r}, {what})"
+    if kind is EventKind.CLOCK:
+        name = ClockType(record[2]).name if 0 <= record[2] < 4 else record[2]
+        return f"CLOCK(step={record[1]}, {name}, offset={record[3]})"
+    if kind is EventKind.RANDOM:
+        return f"RANDOM(step={record[1]}, value={record[2]:#x})"
+    if kind is EventKind.SHUTDOWN:
+        return f"SHUTDOWN(step={record[1]}, cause={record[2]!r})"
+    return f"{kind.name}{tuple(record[1:])!r}"
+
+
+class Player(_Session):
+    """Takes every value from a trace and checks the run against it (``REPLAY_MODE_PLAY``).
+
+    ``writer`` receives the re-recording (the same records again), so the
+    caller can check that play reproduces the trace byte for byte.
+    """
+
+    mode = ReplayMode.PLAY
+
+    def __init__(self, reader: TraceReader, writer: TraceWriter) -> None:
+        super().__init__(writer)
+        self.reader = reader
+        self._records = iter(reader)
+        self._choices: deque[tuple[int, int, int]] = deque()
+        #: Index of the next trace event (each batched decision is one event).
+        self.event_index = 0
+        self.divergence: ReplayDivergence | None = None
+        #: True once a truncated trace has run out: the run then goes on freely.
+        self.exhausted = False
+
+    # -- reading ----------------------------------------------------------------------
+
+    def _next(self) -> tuple[Any, ...] | None:
+        """The next event as a record; batched decisions come out as CHOICE records."""
+        if self._choices:
+            step, n, c = self._choices.popleft()
+            return (EventKind.CHOICE, step, n, c)
+        for record in self._records:
+            if record[0] == EventKind.CHOICES:
+                step = record[1]
+                for delta, n, c in decode_choices(record[2]):
+                    step += delta
+                    self._choices.append((step, n, c))
+                first_step, n, c = self._choices.popleft()
+                return (EventKind.CHOICE, first_step, n, c)
+            if record[0] == EventKind.CHOICE:
+                return (EventKind.CHOICE, record[1], record[2], record[3])
+            return tuple(record)
+        if not self.reader.complete:
+            self.exhausted = True
+        return None
+
+    def _check_open(self) -> None:
+        if self.divergence is not None:
+            raise ReplayError(
+                "this player stopped at a divergence and refuses further work; "
+                "start a new play"
+            ) from self.divergence
+
+    def _expect(self, kind: EventKind, actual: str, *match: object) -> tuple[Any, ...] | None:
+        """Take the next event; it must be ``kind`` at this step with fields ``match``."""
+        self._check_open()
+        if self.exhausted:
+            return None
+        record = self._next()
+        if record is None and self.exhausted:
+            return None
+        index = self.event_index
+        self.event_index += 1
+        step = self._step
+        if (
+            record is None
+            or record[0] != kind
+            or record[1] != step
+            or tuple(record[2 : 2 + len(match)]) != match
+        ):
+            self._diverge(index, _show(record), actual)
+        assert record is not None
+        return record
+
+    def _diverge(self, index: int, expected: str, actual: str) -> None:
+        sim = self.sim
+        recent: tuple[object, ...] = ()
+        time_ns = thread = None
+        if sim is not None:
+            recent = tuple(sim.recent_events())
+            time_ns = sim.now_ns
+            thread = sim.current_thread.name
+        self.divergence = ReplayDivergence(
+            step=self._step,
+            time_ns=time_ns,
+            event_index=index,
+            expected=expected,
+            actual=actual,
+            thread=thread,
+            recent=recent,
+        )
+        if sim is not None and sim._sched.failure is None:
+            sim._sched.failure = self.divergence
+        raise self.divergence
+
+    # -- the doors ----------------------------------------------------------------------
+
+    def choose(self, kind: ChoiceKind, options: Sequence[str], inner: Chooser | None) -> int:
+        n = len(options)
+        step = self._step
+        actual = f"a {kind.name} decision at step {step} among {n} options {list(options)!r}"
+        record = self._expect(EventKind.CHOICE, actual, n)
+        if record is None:  # a truncated trace ran out: finish in FIFO order
+            return 0
+        choice = int(record[3])
+        self._emit_choice(step, n, choice)
+        return choice
+
+    def _clock_read(self, clock_type: ClockType, value: int) -> int:
+        actual = f"a read of the {clock_type.name} clock at step {self._step}"
+        record = self._expect(EventKind.CLOCK, actual, int(clock_type))
+        if record is None:
+            return value
+        self._emit(record)
+        return value + int(record[3])
+
+    def _random_draw(self, value: int) -> int:
+        record = self._expect(EventKind.RANDOM, f"a random draw at step {self._step}")
+        if record is None:
+            return value
+        self._emit(record)
+        return int(record[2])
+
+    def checkpoint(self, step: int) -> None:
+        sim = self.sim
+        assert sim is not None
+        actual = f"CHECKPOINT PERIODIC(step={step}, digest={sim.digest:#018x})"
+        kind = int(CheckpointKind.PERIODIC)
+        record = self._expect(EventKind.CHECKPOINT, actual, kind, sim.digest)
+        if record is not None:
+            self._emit(record)
+
+    def input(self, channel: str, data: bytes, close: bool) -> None:
+        payload = b"" if close else bytes(data)
+        what = "close" if close else f"{len(payload)} bytes {payload[:16]!r}"
+        actual = f"INPUT(step={self._step}, channel={channel!r}, {what})"
+        record = self._expect(EventKind.INPUT, actual, channel, payload)
+        if record is not None:
+            self._emit(record)
+
+    def shutdown(self, cause: str) -> None:
+        actual = f"SHUTDOWN(step={self._step}, cause={cause!r})"
+        record = self._expect(EventKind.SHUTDOWN, actual, cause)
+        if record is not None:
+            self._emit(record)
+
+    def start(self) -> None:
+        sim = self.sim
+        assert sim is not None
+        actual = f"CHECKPOINT INIT(step=0, digest={sim.digest:#018x})"
+        record = self._expect(EventKind.CHECKPOINT, actual, int(CheckpointKind.INIT), sim.digest)
+        if record is not None:
+            self._emit(record)
+
+    def finish(self, failure: BaseException | None) -> None:
+        """Check that the run ended as the recording did, then close the re-recording."""
+        sim = self.sim
+        assert sim is not None
+        if failure is not None:
+            cause = describe_exception(failure)
+            record = self._expect(
+                EventKind.SHUTDOWN, f"the run ended at step {self._step}: {cause}", cause
+            )
+            if record is not None:
+                self._emit(record)
+        actual = f"the run ended: CHECKPOINT FINAL(step={sim.steps}, digest={sim.digest:#018x})"
+        record = self._expect(EventKind.CHECKPOINT, actual, int(CheckpointKind.FINAL), sim.digest)
+        if record is not None:
+            self._emit(record)
+            trailing = self._next()
+            if trailing is not None:
+                self._diverge(self.event_index, _show(trailing), "the end of the run")
+        self.writer.close()

@@ -1,0 +1,537 @@
+"""Writing and reading trace files, one chunk at a time.
+
+Rules kept here (docs/trace-format.md has the layout):
+
+* **Bounded memory both ways.** The writer holds at most one chunk; the reader
+  holds at most one chunk's payload (and msgpack's copy of it) and yields
+  records one at a time. A trace of any length streams through both.
+* **Chunk boundaries are a pure function of the records.** A chunk closes when
+  its payload reaches ``chunk_threshold`` bytes (or MAX_CHUNK_RECORDS
+  records), never on a timer, so the same records always give the same bytes.
+* **Crash safety.** Every finished chunk is handed to the OS at once, and the
+  END record is written only by a clean ``close()``. A recording cut short by
+  a crash is therefore whole chunks plus, at worst, a partial one at the end:
+  a tolerant reader (``strict=False``) replays the whole chunks and reports
+  where and why the trace stops; a strict reader raises.
+* **Damage is told apart from forgery.** Truncation, a bad CRC or a bad chunk
+  header after the header chunk is what a crash leaves, so a tolerant reader
+  stops there. A chunk whose CRC holds but whose records are wrong was written
+  wrong, and no mode tolerates it.
+* **Hostile bytes give TraceFormatError and nothing else**, with the offset
+  and what was expected. Every length is checked before it is read.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, BinaryIO, Final
+
+import msgpack  # type: ignore[import-untyped]
+
+from .errors import InvalidRecordError, TraceFormatError
+from .format import (
+    CHUNK_HEADER,
+    CHUNK_HEADER_SIZE,
+    DEFAULT_CHUNK_THRESHOLD,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    HEADER_FIELDS,
+    HEADER_UNPACKER_LIMITS,
+    MAGIC,
+    MAX_CHUNK_PAYLOAD,
+    MAX_CHUNK_RECORDS,
+    MAX_CHUNK_THRESHOLD,
+    MAX_RECORD_SIZE,
+    PACKER_OPTIONS,
+    RECORD_UNPACKER_LIMITS,
+    EventKind,
+    MapPairs,
+    TraceHeader,
+    check_record,
+    describe_value,
+    header_from_fields,
+)
+
+__all__ = ["Record", "TracePosition", "TraceReader", "TraceWriter"]
+
+#: A record as the reader yields it: a tuple ``(kind, *fields)``, already
+#: checked against its kind's layout. ``kind`` is a plain int equal to its
+#: EventKind member.
+Record = tuple[Any, ...]
+
+#: What msgpack raises on bytes it cannot decode within our limits.
+_DECODE_ERRORS: Final = (ValueError, msgpack.UnpackException)
+
+_END: Final = int(EventKind.END)
+#: The part of CHUNK_HEADER that its CRC covers.
+_LENGTH_AND_COUNT: Final = struct.Struct("<II")
+
+
+def _open(
+    target: str | os.PathLike[str] | BinaryIO, *, writing: bool
+) -> tuple[BinaryIO, bool, str | None]:
+    """The file, whether we own it, and its name for messages."""
+    if isinstance(target, str | os.PathLike):
+        path = os.fspath(target)
+        file: BinaryIO = open(path, "wb") if writing else open(path, "rb")  # noqa: SIM115
+        return file, True, path
+    name = getattr(target, "name", None)
+    return target, False, name if isinstance(name, str) else None
+
+
+def _is_array_type_byte(byte: int) -> bool:
+    return 0x90 <= byte <= 0x9F or byte in (0xDC, 0xDD)  # fixarray, array 16, array 32
+
+
+class TraceWriter:
+    """Writes a trace: the header at once, then records, then END on close.
+
+    ``target`` is a path (the writer creates, owns and closes the file) or a
+    binary file object (flushed but left open). Use as a context manager: a
+    clean exit writes END; an exception flushes what was written as a whole
+    chunk and leaves END out, so the trace reads as incomplete.
+
+    ``write`` is the recorder's hot path: check, pack, append, and close the
+    chunk if it reached ``chunk_threshold`` bytes. Not thread-safe.
+    """
+
+    __slots__ = (
+        "_buffer",
+        "_chunk_records",
+        "_file",
+        "_fsync",
+        "_owned",
+        "_pack",
+        "_threshold",
+        "bytes_written",
+        "chunks_written",
+        "closed",
+        "records_written",
+    )
+
+    def __init__(
+        self,
+        target: str | os.PathLike[str] | BinaryIO,
+        header: TraceHeader,
+        *,
+        chunk_threshold: int = DEFAULT_CHUNK_THRESHOLD,
+        fsync: bool = False,
+    ) -> None:
+        if not 1 <= chunk_threshold <= MAX_CHUNK_THRESHOLD:
+            raise ValueError(
+                f"chunk_threshold must be in [1, {MAX_CHUNK_THRESHOLD}], not {chunk_threshold}"
+            )
+        if not isinstance(header, TraceHeader):
+            raise TypeError(f"header must be a TraceHeader, not {type(header).__name__}")
+        self._pack = msgpack.Packer(**PACKER_OPTIONS).pack
+        try:
+            header_bytes: bytes = self._pack(header.to_record())
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise InvalidRecordError("a header msgpack can pack", repr(exc)) from None
+        if len(header_bytes) > MAX_RECORD_SIZE:
+            raise InvalidRecordError(
+                f"a header of at most {MAX_RECORD_SIZE} bytes packed", f"{len(header_bytes)} bytes"
+            )
+        self._threshold = chunk_threshold
+        self._fsync = fsync
+        self._buffer = bytearray()
+        self._chunk_records = 0
+        self.bytes_written = 0
+        self.chunks_written = 0
+        self.records_written = 0
+        self.closed = False
+        self._file, self._owned, _ = _open(target, writing=True)
+        # The header is a chunk of its own, on disk before any record, so that
+        # even a recording killed at once is a readable, empty trace.
+        self._file.write(MAGIC)
+        self.bytes_written = len(MAGIC)
+        self._buffer += header_bytes
+        self._chunk_records = 1
+        self._flush_chunk()
+
+    def write(self, record: Sequence[Any]) -> None:
+        """Append one record ``(kind, *fields)``; see docs/trace-format.md for layouts."""
+        if self.closed:
+            raise ValueError("write to a closed TraceWriter")
+        problem = check_record(record)
+        if problem is not None:
+            raise InvalidRecordError(*problem, record_index=self.records_written)
+        if record[0] == _END:
+            raise InvalidRecordError("a kind other than END (close() writes it)", "END")
+        try:
+            data: bytes = self._pack(record)
+        except (ValueError, TypeError, OverflowError) as exc:  # e.g. a lone surrogate
+            raise InvalidRecordError(
+                "a record msgpack can pack", repr(exc), self.records_written
+            ) from None
+        if len(data) > MAX_RECORD_SIZE:
+            raise InvalidRecordError(
+                f"a record of at most {MAX_RECORD_SIZE} bytes packed",
+                f"{len(data)} bytes",
+                self.records_written,
+            )
+        buffer = self._buffer
+        buffer += data
+        self.records_written += 1
+        self._chunk_records += 1
+        if len(buffer) >= self._threshold or self._chunk_records >= MAX_CHUNK_RECORDS:
+            self._flush_chunk()
+
+    def _flush_chunk(self) -> None:
+        """Frame the buffered records as one chunk and hand it to the OS."""
+        payload = self._buffer
+        if not payload:
+            return
+        lengths = _LENGTH_AND_COUNT.pack(len(payload), self._chunk_records)
+        crc = zlib.crc32(payload, zlib.crc32(lengths))
+        self._file.write(lengths + crc.to_bytes(4, "little"))
+        self._file.write(payload)
+        self._file.flush()
+        self.bytes_written += CHUNK_HEADER_SIZE + len(payload)
+        self.chunks_written += 1
+        payload.clear()
+        self._chunk_records = 0
+
+    def close(self) -> None:
+        """Write END (with the record count), flush, and close an owned file.
+
+        Idempotent. With ``fsync=True``, also waits for the data to reach disk.
+        """
+        if self.closed:
+            return
+        self._buffer += self._pack((EventKind.END, self.records_written))
+        self._chunk_records += 1
+        self._finish()
+
+    def abort(self) -> None:
+        """Flush the buffered records as a whole chunk but write no END.
+
+        The trace then reads as incomplete: strict readers reject it, tolerant
+        readers replay it to its end. Idempotent; a no-op after ``close()``.
+        """
+        if not self.closed:
+            self._finish()
+
+    def _finish(self) -> None:
+        self.closed = True
+        try:
+            self._flush_chunk()
+            if self._fsync:
+                os.fsync(self._file.fileno())
+        finally:
+            if self._owned:
+                self._file.close()
+
+    def __enter__(self) -> TraceWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+@dataclass(frozen=True, slots=True)
+class TracePosition:
+    """Where a reader is: the record it yielded last and the chunk that held it.
+
+    Before the first record, ``record_index`` is -1 and ``chunk_offset`` is the
+    header chunk's offset.
+    """
+
+    chunk_offset: int
+    record_index: int
+
+
+class TraceReader:
+    """Reads a trace, one record at a time, checking everything.
+
+    ``source`` is a path (opened and closed by the reader) or a binary file
+    object (left open). The header is read and checked at once (``header``);
+    iterating yields each record after it as a tuple ``(kind, *fields)``, and
+    stops after END.
+
+    ``strict=True`` (the default, for verification) raises TraceFormatError on
+    any damage, including a trace that ends without END. ``strict=False`` (for
+    replaying what a crash left) stops cleanly at the first damaged or missing
+    chunk after the header and sets ``truncated_at`` (its offset) and
+    ``stop_error`` (the error a strict reader would have raised). After END,
+    ``complete`` is true. Damage to the header, or records that are wrong
+    inside a chunk whose checksum holds, raise in either mode.
+    """
+
+    def __init__(self, source: str | os.PathLike[str] | BinaryIO, *, strict: bool = True) -> None:
+        self.strict = strict
+        self.complete = False
+        self.truncated_at: int | None = None
+        self.stop_error: TraceFormatError | None = None
+        #: Records yielded so far (END not counted).
+        self.records_read = 0
+        #: The largest chunk payload held so far, in bytes.
+        self.peak_buffered_bytes = 0
+        self._file, self._owned, self.path = _open(source, writing=False)
+        self._chunk_offset = len(MAGIC)
+        self._last_chunk_offset = len(MAGIC)
+        try:
+            self.header = self._read_header()
+        except BaseException:
+            self.close()
+            raise
+        self._records = self._iter_records()
+
+    # -- public API ---------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Record]:
+        return self._records
+
+    def __next__(self) -> Record:
+        return next(self._records)
+
+    def tell(self) -> TracePosition:
+        """The chunk offset and index of the record yielded last (like Unpacker.tell)."""
+        return TracePosition(self._last_chunk_offset, self.records_read - 1)
+
+    def close(self) -> None:
+        """Close the file if the reader opened it. Idempotent."""
+        if self._owned:
+            self._file.close()
+
+    def __enter__(self) -> TraceReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- framing ------------------------------------------------------------
+
+    def _error(
+        self, offset: int, expected: str, found: str, record_index: int | None = None
+    ) -> TraceFormatError:
+        return TraceFormatError(offset, expected, found, self.path, record_index)
+
+    def _read_exact(self, size: int) -> bytes:
+        """Up to ``size`` bytes; fewer only at end of file. ``size`` is bounded."""
+        data = self._file.read(size)
+        if not isinstance(data, bytes):
+            raise TypeError(f"TraceReader needs a binary file, got {type(data).__name__}")
+        while 0 < len(data) < size:
+            more = self._file.read(size - len(data))
+            if not more:
+                break
+            data += more
+        return data
+
+    def _read_chunk(self, offset: int) -> tuple[bytes, int] | None:
+        """The payload and record count of the chunk at ``offset``; None at end of file."""
+        head = self._read_exact(CHUNK_HEADER_SIZE)
+        if not head:
+            return None
+        if len(head) < CHUNK_HEADER_SIZE:
+            raise self._error(
+                offset,
+                f"a chunk header ({CHUNK_HEADER_SIZE} bytes)",
+                f"{len(head)} bytes (truncated)",
+            )
+        length, count, crc = CHUNK_HEADER.unpack(head)
+        if not 1 <= length <= MAX_CHUNK_PAYLOAD:
+            raise self._error(
+                offset, f"a chunk payload length in [1, {MAX_CHUNK_PAYLOAD}]", str(length)
+            )
+        most = min(length, MAX_CHUNK_RECORDS)
+        if not 1 <= count <= most:
+            raise self._error(offset + 4, f"a chunk record count in [1, {most}]", str(count))
+        payload = self._read_exact(length)
+        if len(payload) < length:
+            raise self._error(
+                offset + CHUNK_HEADER_SIZE,
+                f"a chunk payload of {length} bytes",
+                f"{len(payload)} bytes (truncated)",
+            )
+        actual = zlib.crc32(payload, zlib.crc32(head[:8]))
+        if actual != crc:
+            raise self._error(
+                offset,
+                f"a chunk matching its crc32 0x{crc:08x}",
+                f"crc32 0x{actual:08x} (corrupt)",
+            )
+        self.peak_buffered_bytes = max(self.peak_buffered_bytes, length)
+        return payload, count
+
+    # -- the header ---------------------------------------------------------
+
+    def _read_header(self) -> TraceHeader:
+        magic = self._read_exact(len(MAGIC))
+        if magic != MAGIC:
+            if not magic:
+                found = "an empty file"
+            elif len(magic) < len(MAGIC) and MAGIC.startswith(magic):
+                found = f"{len(magic)} bytes (truncated)"
+            else:
+                found = f"{magic!r} (not an evreplay trace)"
+            raise self._error(0, f"the evreplay trace magic {MAGIC!r}", found)
+        offset = len(MAGIC)
+        chunk = self._read_chunk(offset)
+        if chunk is None:
+            raise self._error(
+                offset, f"the header chunk ({CHUNK_HEADER_SIZE}-byte chunk header)", "end of file"
+            )
+        payload, count = chunk
+        at = offset + CHUNK_HEADER_SIZE
+        if count != 1:
+            raise self._error(offset + 4, "a header chunk of 1 record", f"{count} records")
+        if not _is_array_type_byte(payload[0]):
+            raise self._error(
+                at, "a HEADER record (a msgpack array)", f"msgpack type byte 0x{payload[0]:02x}"
+            )
+        unpacker = msgpack.Unpacker(object_pairs_hook=MapPairs, **HEADER_UNPACKER_LIMITS)
+        unpacker.feed(payload)
+        try:
+            header = self._decode_header(unpacker, at)
+        except msgpack.OutOfData:
+            raise self._error(at, "a whole HEADER record", "the chunk ends inside it") from None
+        except _DECODE_ERRORS as exc:
+            raise self._error(
+                at, "a msgpack HEADER record", f"undecodable bytes ({exc!r})"
+            ) from None
+        if unpacker.tell() != len(payload):
+            raise self._error(at, "end of the header chunk after the HEADER record", "more bytes")
+        self._chunk_offset = at + len(payload)
+        return header
+
+    def _decode_header(self, unpacker: Any, at: int) -> TraceHeader:
+        # Elements 0-2 are the format's stable envelope: check them one by one
+        # before decoding anything that a later version may have changed.
+        size = unpacker.read_array_header()
+        if size < 3:
+            raise self._error(
+                at,
+                "a HEADER record [0, format_name, format_version, ...]",
+                f"an array of {size} items",
+            )
+        kind, name, version = unpacker.unpack(), unpacker.unpack(), unpacker.unpack()
+        if kind != EventKind.HEADER or type(kind) is not int:
+            raise self._error(at, "a HEADER record (kind 0)", f"kind {describe_value(kind)}")
+        if name != FORMAT_NAME:
+            raise self._error(at, f"format name {FORMAT_NAME!r}", describe_value(name))
+        if version != FORMAT_VERSION or type(version) is not int:
+            found = f"version {describe_value(version)}"
+            if type(version) is int:
+                newer = version > FORMAT_VERSION
+                found = (
+                    f"version {version} (written by {'a newer' if newer else 'an older'} evreplay)"
+                )
+            raise self._error(at, f"format version {FORMAT_VERSION}", found)
+        if size != HEADER_FIELDS:
+            raise self._error(at, f"a HEADER record of {HEADER_FIELDS} items", f"{size} items")
+        fields = tuple(unpacker.unpack() for _ in range(size - 3))
+        try:
+            return header_from_fields(fields)
+        except InvalidRecordError as exc:
+            raise self._error(at, exc.expected, exc.found) from None
+
+    # -- records ------------------------------------------------------------
+
+    def _iter_records(self) -> Iterator[Record]:
+        try:
+            yield from self._records_until_end()
+        finally:
+            self.close()
+
+    def _stop(self, error: TraceFormatError, offset: int) -> None:
+        """Stop (tolerant) or raise (strict) at damage a crash can leave."""
+        if self.strict:
+            raise error
+        self.truncated_at = offset
+        self.stop_error = error
+
+    def _records_until_end(self) -> Iterator[Record]:
+        unpacker = msgpack.Unpacker(**RECORD_UNPACKER_LIMITS)
+        unpack = unpacker.unpack
+        offset = self._chunk_offset
+        index = 0
+        while True:
+            try:
+                chunk = self._read_chunk(offset)
+            except TraceFormatError as error:
+                self._stop(error, offset)
+                return
+            if chunk is None:
+                self._stop(
+                    self._error(
+                        offset,
+                        f"a chunk header ({CHUNK_HEADER_SIZE} bytes)",
+                        "end of file (no END record: the trace is incomplete)",
+                    ),
+                    offset,
+                )
+                return
+            payload, count = chunk
+            length = len(payload)
+            unpacker.feed(payload)
+            del chunk, payload  # the unpacker holds its own copy
+            start = unpacker.tell()
+            for position in range(count):
+                try:
+                    record = unpack()
+                except msgpack.OutOfData:
+                    raise self._error(
+                        offset, "a whole record", "the chunk ends inside it", index
+                    ) from None
+                except _DECODE_ERRORS as exc:
+                    raise self._error(
+                        offset, "a msgpack record", f"undecodable bytes ({exc!r})", index
+                    ) from None
+                problem = check_record(record)
+                if problem is not None:
+                    raise self._error(offset, *problem, index)
+                if record[0] == _END:
+                    remaining = length - (unpacker.tell() - start)
+                    self._end(record, offset, index, count - 1 - position, remaining)
+                    self._expect_end_of_file(offset + CHUNK_HEADER_SIZE + length)
+                    self.complete = True
+                    return
+                self._last_chunk_offset = offset
+                self.records_read = index + 1
+                yield record
+                index += 1
+            remaining = length - (unpacker.tell() - start)
+            if remaining:
+                raise self._error(
+                    offset, f"end of chunk (record count {count})", f"{remaining} more bytes", index
+                )
+            offset += CHUNK_HEADER_SIZE + length
+
+    def _end(
+        self, record: Record, offset: int, index: int, records_after: int, bytes_after: int
+    ) -> None:
+        """Check the END record found at ``index``; it must end its chunk."""
+        if records_after or bytes_after:
+            found = (
+                f"{records_after} more records" if records_after else f"{bytes_after} more bytes"
+            )
+            raise self._error(offset, "END as the last record of its chunk", found, index)
+        total = record[1]
+        if total != index:
+            raise self._error(
+                offset, f"END.total_records = {index} (the records before it)", str(total), index
+            )
+
+    def _expect_end_of_file(self, offset: int) -> None:
+        if self._read_exact(1):
+            raise self._error(offset, "end of file after the END chunk", "more bytes")

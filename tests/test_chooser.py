@@ -1,0 +1,360 @@
+"""Tests for evloop.chooser: the single door every scheduling decision goes through.
+
+The fakes here are choosers a test can read back: :class:`RecordingChooser`
+answers from a script (or always the last option) and keeps every question it
+was asked, so a test can show that the simulation really takes its order from
+the chooser, asks the right kind of question at the right point, lists the
+options in FIFO order, and never asks a question with a single answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from evloop import ChoiceKind, Chooser, FifoChooser, SimRandom, Simulation, SimulationError
+
+
+class RecordingChooser:
+    """Answers from ``answers`` in turn, then always the last option; records every question."""
+
+    def __init__(self, answers: Sequence[int] = ()) -> None:
+        self.answers = list(answers)
+        self.calls: list[tuple[ChoiceKind, tuple[str, ...]]] = []
+
+    def choose(self, kind: ChoiceKind, options: Sequence[str]) -> int:
+        self.calls.append((kind, tuple(options)))
+        if self.answers:
+            return self.answers.pop(0)
+        return len(options) - 1
+
+    def __repr__(self) -> str:
+        return "RecordingChooser()"
+
+
+class SeededChooser:
+    """A fuzzer's chooser: a seeded random pick, every question recorded."""
+
+    def __init__(self, seed: int) -> None:
+        self.random = SimRandom(seed)
+        self.calls: list[tuple[ChoiceKind, tuple[str, ...], int]] = []
+
+    def choose(self, kind: ChoiceKind, options: Sequence[str]) -> int:
+        index = self.random.randrange(len(options))
+        self.calls.append((kind, tuple(options), index))
+        return index
+
+
+class Boom(Exception):
+    pass
+
+
+class RaisingChooser:
+    """A replaying chooser that finds the run diverged from its trace."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def choose(self, kind: ChoiceKind, options: Sequence[str]) -> int:
+        raise self.error
+
+
+# -- the protocol and the default ---------------------------------------------------------
+
+
+def test_choice_kinds_have_stable_values() -> None:
+    # These numbers go into traces: changing one is a trace format change.
+    assert [(k.name, int(k)) for k in ChoiceKind] == [
+        ("THREAD", 0),
+        ("EXTERNAL", 1),
+        ("FAULT", 2),
+    ]
+
+
+def test_fifo_chooser_always_answers_the_first_option() -> None:
+    fifo = FifoChooser()
+    assert fifo.choose(ChoiceKind.THREAD, ["a", "b"]) == 0
+    assert fifo.choose(ChoiceKind.EXTERNAL, ["x", "y", "z"]) == 0
+    assert fifo.choose(ChoiceKind.FAULT, ["none", "drop"]) == 0
+    assert repr(fifo) == "FifoChooser()"
+
+
+def test_fakes_and_the_default_satisfy_the_protocol() -> None:
+    choosers: list[Chooser] = [FifoChooser(), RecordingChooser(), SeededChooser(0)]
+    for chooser in choosers:
+        assert chooser.choose(ChoiceKind.THREAD, ["a", "b"]) in (0, 1)
+
+
+def test_the_default_chooser_of_a_simulation_is_fifo() -> None:
+    with Simulation() as sim:
+        assert isinstance(sim.chooser, FifoChooser)
+
+
+def test_a_simulation_uses_the_chooser_it_is_given() -> None:
+    chooser = RecordingChooser()
+    with Simulation(chooser=chooser) as sim:
+        assert sim.chooser is chooser
+
+
+# -- THREAD decisions --------------------------------------------------------------------
+
+
+def test_which_thread_runs_next_is_taken_from_the_chooser() -> None:
+    chooser = RecordingChooser()
+    with Simulation(chooser=chooser) as sim:
+        order: list[str] = []
+        for name in ("a", "b", "c"):
+            sim.thread(name, lambda name=name: order.append(name))
+        sim.run()
+    assert order == ["c", "b", "a"]
+    # Options are listed longest-waiting first; the last one left is no decision.
+    assert chooser.calls == [
+        (ChoiceKind.THREAD, ("a", "b", "c")),
+        (ChoiceKind.THREAD, ("a", "b")),
+    ]
+
+
+def test_the_same_scenario_under_fifo_runs_in_spawn_order() -> None:
+    with Simulation() as sim:
+        order: list[str] = []
+        for name in ("a", "b", "c"):
+            sim.thread(name, lambda name=name: order.append(name))
+        sim.run()
+    assert order == ["a", "b", "c"]
+
+
+def test_a_scripted_chooser_picks_each_turn() -> None:
+    chooser = RecordingChooser([1, 0])
+    with Simulation(chooser=chooser) as sim:
+        order: list[str] = []
+        for name in ("a", "b", "c"):
+            sim.thread(name, lambda name=name: order.append(name))
+        sim.run()
+    assert order == ["b", "a", "c"]
+    assert chooser.calls == [
+        (ChoiceKind.THREAD, ("a", "b", "c")),
+        (ChoiceKind.THREAD, ("a", "c")),
+    ]
+
+
+def test_a_yield_is_a_decision_with_the_yielder_listed_last() -> None:
+    chooser = RecordingChooser([0, 1])
+    with Simulation(chooser=chooser) as sim:
+        order: list[str] = []
+
+        def a() -> None:
+            order.append("a1")
+            sim.yield_now()
+            order.append("a2")
+
+        def b() -> None:
+            order.append("b1")
+
+        sim.thread("a", a)
+        sim.thread("b", b)
+        sim.run()
+    # a runs, yields: b (waiting longer) and a are both runnable; the chooser
+    # answers 1, so a goes on before b.
+    assert chooser.calls == [
+        (ChoiceKind.THREAD, ("a", "b")),
+        (ChoiceKind.THREAD, ("b", "a")),
+    ]
+    assert order == ["a1", "a2", "b1"]
+
+
+def test_a_single_runnable_thread_is_never_a_question() -> None:
+    chooser = RecordingChooser()
+    with Simulation(chooser=chooser) as sim:
+        times: list[int] = []
+
+        def worker() -> None:
+            for _ in range(5):
+                sim.sleep(10)
+                times.append(sim.now_ns)
+            sim.yield_now()
+
+        sim.thread("only", worker)
+        io = sim.iothread("io")
+        io.ctx.bh_schedule_oneshot(lambda: None, name="noop")
+        sim.main_loop.timer_new_ns(0, lambda: None, name="tick").mod_ns(25)
+        sim.run()
+    assert times == [10, 20, 30, 40, 50]
+    # main, "only" and "io" start together; later, only ever one is runnable.
+    assert [len(options) for _, options in chooser.calls] == [2]
+    assert all(len(options) >= 2 for _, options in chooser.calls)
+
+
+def test_the_chooser_is_never_asked_when_a_simulation_runs_alone() -> None:
+    chooser = RecordingChooser()
+    with Simulation(chooser=chooser) as sim:
+        for at in (10, 20, 30):
+            sim.main_loop.timer_new_ns(0, lambda: None).mod_ns(at)
+        sim.sleep(5)
+        sim.run()
+    assert chooser.calls == []
+
+
+@pytest.mark.parametrize("answer", [2, -1])
+def test_a_thread_answer_out_of_range_is_refused(answer: int) -> None:
+    chooser = RecordingChooser([answer])
+    with Simulation(chooser=chooser) as sim:
+        sim.thread("a", lambda: None)
+        sim.thread("b", lambda: None)
+        with pytest.raises(
+            SimulationError, match=rf"^chooser RecordingChooser\(\) answered {answer} for 2 options$"
+        ):
+            sim.run()
+
+
+def test_a_bad_answer_asked_by_an_ending_thread_is_still_the_users_error() -> None:
+    # The second decision is taken by thread "a" as it ends: the bad answer
+    # must surface as the SimulationError it is, not as an internal error.
+    chooser = RecordingChooser([0, 7])
+    with Simulation(chooser=chooser) as sim:
+        for name in ("a", "b", "c"):
+            sim.thread(name, lambda: None)
+        with pytest.raises(
+            SimulationError, match=r"^chooser RecordingChooser\(\) answered 7 for 2 options$"
+        ):
+            sim.run()
+
+
+def test_a_chooser_that_raises_stops_the_run_with_its_own_exception() -> None:
+    # A replaying chooser raises when the run leaves its trace; that error must
+    # reach sim.run() as itself, whichever thread asked the question.
+    error = Boom("diverged")
+    with Simulation(chooser=RaisingChooser(error)) as sim:
+        sim.thread("a", lambda: None)
+        sim.thread("b", lambda: None)
+        with pytest.raises(Boom) as info:
+            sim.run()
+    assert info.value is error
+
+
+def test_a_chooser_raising_in_an_ending_thread_stops_the_run_with_its_own_exception() -> None:
+    error = Boom("diverged")
+
+    class RaiseSecond:
+        def __init__(self) -> None:
+            self.n = 0
+
+        def choose(self, kind: ChoiceKind, options: Sequence[str]) -> int:
+            self.n += 1
+            if self.n == 2:
+                raise error
+            return 0
+
+    with Simulation(chooser=RaiseSecond()) as sim:
+        for name in ("a", "b", "c"):
+            sim.thread(name, lambda: None)
+        with pytest.raises(Boom) as info:
+            sim.run()
+    assert info.value is error
+
+
+# -- EXTERNAL decisions ------------------------------------------------------------------
+
+
+def test_simultaneous_inputs_from_two_peers_are_ordered_by_the_chooser() -> None:
+    chooser = RecordingChooser()
+    with Simulation(chooser=chooser, log=True) as sim:
+        _, pipe_w = sim.fds.pipe()
+        _, sock_peer = sim.fds.socketpair()
+        sim.peer(pipe_w, "serial").send(b"abc", at_ns=100)
+        sim.peer(sock_peer, "client").send(b"hello", at_ns=100)
+        sim.run()
+        assert sim.log is not None
+        inputs = [(e.time_ns, e.thread, e.name) for e in sim.log if e.kind == "input"]
+    assert chooser.calls == [(ChoiceKind.EXTERNAL, ("serial: 3 bytes", "client: 5 bytes"))]
+    assert inputs == [(100, "client", "5 bytes"), (100, "serial", "3 bytes")]
+
+
+def test_inputs_at_different_times_are_no_decision() -> None:
+    chooser = RecordingChooser()
+    with Simulation(chooser=chooser) as sim:
+        _, w1 = sim.fds.pipe()
+        _, w2 = sim.fds.pipe()
+        sim.peer(w1, "p").send(b"a", at_ns=100)
+        sim.peer(w2, "q").send(b"b", at_ns=101)
+        sim.run()
+    assert chooser.calls == []
+
+
+def test_three_simultaneous_inputs_are_two_decisions() -> None:
+    chooser = RecordingChooser([1, 1])
+    with Simulation(chooser=chooser, log=True) as sim:
+        for name in ("p", "q", "r"):
+            _, w = sim.fds.pipe()
+            sim.peer(w, name).send(b"x", at_ns=50)
+        sim.run()
+        assert sim.log is not None
+        order = [e.thread for e in sim.log if e.kind == "input"]
+    assert chooser.calls == [
+        (ChoiceKind.EXTERNAL, ("p: 1 bytes", "q: 1 bytes", "r: 1 bytes")),
+        (ChoiceKind.EXTERNAL, ("p: 1 bytes", "r: 1 bytes")),
+    ]
+    assert order == ["q", "r", "p"]
+
+
+@pytest.mark.parametrize("answer", [2, -1])
+def test_an_external_answer_out_of_range_is_refused(answer: int) -> None:
+    chooser = RecordingChooser([answer])
+    with Simulation(chooser=chooser) as sim:
+        _, w1 = sim.fds.pipe()
+        _, w2 = sim.fds.pipe()
+        sim.peer(w1, "p").send(b"a", at_ns=10)
+        sim.peer(w2, "q").send(b"b", at_ns=10)
+        with pytest.raises(
+            SimulationError, match=rf"^chooser RecordingChooser\(\) answered {answer} for 2 options$"
+        ):
+            sim.run()
+
+
+# -- properties ----------------------------------------------------------------------------
+
+
+def _fuzzed_run(seed: int) -> tuple[list[tuple[ChoiceKind, tuple[str, ...], int]], list[str]]:
+    chooser = SeededChooser(seed)
+    with Simulation(chooser=chooser) as sim:
+        order: list[str] = []
+
+        def worker(name: str) -> None:
+            for i in range(3):
+                order.append(f"{name}{i}")
+                sim.yield_now()
+
+        for name in ("a", "b", "c"):
+            sim.thread(name, lambda name=name: worker(name))
+        for name in ("p", "q"):
+            _, w = sim.fds.pipe()
+            sim.peer(w, name).send(b"x", at_ns=0)
+        sim.run()
+    return chooser.calls, order
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(min_value=0, max_value=2**32))
+def test_every_question_has_two_or_more_options_and_a_valid_answer(seed: int) -> None:
+    calls, order = _fuzzed_run(seed)
+    assert calls
+    for kind, options, index in calls:
+        assert kind in (ChoiceKind.THREAD, ChoiceKind.EXTERNAL)
+        assert len(options) >= 2
+        assert 0 <= index < len(options)
+    # Whatever the order, each thread's own steps stay in program order.
+    for name in ("a", "b", "c"):
+        assert [s for s in order if s[0] == name] == [f"{name}0", f"{name}1", f"{name}2"]
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(min_value=0, max_value=2**32))
+def test_a_seeded_chooser_replays_the_same_run(seed: int) -> None:
+    assert _fuzzed_run(seed) == _fuzzed_run(seed)
+
+
+def test_different_seeds_reach_different_orders() -> None:
+    orders = {tuple(_fuzzed_run(seed)[1]) for seed in range(20)}
+    assert len(orders) > 1
