@@ -286,7 +286,7 @@ def _met(fig: Figure) -> str:
 
 
 def _rows(figures: Sequence[Figure]) -> list[tuple[str, ...]]:
-    rows = [("figure", "median", "unit", "target", "met", "note")]
+    rows: list[tuple[str, ...]] = [("figure", "median", "unit", "target", "met", "note")]
     for fig in figures:
         note = fig.note if fig.status is Status.OK else f"[{fig.status}] {fig.note}"
         target = "" if fig.target is None else str(fig.target)

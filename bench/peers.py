@@ -62,7 +62,7 @@ class _WarpSelector(selectors.BaseSelector):
 
     def __init__(self) -> None:
         self.now = 0.0
-        self._keys: dict[int, selectors.SelectorKey] = {}
+        self._keys: dict[Any, selectors.SelectorKey] = {}
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         key = selectors.SelectorKey(fileobj, _fd(fileobj), events, data)
@@ -81,7 +81,7 @@ class _WarpSelector(selectors.BaseSelector):
             self.now += timeout
         return []
 
-    def get_map(self) -> Mapping[int, selectors.SelectorKey]:
+    def get_map(self) -> Mapping[Any, selectors.SelectorKey]:
         return self._keys
 
     def close(self) -> None:

@@ -105,6 +105,7 @@ def _arm_timers(
 def _run(sim: Any, done: list[int]) -> Run:
     def run() -> int:
         sim.run()
+        sim.close()
         return done[0]
 
     return run
@@ -113,10 +114,11 @@ def _run(sim: Any, done: list[int]) -> Run:
 def _run_steps(sim: Any, done: list[int], total: int) -> Run:
     """Like :func:`_run`, but return evloop's own count of steps (every callback
     dispatched, every turn handed over), once the ``total`` dispatches are checked."""
-    before = sim.steps
+    before: int = sim.steps
 
     def run() -> int:
         steps = int(sim.run().steps) - before
+        sim.close()
         if done[0] != total:
             raise BenchError(f"the active timers fired {done[0]} times, expected {total}")
         return steps

@@ -196,6 +196,9 @@ class AioContext:
         self._poll_list: dict[int, _Handler] = {}
         self._gsource_ready: list[_Handler] = []
         self._wait_cond = _ReadyCondition(self)
+        #: Shared with the simulation: once raised, dispatch loops stop before
+        #: taking their next item (Simulation.run's exact step limit).
+        self.halt: list[bool] = [False]
         # notify() protocol: notified is the flag, notify_me says someone waits.
         self._notified = False
         self._notify_me = 0
@@ -205,6 +208,7 @@ class AioContext:
         self.poll_shrink = 0
         self._poll_started = False
         self.tlg = TimerListGroup(clock, self.notify, self)
+        self.tlg.set_halt(self.halt)
         if observer is not None:
             self.tlg.set_observer(observer)
         self._thread_pool: Any = None
@@ -284,8 +288,11 @@ class AioContext:
         elif not slices:
             return False
         observer = self._observer
+        halt = self.halt
         progress = False
         while slices:
+            if halt[0]:
+                break
             current = slices[0]
             if not current:
                 slices.popleft()
@@ -363,6 +370,13 @@ class AioContext:
             self._handler_seq += 1
             self._handlers[fd] = node
             if old is not None:
+                pending = self._gsource_ready
+                if pending and old in pending:
+                    # Between check and dispatch: the new registration inherits
+                    # the polled revents and, being the newest, runs last.
+                    pending.remove(old)
+                    node.revents = old.revents
+                    pending.append(node)
                 self._remove_handler(old)
             self.fds.watch(fd, node)
         self._poll_disable_cnt += change
@@ -474,10 +488,8 @@ class AioContext:
                 node.poll_idle_timeout = 0
                 node.in_poll_list = False
                 del self._poll_list[node.seq]
-                if self._poll_started and node.io_poll is not None and node.io_poll():
-                    node.poll_ready = True
-                    ready[node.seq] = node
-                    progress = True
+                # QEMU polls once more only after an io_poll_end callback,
+                # which evloop's handlers do not have.
         return progress
 
     def _adjust_polling_time(self, node: _Handler, block_ns: int) -> None:
@@ -532,7 +544,10 @@ class AioContext:
 
     def _dispatch_ready(self, nodes: list[_Handler]) -> bool:
         progress = False
+        halt = self.halt
         for node in nodes:
+            if halt[0]:
+                break
             if self._dispatch_handler(node):
                 progress = True
         return progress
@@ -628,11 +643,24 @@ class AioContext:
                 return True
         return self.tlg.deadline_ns() == 0
 
+    def take_revents(self) -> bool:
+        """Take the fd readiness snapshot :meth:`dispatch` uses, without checking.
+
+        glib fills in ``revents`` for every source, but calls ``check`` only
+        for sources that were not ready at prepare. Returns True.
+        """
+        self._gsource_ready = self._snapshot(None, True)
+        return True
+
     def dispatch(self) -> None:
-        """``aio_ctx_dispatch``: BHs, the fd handlers :meth:`check` saw ready, timers."""
+        """``aio_ctx_dispatch``: BHs, the fd handlers :meth:`check` saw ready, timers.
+
+        Bottom halves run first; a handler they re-register keeps the revents
+        polled for the fd, as ``aio_set_fd_handler`` copies ``pfd``.
+        """
+        self._bh_poll()
         nodes = self._gsource_ready
         self._gsource_ready = []
-        self._bh_poll()
         self._dispatch_ready(nodes)
         self.tlg.run_timers()
 

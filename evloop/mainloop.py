@@ -69,6 +69,10 @@ class MainLoop:
         self.tlg = TimerListGroup(self.clock, self.notify_event, self)
         if observer is not None:
             self.tlg.set_observer(observer)
+        self.halt = self.aio_context.halt
+        self.iohandler_context.halt = self.halt
+        self.iohandler_context.tlg.set_halt(self.halt)
+        self.tlg.set_halt(self.halt)
         self._cond = _MainLoopCondition(self._sources)
         self.name = "main-loop"
         #: Digest identity of the main-loop timer list group's owner.
@@ -90,8 +94,15 @@ class MainLoop:
         self.tlg.set_observer(observer)
 
     def notify_event(self) -> None:
-        """Wake the main loop from any thread of control (``qemu_notify_event``)."""
-        self.aio_context.notify()
+        """Wake the main loop from any thread of control (``qemu_notify_event``).
+
+        Only a main loop that is waiting (between prepare and check, when
+        ``notify_me`` is set) needs the kick; otherwise it will see the change
+        when it next prepares, so nothing is done.
+        """
+        ctx = self.aio_context
+        if ctx._notify_me:
+            ctx.notify()
 
     def set_fd_handler(
         self, fd: int, io_read: Callable[[], object] | None, io_write: Callable[[], object] | None
@@ -128,7 +139,13 @@ class MainLoop:
         try:
             self.blocker.block(self._cond, poll_ns)
         finally:
-            checks = [src.check() for src in sources]
+            # glib checks only the sources that were not ready at prepare; the
+            # others keep notify_me set (so a notify during their dispatch is
+            # seen next time), but get their revents all the same.
+            checks = [
+                src.take_revents() if at_prepare else src.check()
+                for src, at_prepare in zip(sources, ready_at_prepare, strict=True)
+            ]
         dispatched = False
         for src, at_prepare, checked in zip(sources, ready_at_prepare, checks, strict=True):
             if at_prepare or checked:

@@ -193,6 +193,8 @@ class Scheduler:
         self._external_seq = 0
         self.stalled: list[ExternalEvent] = []
         self._closing = False
+        #: The simulation's step-limit flag: once raised, the turn goes to main.
+        self.halt: list[bool] = [False]
 
     # -- registration -------------------------------------------------------------
 
@@ -251,10 +253,14 @@ class Scheduler:
             return
         try:
             self._reschedule(t)
-        except BaseException as exc:  # a bug here must not vanish with the thread
+        except BaseException as exc:
+            # Handing over the turn failed (a chooser raised, say): the run
+            # stops with that error in the main thread; it must not vanish
+            # with this OS thread.
             if self.failure is None:
-                self.failure = EvloopInternalError(f"scheduler failed after {t.name!r} ended")
-                self.failure.__cause__ = exc
+                self.failure = exc
+            self.current = self.main
+            self.main.state = ThreadState.RUNNING
             self.main._turn.release()
 
     # -- the blocker --------------------------------------------------------------
@@ -346,7 +352,7 @@ class Scheduler:
             if self._external or self.stalled:
                 self._deliver_due()
             if (
-                self.failure is not None or self.stop_reason is not None
+                self.failure is not None or self.stop_reason is not None or self.halt[0]
             ) and self.main.state is not ThreadState.DONE:
                 self._grant(me, self.main)
                 return
@@ -355,13 +361,7 @@ class Scheduler:
                 if len(candidates) == 1:
                     pick = candidates[0]
                 else:
-                    names = [t.name for t in candidates]
-                    index = self.chooser.choose(ChoiceKind.THREAD, names)
-                    if not 0 <= index < len(candidates):
-                        raise SimulationError(
-                            f"chooser {self.chooser!r} answered {index} for {len(names)} options"
-                        )
-                    pick = candidates[index]
+                    pick = candidates[self._choose(ChoiceKind.THREAD, [t.name for t in candidates])]
                 self._grant(me, pick)
                 return
             wake = self._next_wake()
@@ -382,6 +382,16 @@ class Scheduler:
         """The main thread waits in the main loop of ``Simulation.run`` (nothing else)."""
         main = self.main
         return self.in_run and main.state is ThreadState.BLOCKED and main.cond is self.idle_cond
+
+    def _choose(self, kind: ChoiceKind, options: list[str]) -> int:
+        index = self.chooser.choose(kind, options)
+        if not isinstance(index, int) or not 0 <= index < len(options):
+            raise SimulationError(
+                f"chooser {self.chooser!r} answered {index!r} to "
+                f"{'an' if kind.name[0] in 'AEIOU' else 'a'} {kind.name} decision "
+                f"among {len(options)} options"
+            )
+        return index
 
     def _quiescent(self) -> bool:
         """Nothing can happen again, and that is a normal end (all loops idle)."""
@@ -409,7 +419,8 @@ class Scheduler:
         self.current = pick
         if pick is me:
             return
-        if self.on_turn is not None:
+        if self.on_turn is not None and not self.halt[0]:
+            # A handover forced by the step limit is not a step of the run.
             self.on_turn(pick)
         pick._turn.release()
         if me.state is ThreadState.DONE:
@@ -445,7 +456,7 @@ class Scheduler:
             while ties:
                 index = 0
                 if len(ties) > 1:
-                    index = self.chooser.choose(
+                    index = self._choose(
                         ChoiceKind.EXTERNAL, [entry[2].describe() for entry in ties]
                     )
                 deliver(ties.pop(index)[2])

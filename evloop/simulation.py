@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from heapq import heappop
 from typing import Any
 
 from .aio import AioContext, DispatchKind
@@ -40,6 +41,7 @@ from .iothread import IOThread
 from .mainloop import MainLoop
 from .rng import SimRandom
 from .scheduler import Scheduler, ThreadOfControl
+from .timer import TimerList
 
 __all__ = ["DispatchEvent", "RunResult", "SimEvent", "Simulation", "StopReason"]
 
@@ -161,6 +163,7 @@ class Simulation:
         recent: int = 0,
         hooks: SimulationHooks | None = None,
         checkpoint_interval: int = 1024,
+        fast_path: bool = True,
     ) -> None:
         if not isinstance(seed, int):
             raise TypeError(f"seed must be an int, not {type(seed).__name__}")
@@ -187,11 +190,17 @@ class Simulation:
         self.main_loop = MainLoop(self.clock, self.fds, observer=self._observe)
         self.main_loop.aio_context.uid = self._next_context_uid()
         self.main_loop.iohandler_context.uid = self._next_context_uid()
+        #: Raised when the step limit of run() is reached; shared by every context.
+        self._halt = self.main_loop.halt
+        self._sched.halt = self._halt
+        self._step_limit = -1
         self._sched.idle_cond = self.main_loop._cond
         self.iothreads: list[IOThread] = []
         self._peers: list[ScriptedPeer] = []
         self._shutdown: str | None = None
         self._closed = False
+        #: Run main-loop timers qtest-style when the full loop would do the same.
+        self.fast_path = fast_path
 
     # -- observation --------------------------------------------------------------
     #
@@ -201,13 +210,29 @@ class Simulation:
     # steps, and fires the periodic checkpoint hook. It is on the hot path.
 
     def _observe(self, kind: int, ctx: Any, what: Any) -> None:
-        self._step(kind, ctx.uid, what.uid, ctx, what)
+        # The dispatch observer of every context: _step, inlined (hot path).
+        self.steps = steps = self.steps + 1
+        now = self.clock._now[0]
+        thread = self._sched.current
+        acc = self.digest ^ ((kind << 56) | (thread.index << 48) | (ctx.uid << 32) | what.uid)
+        acc = ((acc * _FNV_PRIME) & _MASK64) ^ now
+        self.digest = (acc * _FNV_PRIME) & _MASK64
+        if self._recent is not None:
+            self._recent.append((steps, now, thread.name, kind, ctx, what))
+        if self.log is not None:
+            self.log.append(_materialize((steps, now, thread.name, kind, ctx, what)))
+        if steps == self._next_checkpoint:
+            self._next_checkpoint += self.checkpoint_interval
+            assert self.hooks is not None
+            self.hooks.checkpoint(steps)
+        if steps == self._step_limit:
+            self._halt[0] = True
 
     def _step(self, kind: int, owner_uid: int, what_uid: int, ctx: Any, what: Any) -> None:
         self.steps = steps = self.steps + 1
         now = self.clock._now[0]
         thread = self._sched.current
-        acc = (self.digest ^ ((kind << 56) | (thread.index << 48) | (owner_uid << 32) | what_uid))
+        acc = self.digest ^ ((kind << 56) | (thread.index << 48) | (owner_uid << 32) | what_uid)
         acc = ((acc * _FNV_PRIME) & _MASK64) ^ now
         self.digest = (acc * _FNV_PRIME) & _MASK64
         recent = self._recent
@@ -219,6 +244,8 @@ class Simulation:
             self._next_checkpoint += self.checkpoint_interval
             assert self.hooks is not None
             self.hooks.checkpoint(steps)
+        if steps == self._step_limit:
+            self._halt[0] = True
 
     def _on_turn(self, t: ThreadOfControl) -> None:
         self._step(DispatchKind.TURN, 0, t.index, None, t)
@@ -272,6 +299,8 @@ class Simulation:
         """An AioContext on this simulation's clock and fds, with its steps observed."""
         ctx = AioContext(self.clock, self.fds, name=name, observer=self._observe)
         ctx.uid = self._next_context_uid()
+        ctx.halt = self._halt
+        ctx.tlg.set_halt(self._halt)
         return ctx
 
     def _next_context_uid(self) -> int:
@@ -326,6 +355,8 @@ class Simulation:
         if max_steps is not None and max_steps < 0:
             raise ValueError(f"max_steps must be non-negative, not {max_steps}")
         step_limit = None if max_steps is None else self.steps + max_steps
+        self._step_limit = -1 if step_limit is None else step_limit
+        self._halt[0] = step_limit is not None and self.steps >= step_limit
         sched.until_ns = until_ns
         sched.stop_reason = None
         sched.in_run = True
@@ -345,14 +376,224 @@ class Simulation:
                 if until_ns is not None and self.now_ns >= until_ns:
                     reason = StopReason.UNTIL
                     break
+                if self.fast_path:
+                    fast = self._run_fast(step_limit, until_ns)
+                    if fast is not None:
+                        reason = fast
+                        break
                 wait()
         finally:
             sched.in_run = False
             sched.until_ns = None
             sched.stop_reason = None
+            self._step_limit = -1
+            self._halt[0] = False
         cause = self._shutdown
         self._shutdown = None
         return RunResult(reason, self.steps, self.now_ns, cause)
+
+    def _run_fast(self, step_limit: int | None, until_ns: int | None) -> StopReason | None:
+        """Warp to main-loop timer deadlines and run them directly, while that is exact.
+
+        QEMU's qtest driver does this (``qemu_clock_advance_virtual_time``).
+        It is legitimate only while a full ``main_loop_wait`` would do exactly
+        the same: the main thread is the only thread of control, no external
+        input is scheduled, and neither context has a bottom half, a ready fd
+        handler or a timer of its own. Then each full iteration would block
+        (warping the clock by the main-loop timer deadline in ns), find
+        nothing to dispatch, and run the main-loop timers: which is what this
+        loop does, checking the conditions again after every pass. Returns
+        the reason to stop, or None to go back to the full loop.
+        """
+        sched = self._sched
+        ml = self.main_loop
+        aio = ml.aio_context
+        ioh = ml.iohandler_context
+        lists = ml.tlg.lists
+        ctx_heaps = [tl._heap for ctx in (aio, ioh) for tl in ctx.tlg.lists]
+        now = self.clock._now
+        threads = sched.threads
+        external = sched._external
+        clean = False  # check everything on the first pass
+        while True:
+            if aio._notified or ioh._notified or aio._ready or ioh._ready or not clean:
+                if aio._bh_list and not (
+                    aio._bh_slices or ioh._bh_list or ioh._bh_slices
+                    or aio._ready or ioh._ready or any(ctx_heaps)
+                ):
+                    reason = self._run_fast_bh(step_limit, until_ns)
+                    if reason is not None:
+                        return reason
+                    clean = False
+                    continue
+                if (
+                    aio._bh_list or aio._bh_slices or ioh._bh_list or ioh._bh_slices
+                    or aio._ready or ioh._ready or any(ctx_heaps)
+                ):
+                    return None
+                aio._notified = ioh._notified = False  # as check() does each iteration
+                clean = True
+            if len(threads) != 1 or external or sched.stalled:
+                return None
+            if self._shutdown is not None:
+                return StopReason.SHUTDOWN
+            if step_limit is not None and self.steps >= step_limit:
+                return StopReason.MAX_STEPS
+            if until_ns is not None and now[0] >= until_ns:
+                return StopReason.UNTIL
+            active = [tl for tl in lists if tl._heap]
+            if len(active) == 1 and active[0].checkpoint is None:
+                reason = self._run_fast_one(active[0], step_limit, until_ns)
+                if reason is not None:
+                    return reason
+                clean = False
+                continue
+            deadline = -1
+            for tl in active:
+                d = tl.deadline_ns()
+                if d >= 0 and (deadline < 0 or d < deadline):
+                    deadline = d
+            if deadline < 0:
+                if until_ns is not None:
+                    self.clock.advance_to(until_ns)
+                    return StopReason.UNTIL
+                return StopReason.IDLE
+            if until_ns is not None and now[0] + deadline > until_ns:
+                self.clock.advance_to(until_ns)
+                return StopReason.UNTIL
+            if deadline:
+                self.clock.advance(deadline)
+            for tl in lists:
+                if tl._heap:
+                    tl.run_timers()
+
+    def _run_fast_bh(self, step_limit: int | None, until_ns: int | None) -> StopReason | None:
+        """:meth:`_run_fast` while bottom halves of ``aio_context`` alone are due.
+
+        A full iteration would then see a zero timeout, poll nothing, run one
+        batch of bottom halves, find no fd ready and no timer expired (time
+        does not move): so one batch per iteration is exact, as long as no
+        fd becomes ready, no other context gets work, no timer (of the
+        contexts, or of the main loop at the current time) is due, and the
+        main thread stays alone.
+        """
+        ml = self.main_loop
+        aio = ml.aio_context
+        ioh = ml.iohandler_context
+        main_heaps = [tl._heap for tl in ml.tlg.lists]
+        ctx_heaps = [tl._heap for ctx in (aio, ioh) for tl in ctx.tlg.lists]
+        sched = self._sched
+        threads = sched.threads
+        external = sched._external
+        now = self.clock._now
+        bh_timeout = aio._bh_timeout
+        bh_poll = aio._bh_poll
+        while True:
+            if (
+                aio._ready or ioh._ready or ioh._bh_list or ioh._bh_slices or aio._bh_slices
+                or len(threads) != 1 or external or any(ctx_heaps)
+            ):
+                return None
+            if self._shutdown is not None:
+                return StopReason.SHUTDOWN
+            if step_limit is not None and self.steps >= step_limit:
+                return StopReason.MAX_STEPS
+            if until_ns is not None and now[0] >= until_ns:
+                return StopReason.UNTIL
+            if not aio._bh_list or bh_timeout(aio._bh_list, -1) != 0:
+                return None
+            if (main_heaps[0] or main_heaps[1] or main_heaps[2] or main_heaps[3]) and (
+                ml.tlg.deadline_ns() == 0
+            ):
+                return None
+            aio._notified = ioh._notified = False  # as check() does each iteration
+            bh_poll()
+
+    def _run_fast_one(
+        self, tl: TimerList, step_limit: int | None, until_ns: int | None
+    ) -> StopReason | None:
+        """:meth:`_run_fast` while one main-loop timer list alone has timers.
+
+        Each pass is ``TimerList.run_timers`` inlined: warp to the head's
+        expiry, sample the clock once, run every timer expired at the sample.
+        Returns a stop reason, or None when the conditions changed (the
+        caller re-checks them all).
+        """
+        ml = self.main_loop
+        aio = ml.aio_context
+        ioh = ml.iohandler_context
+        others = [other._heap for other in ml.tlg.lists if other is not tl]
+        sched = self._sched
+        threads = sched.threads
+        external = sched._external
+        clock = self.clock
+        now = clock._now
+        enabled = clock._enabled
+        ct = tl.clock_type
+        heap = tl._heap
+        observer = tl.observer
+        owner = tl.owner
+        pop = heappop
+        # Without log, ring or hooks, the observer only counts and digests.
+        plain = (
+            observer == self._observe
+            and self.log is None and self._recent is None and self.hooks is None
+            and step_limit is None
+        )
+        tag = (4 << 56) | (sched.main.index << 48) | (owner.uid << 32)
+        halt = self._halt
+        while True:
+            if (
+                aio._notified or ioh._notified or aio._ready or ioh._ready
+                or others[0] or others[1] or others[2]
+                or len(threads) != 1 or external or tl.checkpoint is not None
+            ):
+                return None
+            if self._shutdown is not None:
+                return StopReason.SHUTDOWN
+            if step_limit is not None and self.steps >= step_limit:
+                return StopReason.MAX_STEPS
+            if until_ns is not None and now[0] >= until_ns:
+                return StopReason.UNTIL
+            while heap and heap[0][2] is None:
+                pop(heap)
+                tl._dead -= 1
+            if not heap or not enabled[ct]:
+                return None
+            delta = heap[0][0] - now[ct]
+            if delta > 0:
+                if until_ns is not None and now[0] + delta > until_ns:
+                    clock.advance_to(until_ns)
+                    return StopReason.UNTIL
+                # clock.advance(delta), inlined
+                now[0] += delta
+                if enabled[1]:
+                    now[1] += delta
+                now[2] += delta
+                now[3] += delta
+            current = now[ct]
+            while heap:
+                if halt[0]:
+                    break
+                entry = heap[0]
+                timer = entry[2]
+                if timer is None:
+                    pop(heap)
+                    tl._dead -= 1
+                    continue
+                if entry[0] > current:
+                    break
+                pop(heap)
+                timer._entry = None
+                if plain:
+                    # self._observe inlined: count the step, fold it into the digest.
+                    self.steps += 1
+                    acc = self.digest ^ (tag | timer.uid)
+                    acc = ((acc * _FNV_PRIME) & _MASK64) ^ now[0]
+                    self.digest = (acc * _FNV_PRIME) & _MASK64
+                elif observer is not None:
+                    observer(4, owner, timer)
+                timer.cb()
 
     def close(self) -> None:
         """Unwind every thread of control; the simulation cannot run afterwards."""

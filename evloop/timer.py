@@ -52,11 +52,13 @@ class TimerList:
 
     __slots__ = (
         "_dead",
+        "_front_seq",
         "_heap",
         "_seq",
         "checkpoint",
         "clock",
         "clock_type",
+        "halt",
         "notify",
         "observer",
         "owner",
@@ -67,7 +69,7 @@ class TimerList:
         clock: VirtualClock,
         clock_type: ClockType,
         notify: Callable[[], None] | None = None,
-        owner: object = None,
+        owner: Any = None,
     ) -> None:
         self.clock = clock
         self.clock_type = ClockType(clock_type)
@@ -75,8 +77,11 @@ class TimerList:
         self.owner = owner
         self.observer: DispatchObserver | None = None
         self.checkpoint: CheckpointGate | None = None
+        #: Raised by a simulation's step limit: stop before the next timer.
+        self.halt: list[bool] = [False]
         self._heap: list[_Entry] = []
         self._seq = 0
+        self._front_seq = -1
         self._dead = 0
 
     def __len__(self) -> int:
@@ -114,16 +119,24 @@ class TimerList:
             old[2] = None
             self._dead += 1
         if expire_ns < 0:
-            expire_ns = 0
-        entry = [expire_ns, self._seq, timer]
-        self._seq += 1
+            # QEMU walks the list with the raw negative time, so the timer goes
+            # to the very head (ahead of every timer due at 0, newest first),
+            # and only then stores 0.
+            entry = [0, self._front_seq, timer]
+            self._front_seq -= 1
+        else:
+            entry = [expire_ns, self._seq, timer]
+            self._seq += 1
         timer._entry = entry
         heap = self._heap
         heappush(heap, entry)
         if self._dead > 64 and self._dead > len(heap) >> 1:
-            self._compact()
-        if self.notify is not None and (self._heap[0] is entry or self._head() is entry):
-            self.notify()
+            self._compact()  # in place: heap stays the same list
+        notify = self.notify
+        if notify is not None:
+            head = heap[0]
+            if head is entry or (head[2] is None and self._head() is entry):
+                notify()
 
     def _disarm(self, timer: Timer) -> None:
         entry = timer._entry
@@ -133,9 +146,11 @@ class TimerList:
             self._dead += 1
 
     def _compact(self) -> None:
-        heap = [e for e in self._heap if e[2] is not None]
+        # In place: run_timers holds a reference to the list while callbacks
+        # (which may arm timers, and so compact) run.
+        heap = self._heap
+        heap[:] = [e for e in heap if e[2] is not None]
         heapify(heap)
-        self._heap = heap
         self._dead = 0
 
     def run_timers(self) -> bool:
@@ -152,8 +167,11 @@ class TimerList:
             return False
         current = clock._now[clock_type]
         observer = self.observer
+        halt = self.halt
         progress = False
         while heap:
+            if halt[0]:
+                break
             entry = heap[0]
             timer = entry[2]
             if timer is None:
@@ -233,9 +251,13 @@ class Timer:
         return -1 if entry is None else int(entry[0])
 
     def expired(self, current_time: int) -> bool:
-        """True if pending and due at ``current_time`` (in the timer's scale)."""
+        """``timer_expired``: due at ``current_time`` (in the timer's scale).
+
+        As in QEMU, a timer that is not pending has expire time -1 and so
+        counts as expired.
+        """
         entry = self._entry
-        return entry is not None and entry[0] <= current_time * self.scale
+        return entry is None or entry[0] <= current_time * self.scale
 
     def __repr__(self) -> str:
         from .bh import callback_name
@@ -247,7 +269,7 @@ class Timer:
 class TimerListGroup:
     """One timer list per clock type (``QEMUTimerListGroup``)."""
 
-    __slots__ = ("_uids", "lists")
+    __slots__ = ("__weakref__", "_uids", "lists")
 
     def __init__(
         self,
@@ -259,6 +281,14 @@ class TimerListGroup:
             TimerList(clock, t, notify, owner) for t in ClockType
         )
         self._uids = 0
+        if notify is not None:
+            # qemu_clock_enable -> qemu_clock_notify -> timerlist_notify.
+            clock.add_listener(self._clock_enabled)
+
+    def _clock_enabled(self, clock_type: ClockType) -> None:
+        notify = self.lists[clock_type].notify
+        if notify is not None:
+            notify()
 
     def new_timer(
         self, clock_type: ClockType, scale: int, cb: Callable[[], object], name: str | None
@@ -285,6 +315,10 @@ class TimerListGroup:
     def set_observer(self, observer: DispatchObserver | None) -> None:
         for tl in self.lists:
             tl.observer = observer
+
+    def set_halt(self, halt: list[bool]) -> None:
+        for tl in self.lists:
+            tl.halt = halt
 
     def pending_count(self) -> int:
         return sum(len(tl) for tl in self.lists)

@@ -121,7 +121,9 @@ def record(
         failure: Exception | None = None
         reason = "failure"
         try:
-            fn(sim, **params)
+            # The values the header stores (lists as tuples, keys sorted), so
+            # that record and play hand the scenario the very same parameters.
+            fn(sim, **dict(header.parameters))
             reason = sim.run(until_ns=until_ns, max_steps=max_steps).reason.value
         except ReplayError:
             raise

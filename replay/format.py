@@ -17,7 +17,7 @@ form, and the two change together. The rules it keeps:
   same file, byte for byte.
 * **Every bound is checked before allocation.** A reader handed hostile bytes
   allocates at most a chunk's payload plus the bounded containers the unpacker
-  limits below allow; see ``UNPACKER_LIMITS``.
+  limits below allow (RECORD_UNPACKER_LIMITS, HEADER_UNPACKER_LIMITS).
 * **Record decisions, not consequences.** A trace holds only the answers to
   nondeterministic questions; CHOICES packs scheduling decisions at about two
   bytes each.
@@ -44,13 +44,13 @@ __all__ = [
     "DEFAULT_CHUNK_THRESHOLD",
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "HEADER_FIELDS",
     "HEADER_UNPACKER_LIMITS",
     "MAGIC",
     "MAX_BATCHED_OPTIONS",
     "MAX_CHUNK_PAYLOAD",
     "MAX_CHUNK_RECORDS",
     "MAX_CHUNK_THRESHOLD",
-    "HEADER_FIELDS",
     "MAX_HEADER_ITEMS",
     "MAX_PARAM_DEPTH",
     "MAX_RECORD_SIZE",
@@ -141,6 +141,9 @@ _COMMON_UNPACKER_OPTIONS: Final[Mapping[str, Any]] = {
     "strict_map_key": True,
     "timestamp": 0,
     "max_buffer_size": MAX_CHUNK_PAYLOAD,
+    # The unpacker's first buffer (msgpack's default is 1 MiB); feed() grows
+    # it up to max_buffer_size when a chunk needs more.
+    "read_size": DEFAULT_CHUNK_THRESHOLD,
     "max_str_len": MAX_RECORD_SIZE,
     "max_bin_len": MAX_RECORD_SIZE,
     "max_ext_len": 0,  # the format uses no extension types
@@ -615,7 +618,11 @@ def _choices_problem(packed: bytes) -> tuple[int, str, str] | None:
 
 # --- The header -------------------------------------------------------------
 
-ParamValue: TypeAlias = "bool | int | float | str | bytes | tuple[ParamValue, ...] | None"
+#: A scenario parameter (or extension) value. Lists are accepted and kept as
+#: tuples, which is also how the reader returns them.
+ParamValue: TypeAlias = (
+    "bool | int | float | str | bytes | tuple[ParamValue, ...] | list[ParamValue] | None"
+)
 
 
 class MapPairs(tuple[tuple[Any, Any], ...]):
@@ -752,6 +759,21 @@ class TraceHeader:
         object.__setattr__(self, "faults", tuple(faults))
         object.__setattr__(self, "parameters", _normalize_map(self.parameters, "header.parameters"))
         object.__setattr__(self, "extensions", _normalize_map(self.extensions, "header.extensions"))
+
+    def __hash__(self) -> int:
+        # The generated hash would hash the mappingproxies, which cannot be.
+        return hash(
+            (
+                self.scenario,
+                self.seed,
+                self.chooser,
+                tuple(self.parameters.items()),
+                self.faults,
+                self.package_version,
+                self.python_version,
+                tuple(self.extensions.items()),
+            )
+        )
 
     def to_record(self) -> tuple[Any, ...]:
         """The HEADER record, ready to pack (maps as sorted dicts, lists as lists)."""

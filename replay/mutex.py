@@ -144,7 +144,9 @@ class ReplayMutex:
             return
         if expected < len(self._names):
             thread = self._threads[expected]
-            gone = expected in self._finished or (thread is not None and not thread.is_alive())
+            started = thread is not None and thread.ident is not None
+            alive = thread is not None and thread.is_alive()
+            gone = expected in self._finished or (started and not alive)
             if gone:
                 self._fail(f"the log's next grant names {self._names[expected]!r}, which has ended")
         elif self._waiting and len(self._waiting) + len(self._finished) >= len(self._names):

@@ -10,13 +10,14 @@ Rules kept here (docs/trace-format.md has the layout):
   records), never on a timer, so the same records always give the same bytes.
 * **Crash safety.** Every finished chunk is handed to the OS at once, and the
   END record is written only by a clean ``close()``. A recording cut short by
-  a crash is therefore whole chunks plus, at worst, a partial one at the end:
+  a crash is therefore whole chunks plus, at worst, part of one at the end:
   a tolerant reader (``strict=False``) replays the whole chunks and reports
   where and why the trace stops; a strict reader raises.
-* **Damage is told apart from forgery.** Truncation, a bad CRC or a bad chunk
-  header after the header chunk is what a crash leaves, so a tolerant reader
-  stops there. A chunk whose CRC holds but whose records are wrong was written
-  wrong, and no mode tolerates it.
+* **Truncation is told apart from corruption.** A crash or kill leaves a
+  prefix of what the writer wrote: the file ends at a chunk boundary or inside
+  the last chunk. That, and only that, a tolerant reader accepts. A chunk whose
+  bytes are all there but wrong (bad CRC, impossible length, wrong records)
+  was never written so, and no mode tolerates it.
 * **Hostile bytes give TraceFormatError and nothing else**, with the offset
   and what was expected. Every length is checked before it is read.
 """
@@ -148,11 +149,16 @@ class TraceWriter:
         self._file, self._owned, _ = _open(target, writing=True)
         # The header is a chunk of its own, on disk before any record, so that
         # even a recording killed at once is a readable, empty trace.
-        self._file.write(MAGIC)
-        self.bytes_written = len(MAGIC)
-        self._buffer += header_bytes
-        self._chunk_records = 1
-        self._flush_chunk()
+        try:
+            self._file.write(MAGIC)
+            self.bytes_written = len(MAGIC)
+            self._buffer += header_bytes
+            self._chunk_records = 1
+            self._flush_chunk()
+        except BaseException:
+            if self._owned:
+                self._file.close()
+            raise
 
     def write(self, record: Sequence[Any]) -> None:
         """Append one record ``(kind, *fields)``; see docs/trace-format.md for layouts."""
@@ -162,7 +168,9 @@ class TraceWriter:
         if problem is not None:
             raise InvalidRecordError(*problem, record_index=self.records_written)
         if record[0] == _END:
-            raise InvalidRecordError("a kind other than END (close() writes it)", "END")
+            raise InvalidRecordError(
+                "a kind other than END (close() writes it)", "END", self.records_written
+            )
         try:
             data: bytes = self._pack(record)
         except (ValueError, TypeError, OverflowError) as exc:  # e.g. a lone surrogate
@@ -264,11 +272,12 @@ class TraceReader:
 
     ``strict=True`` (the default, for verification) raises TraceFormatError on
     any damage, including a trace that ends without END. ``strict=False`` (for
-    replaying what a crash left) stops cleanly at the first damaged or missing
-    chunk after the header and sets ``truncated_at`` (its offset) and
-    ``stop_error`` (the error a strict reader would have raised). After END,
-    ``complete`` is true. Damage to the header, or records that are wrong
-    inside a chunk whose checksum holds, raise in either mode.
+    replaying what a crash left) also accepts a trace that ends early, at a
+    chunk boundary or inside a chunk after the header chunk: it yields the
+    records of every whole chunk, stops cleanly, and sets ``truncated_at``
+    (the offset where the whole chunks end) and ``stop_error`` (the error a
+    strict reader raises there). After END, ``complete`` is true. Corruption
+    (bytes present but wrong) and a damaged header raise in either mode.
     """
 
     def __init__(self, source: str | os.PathLike[str] | BinaryIO, *, strict: bool = True) -> None:
@@ -337,17 +346,21 @@ class TraceReader:
             data += more
         return data
 
-    def _read_chunk(self, offset: int) -> tuple[bytes, int] | None:
-        """The payload and record count of the chunk at ``offset``; None at end of file."""
+    def _read_chunk(
+        self, offset: int, at_end: str = "end of file (no END record: the trace is incomplete)"
+    ) -> tuple[bytes, int] | TraceFormatError:
+        """The payload and record count of the chunk at ``offset``.
+
+        Returns (not raises) the error when the file ends before the chunk
+        does, the one damage a crash leaves; raises it for a chunk whose bytes
+        are all there but wrong.
+        """
         head = self._read_exact(CHUNK_HEADER_SIZE)
-        if not head:
-            return None
         if len(head) < CHUNK_HEADER_SIZE:
-            raise self._error(
-                offset,
-                f"a chunk header ({CHUNK_HEADER_SIZE} bytes)",
-                f"{len(head)} bytes (truncated)",
-            )
+            found = f"{len(head)} bytes (truncated)"
+            if not head:
+                found = at_end
+            return self._error(offset, f"a chunk header ({CHUNK_HEADER_SIZE} bytes)", found)
         length, count, crc = CHUNK_HEADER.unpack(head)
         if not 1 <= length <= MAX_CHUNK_PAYLOAD:
             raise self._error(
@@ -358,7 +371,7 @@ class TraceReader:
             raise self._error(offset + 4, f"a chunk record count in [1, {most}]", str(count))
         payload = self._read_exact(length)
         if len(payload) < length:
-            raise self._error(
+            return self._error(
                 offset + CHUNK_HEADER_SIZE,
                 f"a chunk payload of {length} bytes",
                 f"{len(payload)} bytes (truncated)",
@@ -386,11 +399,9 @@ class TraceReader:
                 found = f"{magic!r} (not an evreplay trace)"
             raise self._error(0, f"the evreplay trace magic {MAGIC!r}", found)
         offset = len(MAGIC)
-        chunk = self._read_chunk(offset)
-        if chunk is None:
-            raise self._error(
-                offset, f"the header chunk ({CHUNK_HEADER_SIZE}-byte chunk header)", "end of file"
-            )
+        chunk = self._read_chunk(offset, "end of file")
+        if isinstance(chunk, TraceFormatError):
+            raise chunk  # without its header, a trace is nothing to replay
         payload, count = chunk
         at = offset + CHUNK_HEADER_SIZE
         if count != 1:
@@ -453,33 +464,18 @@ class TraceReader:
         finally:
             self.close()
 
-    def _stop(self, error: TraceFormatError, offset: int) -> None:
-        """Stop (tolerant) or raise (strict) at damage a crash can leave."""
-        if self.strict:
-            raise error
-        self.truncated_at = offset
-        self.stop_error = error
-
     def _records_until_end(self) -> Iterator[Record]:
         unpacker = msgpack.Unpacker(**RECORD_UNPACKER_LIMITS)
         unpack = unpacker.unpack
         offset = self._chunk_offset
         index = 0
         while True:
-            try:
-                chunk = self._read_chunk(offset)
-            except TraceFormatError as error:
-                self._stop(error, offset)
-                return
-            if chunk is None:
-                self._stop(
-                    self._error(
-                        offset,
-                        f"a chunk header ({CHUNK_HEADER_SIZE} bytes)",
-                        "end of file (no END record: the trace is incomplete)",
-                    ),
-                    offset,
-                )
+            chunk = self._read_chunk(offset)
+            if isinstance(chunk, TraceFormatError):  # the file ends here
+                if self.strict:
+                    raise chunk
+                self.truncated_at = offset
+                self.stop_error = chunk
                 return
             payload, count = chunk
             length = len(payload)

@@ -168,7 +168,11 @@ def test_rounds_discard_warmup_and_interleave() -> None:
     calls: list[str] = []
 
     def sampler(name: str, value: float) -> Any:
-        return lambda: calls.append(name) or value
+        def sample() -> float:
+            calls.append(name)
+            return value
+
+        return sample
 
     series = rounds({"a": sampler("a", 1.0), "b": sampler("b", 2.0)}, Settings(False, 2, 1))
     assert calls == ["a", "b", "b", "a", "a", "b"]

@@ -62,7 +62,7 @@ class RaisingChooser:
         raise self.error
 
 
-# -- the protocol and the default ---------------------------------------------------------
+# -- the protocol and the default ----------------------------------------------------------
 
 
 def test_choice_kinds_have_stable_values() -> None:
@@ -99,7 +99,7 @@ def test_a_simulation_uses_the_chooser_it_is_given() -> None:
         assert sim.chooser is chooser
 
 
-# -- THREAD decisions --------------------------------------------------------------------
+# -- THREAD decisions ----------------------------------------------------------------------
 
 
 def test_which_thread_runs_next_is_taken_from_the_chooser() -> None:
@@ -204,7 +204,9 @@ def test_a_thread_answer_out_of_range_is_refused(answer: int) -> None:
         sim.thread("a", lambda: None)
         sim.thread("b", lambda: None)
         with pytest.raises(
-            SimulationError, match=rf"^chooser RecordingChooser\(\) answered {answer} for 2 options$"
+            SimulationError,
+            match=rf"^chooser RecordingChooser\(\) answered {answer} to a THREAD decision "
+            r"among 2 options$",
         ):
             sim.run()
 
@@ -217,7 +219,8 @@ def test_a_bad_answer_asked_by_an_ending_thread_is_still_the_users_error() -> No
         for name in ("a", "b", "c"):
             sim.thread(name, lambda: None)
         with pytest.raises(
-            SimulationError, match=r"^chooser RecordingChooser\(\) answered 7 for 2 options$"
+            SimulationError,
+            match=r"^chooser RecordingChooser\(\) answered 7 to a THREAD decision among 2 options$",
         ):
             sim.run()
 
@@ -255,7 +258,7 @@ def test_a_chooser_raising_in_an_ending_thread_stops_the_run_with_its_own_except
     assert info.value is error
 
 
-# -- EXTERNAL decisions ------------------------------------------------------------------
+# -- EXTERNAL decisions --------------------------------------------------------------------
 
 
 def test_simultaneous_inputs_from_two_peers_are_ordered_by_the_chooser() -> None:
@@ -308,7 +311,9 @@ def test_an_external_answer_out_of_range_is_refused(answer: int) -> None:
         sim.peer(w1, "p").send(b"a", at_ns=10)
         sim.peer(w2, "q").send(b"b", at_ns=10)
         with pytest.raises(
-            SimulationError, match=rf"^chooser RecordingChooser\(\) answered {answer} for 2 options$"
+            SimulationError,
+            match=rf"^chooser RecordingChooser\(\) answered {answer} to an EXTERNAL decision "
+            r"among 2 options$",
         ):
             sim.run()
 

@@ -290,6 +290,14 @@ def test_a_header_is_normalized_to_sorted_read_only_maps_and_tuples() -> None:
         header.parameters["c"] = 1  # type: ignore[index]
 
 
+def test_headers_are_hashable_values() -> None:
+    def make() -> TraceHeader:
+        return TraceHeader(scenario="s:S", seed=1, package_version="0", parameters={"a": [1]})
+
+    assert make() == make()
+    assert len({make(), make()}) == 1
+
+
 def test_the_python_version_is_major_minor_only() -> None:
     assert current_python_version().count(".") == 1
 

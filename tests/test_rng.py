@@ -46,7 +46,7 @@ def draw_everything(r: random.Random) -> list[object]:
     ]
 
 
-# -- pinned values --------------------------------------------------------------------
+# -- pinned values -------------------------------------------------------------------------
 
 
 def test_seed_0_gives_splitmix64s_reference_outputs() -> None:
@@ -110,7 +110,7 @@ def test_a_simulation_random_is_seeded_with_the_simulation_seed() -> None:
         assert sim.random.getrandbits(64) == 0xBDD732262FEB6E95
 
 
-# -- same seed, same sequence ---------------------------------------------------------
+# -- same seed, same sequence --------------------------------------------------------------
 
 
 @given(seeds)
@@ -131,7 +131,7 @@ def test_different_seeds_give_different_sequences() -> None:
     assert len(firsts) == 1000
 
 
-# -- state ----------------------------------------------------------------------------
+# -- state ---------------------------------------------------------------------------------
 
 
 def test_getstate_is_the_algorithm_and_the_counter() -> None:
@@ -192,7 +192,7 @@ def test_pickle_and_copy_keep_the_sequence(seed: int) -> None:
     assert draw_everything(copied) == expected
 
 
-# -- the one door -----------------------------------------------------------------------
+# -- the one door --------------------------------------------------------------------------
 
 
 def test_every_draw_goes_through_the_draw_hook() -> None:
@@ -218,7 +218,7 @@ def test_the_draw_hook_can_replace_values() -> None:
     assert r.randrange(1000) == 0
 
 
-# -- errors -----------------------------------------------------------------------------
+# -- errors --------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("seed", ["abc", 1.5, None, b"x"])

@@ -56,7 +56,7 @@ class Failure(Exception):
     pass
 
 
-# -- threads of control are OS threads that take turns ------------------------------------
+# -- threads of control are OS threads that take turns -------------------------------------
 
 
 def test_each_thread_of_control_is_its_own_os_thread() -> None:
@@ -146,7 +146,7 @@ def test_a_thread_can_start_threads() -> None:
     assert order == ["parent", "child", "parent joined"]
 
 
-# -- FIFO turns ---------------------------------------------------------------------------
+# -- FIFO turns ----------------------------------------------------------------------------
 
 
 def test_threads_first_run_in_the_order_they_were_started() -> None:
@@ -196,7 +196,7 @@ def test_sleep_0_is_a_preemption_point() -> None:
     assert order == ["a0", "b", "a1"]
 
 
-# -- time moves only when nobody can run ------------------------------------------------------
+# -- time moves only when nobody can run ---------------------------------------------------
 
 
 def test_the_clock_warps_to_the_soonest_wake_when_everyone_is_blocked() -> None:
@@ -266,13 +266,14 @@ def test_a_lone_main_thread_sleeping_just_advances_the_clock() -> None:
 
 
 def test_a_negative_sleep_is_refused() -> None:
-    with Simulation() as sim, pytest.raises(
-        ValueError, match=r"^cannot sleep for a negative time \(-1 ns\)$"
+    with (
+        Simulation() as sim,
+        pytest.raises(ValueError, match=r"^cannot sleep for a negative time \(-1 ns\)$"),
     ):
         sim.sleep(-1)
 
 
-# -- events and joins ------------------------------------------------------------------------
+# -- events and joins ----------------------------------------------------------------------
 
 
 def test_an_event_wakes_its_waiter_at_the_time_it_is_set() -> None:
@@ -378,7 +379,7 @@ def test_a_thread_cannot_join_itself() -> None:
     assert [str(e) for e in errors] == ["thread of control 'w' cannot join itself"]
 
 
-# -- deadlock is named, never a hang ----------------------------------------------------------
+# -- deadlock is named, never a hang -------------------------------------------------------
 
 
 def test_a_thread_waiting_on_an_event_no_one_sets_is_a_deadlock() -> None:
@@ -476,7 +477,7 @@ def test_the_simulation_runs_on_after_a_deadlock_is_resolved() -> None:
     assert got == [0]
 
 
-# -- a failing thread stops the run -------------------------------------------------------------
+# -- a failing thread stops the run --------------------------------------------------------
 
 
 def test_an_exception_in_a_thread_is_reraised_from_run_with_a_note() -> None:
@@ -534,7 +535,7 @@ def test_a_thread_that_catches_its_own_exception_does_not_stop_the_run() -> None
     assert caught == ["handled"]
 
 
-# -- misuse -----------------------------------------------------------------------------------------
+# -- misuse --------------------------------------------------------------------------------
 
 
 STRANGER = (
@@ -603,28 +604,31 @@ def test_thread_names_must_be_unique() -> None:
 
 
 def test_a_thread_needs_a_name() -> None:
-    with Simulation() as sim, pytest.raises(
-        ValueError, match=r"^a thread of control needs a non-empty name, not ''$"
+    with (
+        Simulation() as sim,
+        pytest.raises(ValueError, match=r"^a thread of control needs a non-empty name, not ''$"),
     ):
         sim.thread("", lambda: None)
 
 
-# -- close unwinds everything ---------------------------------------------------------------------
+# -- close unwinds everything --------------------------------------------------------------
 
 
 def test_close_unwinds_every_waiting_thread() -> None:
     before = set(threading.enumerate())
     sim = Simulation()
-    ev = sim.event("never")
-    sim.thread("on-event", lambda: ev.wait())
-    sim.thread("sleeping", lambda: sim.sleep(10**12))
-    sim.thread("never-started", lambda: None)
-    sim.iothread("io")
-    sim.main_loop.aio_context.thread_pool_submit(lambda: 1, lambda _: None)
-    sim.run(until_ns=5)
-    alive = [t for t in threading.enumerate() if t not in before]
-    assert len(alive) == 5
-    sim.close()
+    try:
+        ev = sim.event("never")
+        sim.thread("on-event", lambda: ev.wait())
+        sim.thread("sleeping", lambda: sim.sleep(10**12))
+        sim.iothread("io")
+        sim.main_loop.aio_context.thread_pool_submit(lambda: 1, lambda _: None)
+        sim.run(until_ns=5)
+        sim.thread("never-started", lambda: None)
+        alive = [t for t in threading.enumerate() if t not in before]
+        assert len(alive) == 5
+    finally:
+        sim.close()
     assert [t.state for t in sim.threads[1:]] == [ThreadState.DONE] * 5
     assert [t for t in threading.enumerate() if t not in before] == []
 
@@ -669,7 +673,7 @@ def test_a_closed_simulation_refuses_new_threads_and_runs() -> None:
         sim.run()
 
 
-# -- properties -------------------------------------------------------------------------------------
+# -- properties ----------------------------------------------------------------------------
 
 
 sleep_programs = st.lists(
@@ -737,7 +741,7 @@ def test_the_same_program_and_answers_give_the_same_log(
     assert _run_program(program, answers) == _run_program(program, answers)
 
 
-# -- stress ---------------------------------------------------------------------------------------
+# -- stress --------------------------------------------------------------------------------
 
 
 def _handoff_ring(iterations: int) -> tuple[object, ...]:
@@ -767,6 +771,6 @@ def _handoff_ring(iterations: int) -> tuple[object, ...]:
 def test_stress_four_threads_2000_sleeps_and_handoffs_each_are_deterministic() -> None:
     runs = {_handoff_ring(2000) for _ in range(3)}
     assert len(runs) == 1
-    (result, log), = runs
+    ((result, log),) = runs
     assert result.reason.value == "idle"
     assert len(log) == result.steps

@@ -1,0 +1,66 @@
+"""Scenarios that find a bug: an assertion fails in a callback or a thread of control.
+
+The failure's message includes an object's repr (with its address), which
+differs between processes; the recorded cause masks it.
+"""
+
+from __future__ import annotations
+
+from evloop import SCALE_MS, SCALE_US, ClockType, Simulation
+from replay import ReplayError
+
+#: The scenarios check their invariants only while this is true (a test turns it off).
+ASSERTIONS = True
+
+
+class Widget:
+    """Something whose default repr carries a memory address."""
+
+
+def callback_fails(sim: Simulation, *, at_tick: int = 3) -> None:
+    """A timer callback asserts on a random draw and fails at tick ``at_tick``."""
+    ticks: list[int] = []
+
+    def tick() -> None:
+        ticks.append(sim.random.randrange(100))
+        assert not ASSERTIONS or len(ticks) <= at_tick, (
+            f"tick {len(ticks)} of {Widget()!r}: drew {ticks}"
+        )
+        timer.mod_ns(sim.now_ns + SCALE_MS)
+
+    timer = sim.main_loop.timer_new_ns(ClockType.REALTIME, tick, name="checked-tick")
+    timer.mod_ns(SCALE_MS)
+
+
+def thread_fails(sim: Simulation, *, workers: int = 3, rounds: int = 20) -> None:
+    """Workers race on a counter; one asserts an invariant the interleaving breaks."""
+    state = {"counter": 0}
+
+    def body(w: int) -> None:
+        for n in range(rounds):
+            seen = state["counter"]
+            sim.yield_now()
+            state["counter"] = seen + 1
+            if ASSERTIONS and w == 0 and n == rounds - 1:
+                assert state["counter"] == workers * rounds, (
+                    f"lost updates: counter is {state['counter']}, not {workers * rounds}"
+                )
+            sim.sleep(SCALE_US)
+
+    for w in range(workers):
+        sim.thread(f"racer{w}", lambda w=w: body(w))
+
+
+def setup_fails(sim: Simulation) -> None:
+    """The scenario function itself raises while setting up, after one random draw."""
+    sim.random.getrandbits(64)
+    raise ValueError("bad machine configuration")
+
+
+def replay_error(sim: Simulation) -> None:
+    """A scenario that raises the replay layer's own error from a callback."""
+
+    def misuse() -> None:
+        raise ReplayError("the scenario misused the replay layer")
+
+    sim.main_loop.timer_new_ns(ClockType.REALTIME, misuse, name="misuse").mod_ns(SCALE_MS)

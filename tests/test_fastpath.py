@@ -1,0 +1,173 @@
+"""The qtest-style fast paths of Simulation.run are exact.
+
+Simulation.run may warp to main-loop timer deadlines and run them directly,
+or run batches of bottom halves back to back, only where a full
+main_loop_wait would do the same. These tests run randomized scenarios both
+ways and require the same steps, the same log and the same digest.
+"""
+
+from __future__ import annotations
+
+import select
+from dataclasses import dataclass
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from evloop import SCALE_MS, ClockType, Simulation
+
+
+@dataclass(frozen=True)
+class Op:
+    kind: str
+    a: int
+    b: int
+
+
+ops = st.lists(
+    st.builds(
+        Op,
+        st.sampled_from(
+            [
+                "main_timer",
+                "ctx_timer",
+                "bh",
+                "idle_bh",
+                "pipe",
+                "thread",
+                "host_timer",
+                "rt_timer",
+                "disable_virtual",
+                "peer",
+            ]
+        ),
+        st.integers(0, 5),
+        st.integers(0, 3_000_000),
+    ),
+    max_size=25,
+)
+
+
+def build(sim: Simulation, script: list[Op]) -> list[object]:
+    """Set up a scenario from ``script``; callbacks append what they see to a list."""
+    seen: list[object] = []
+    ml = sim.main_loop
+    aio = ml.aio_context
+    r, w = sim.fds.pipe()
+
+    def on_read() -> None:
+        seen.append(("read", sim.fds.read(r, 100), sim.now_ns))
+
+    aio.set_fd_handler(r, on_read, None)
+    for i, op in enumerate(script):
+        if op.kind in ("main_timer", "host_timer", "rt_timer"):
+            clock = {
+                "main_timer": ClockType.VIRTUAL,
+                "host_timer": ClockType.HOST,
+                "rt_timer": ClockType.REALTIME,
+            }[op.kind]
+            repeats = [op.a]
+
+            def fire(
+                i: int = i, clock: ClockType = clock, op: Op = op, repeats: list[int] = repeats
+            ) -> None:
+                seen.append(("timer", i, sim.now_ns))
+                if repeats[0] > 0:
+                    repeats[0] -= 1
+                    timer.mod_ns(sim.clock.get_ns(clock) + op.b // 3 + 1)
+                    if op.a == 3:
+                        aio.bh_schedule_oneshot(lambda: seen.append(("bh-from-timer", i)))
+                    if op.a == 4:
+                        sim.fds.write(w, b"t")
+
+            timer = ml.timer_new_ns(clock, fire)
+            timer.mod_ns(sim.clock.get_ns(clock) + op.b)
+        elif op.kind == "ctx_timer":
+            t2 = aio.timer_new_ns(ClockType.VIRTUAL, lambda i=i: seen.append(("ctx", i)))
+            t2.mod_ns(op.b + 250_000)
+        elif op.kind in ("bh", "idle_bh"):
+            count = [op.a + 1]
+
+            def run_bh(i: int = i, count: list[int] = count) -> None:
+                seen.append(("bh", i, count[0]))
+                count[0] -= 1
+                if count[0] > 0:
+                    bh.schedule_idle() if op.kind == "idle_bh" else bh.schedule()
+
+            bh = aio.bh_new(run_bh)
+            bh.schedule()
+        elif op.kind == "pipe":
+            sim.fds.write(w, bytes([65 + op.a]))
+        elif op.kind == "thread":
+
+            def body(i: int = i, op: Op = op) -> None:
+                for _ in range(op.a + 1):
+                    sim.sleep(op.b // 4 + 1)
+                    aio.bh_schedule_oneshot(lambda: seen.append(("from-thread", i)))
+
+            sim.thread(f"t{i}", body)
+        elif op.kind == "disable_virtual":
+
+            def stop_vm() -> None:
+                sim.clock.enable(ClockType.VIRTUAL, False)
+                seen.append(("vm-stop", sim.now_ns))
+
+            stopper = ml.timer_new_ns(ClockType.REALTIME, stop_vm)
+            stopper.mod_ns(op.b * 2)
+        elif op.kind == "peer":
+            a, b = sim.fds.socketpair()
+            peer = sim.peer(b, name=f"peer{i}")
+            peer.send(b"x" * (op.a + 1), at_ns=op.b)
+            ml.set_fd_handler(a, lambda a=a: seen.append(("sock", sim.fds.read(a, 64))), None)
+    return seen
+
+
+def run(script: list[Op], fast: bool, log: bool, until: int | None, steps: int | None):
+    with Simulation(seed=1, log=log, fast_path=fast) as sim:
+        seen = build(sim, script)
+        result = sim.run(until_ns=until, max_steps=steps)
+        return (
+            result,
+            sim.steps,
+            sim.digest,
+            sim.now_ns,
+            seen,
+            None if sim.log is None else [e.as_tuple() for e in sim.log],
+        )
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    script=ops,
+    log=st.booleans(),
+    until=st.none() | st.integers(0, 20 * SCALE_MS),
+    steps=st.none() | st.integers(0, 60),
+)
+def test_fast_path_is_observably_identical_to_the_full_loop(script, log, until, steps):
+    assert run(script, True, log, until, steps) == run(script, False, log, until, steps)
+
+
+def test_fast_path_handles_many_timers_like_the_full_loop() -> None:
+    script = [Op("main_timer", 5, 1000 * k + 7) for k in range(40)]
+    fast = run(script, True, False, None, None)
+    full = run(script, False, False, None, None)
+    assert fast == full
+    assert fast[1] == 40 * 6  # every timer fired 1 + 5 times
+
+
+def test_fast_path_stops_at_until_exactly() -> None:
+    script = [Op("main_timer", 5, 1_000_000)]
+    result = run(script, True, False, 2_500_000, None)[0]
+    assert result.time_ns == 2_500_000
+    assert result.reason.value == "until"
+
+
+def test_fd_ready_during_fast_path_falls_back() -> None:
+    # A timer writing into a watched pipe must see its handler run in the same
+    # iteration order as the full loop.
+    script = [Op("main_timer", 4, 10), Op("main_timer", 4, 500_000)]
+    assert run(script, True, True, None, None) == run(script, False, True, None, None)
+    assert any(e[0] == "read" for e in run(script, True, True, None, None)[4])
+
+
+_ = select
