@@ -8,7 +8,7 @@ See ``docs/design.md`` for the layers and what depends on what.
 
 from .aio import AioContext, DispatchKind
 from .bh import BH, BHFlags
-from .chooser import ChoiceKind, Chooser, FifoChooser, RandomChooser
+from .chooser import ChoiceKind, Chooser, FifoChooser, PCTChooser, RandomChooser
 from .clock import (
     HOST_EPOCH_NS,
     SCALE_MS,
@@ -54,6 +54,7 @@ __all__ = [
     "FifoChooser",
     "IOThread",
     "MainLoop",
+    "PCTChooser",
     "RandomChooser",
     "RunResult",
     "ScriptedPeer",

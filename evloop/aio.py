@@ -575,6 +575,11 @@ class AioContext:
 
     def poll(self, blocking: bool) -> bool:
         """One iteration of the loop (``aio_poll``); True if it made progress."""
+        if self.halt[0]:
+            # The simulation's step limit is reached: give the turn back
+            # (a scheduling point) instead of spinning on work it may not do.
+            self.blocker.block(self._wait_cond, 0)
+            return False
         clock = self.clock
         start = clock._now[ClockType.REALTIME] if self.poll_max_ns else 0
         timeout = self.compute_timeout() if blocking else 0

@@ -159,11 +159,12 @@ class Simulation:
         seed: int = 0,
         *,
         chooser: Chooser | None = None,
-        log: bool = False,
+        log: bool | Callable[[DispatchEvent], object] = False,
         recent: int = 0,
         hooks: SimulationHooks | None = None,
         checkpoint_interval: int = 1024,
         fast_path: bool = True,
+        sanitize: bool | str = False,
     ) -> None:
         if not isinstance(seed, int):
             raise TypeError(f"seed must be an int, not {type(seed).__name__}")
@@ -184,7 +185,11 @@ class Simulation:
         self.hooks = hooks
         self.checkpoint_interval = checkpoint_interval
         self._next_checkpoint = checkpoint_interval if hooks is not None else -1
-        self.log: list[DispatchEvent] | None = [] if log else None
+        #: Every step as a DispatchEvent, when built with ``log=True``.
+        self.log: list[DispatchEvent] | None = [] if log is True else None
+        self._sink: Callable[[DispatchEvent], object] | None = (
+            self.log.append if self.log is not None else (log if callable(log) else None)
+        )
         self._recent: deque[_RawStep] | None = deque(maxlen=recent) if recent else None
         self._contexts = 0
         self.main_loop = MainLoop(self.clock, self.fds, observer=self._observe)
@@ -201,6 +206,10 @@ class Simulation:
         self._closed = False
         #: Run main-loop timers qtest-style when the full loop would do the same.
         self.fast_path = fast_path
+        if sanitize not in (False, True, "strict"):
+            raise ValueError(f"sanitize must be False, True or 'strict', not {sanitize!r}")
+        #: Route (or, "strict", refuse) real nondeterminism while the simulation runs.
+        self.sanitize = sanitize
 
     # -- observation --------------------------------------------------------------
     #
@@ -219,8 +228,8 @@ class Simulation:
         self.digest = (acc * _FNV_PRIME) & _MASK64
         if self._recent is not None:
             self._recent.append((steps, now, thread.name, kind, ctx, what))
-        if self.log is not None:
-            self.log.append(_materialize((steps, now, thread.name, kind, ctx, what)))
+        if self._sink is not None:
+            self._sink(_materialize((steps, now, thread.name, kind, ctx, what)))
         if steps == self._next_checkpoint:
             self._next_checkpoint += self.checkpoint_interval
             assert self.hooks is not None
@@ -238,8 +247,8 @@ class Simulation:
         recent = self._recent
         if recent is not None:
             recent.append((steps, now, thread.name, kind, ctx, what))
-        if self.log is not None:
-            self.log.append(_materialize((steps, now, thread.name, kind, ctx, what)))
+        if self._sink is not None:
+            self._sink(_materialize((steps, now, thread.name, kind, ctx, what)))
         if steps == self._next_checkpoint:
             self._next_checkpoint += self.checkpoint_interval
             assert self.hooks is not None
@@ -362,6 +371,12 @@ class Simulation:
         sched.in_run = True
         wait = self.main_loop.wait
         reason: StopReason
+        sanitizer = None
+        if self.sanitize:
+            from .sanitizer import Sanitizer
+
+            sanitizer = Sanitizer(self, strict=self.sanitize == "strict")
+            sanitizer.__enter__()
         try:
             while True:
                 if self._shutdown is not None:
@@ -388,6 +403,8 @@ class Simulation:
             sched.stop_reason = None
             self._step_limit = -1
             self._halt[0] = False
+            if sanitizer is not None:
+                sanitizer.__exit__(None, None, None)
         cause = self._shutdown
         self._shutdown = None
         return RunResult(reason, self.steps, self.now_ns, cause)
@@ -537,7 +554,7 @@ class Simulation:
         # Without log, ring or hooks, the observer only counts and digests.
         plain = (
             observer == self._observe
-            and self.log is None and self._recent is None and self.hooks is None
+            and self._sink is None and self._recent is None and self.hooks is None
             and step_limit is None
         )
         tag = (4 << 56) | (sched.main.index << 48) | (owner.uid << 32)

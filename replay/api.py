@@ -17,17 +17,24 @@ ends.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from evloop import Simulation
+from evloop import Chooser, DispatchEvent, Simulation
 from evloop import __version__ as evloop_version
 
 from .errors import ReplayDivergence, ReplayError
 from .format import TraceHeader
-from .scenario import Scenario, ScenarioError, chooser_from_spec, load_scenario, scenario_name
+from .scenario import (
+    RECORDED_ONLY,
+    Scenario,
+    ScenarioError,
+    chooser_from_spec,
+    load_scenario,
+    scenario_name,
+)
 from .session import Player, Recorder, describe_exception
 from .trace import TraceReader, TraceWriter
 
@@ -85,16 +92,30 @@ def record(
     *,
     seed: int = 0,
     params: Mapping[str, Any] | None = None,
-    chooser: str = "fifo",
+    chooser: str | Chooser = "fifo",
     faults: Sequence[str] = (),
     until_ns: int | None = None,
     max_steps: int | None = None,
     checkpoint_interval: int = 1024,
 ) -> RecordResult:
-    """Run ``scenario`` under a recorder and write its trace to ``output``."""
+    """Run ``scenario`` under a recorder and write its trace to ``output``.
+
+    ``chooser`` is a spec (``fifo``, ``random:SEED``, ``pct:SEED[:DEPTH]``) or
+    a :class:`~evloop.Chooser` with a ``spec`` attribute naming it for the
+    header (its decisions are in the trace, so play never rebuilds it).
+    """
     name = scenario_name(scenario)
     fn = load_scenario(name) if isinstance(scenario, str) else scenario
-    inner = chooser_from_spec(chooser)
+    if isinstance(chooser, str):
+        inner = chooser_from_spec(chooser)
+    else:
+        inner = chooser
+        spec = getattr(chooser, "spec", None)
+        if not isinstance(spec, str) or not spec:
+            raise ScenarioError(
+                f"chooser {chooser!r} needs a 'spec' attribute naming it in the trace header"
+            )
+        chooser = spec
     params = dict(params or {})
     header = TraceHeader(
         scenario=name,
@@ -176,11 +197,21 @@ def _file_digest(path: str | Path) -> tuple[bytes, int]:
     return h.digest(), length
 
 
-def play(path: str | Path, *, until_step: int | None = None) -> PlayResult:
-    """Replay the trace at ``path``; raise :class:`ReplayDivergence` at the first difference."""
+def play(
+    path: str | Path,
+    *,
+    until_step: int | None = None,
+    on_step: Callable[[DispatchEvent], object] | None = None,
+) -> PlayResult:
+    """Replay the trace at ``path``; raise :class:`ReplayDivergence` at the first difference.
+
+    ``on_step`` is called with every step as a :class:`~evloop.DispatchEvent`
+    (virtual time, thread, context, kind, callback name): what the trace's
+    decisions regenerate, for dumps and timelines.
+    """
     reader = TraceReader(path, strict=False)
     try:
-        return _play(reader, path, until_step)
+        return _play(reader, path, until_step, on_step)
     finally:
         reader.close()
 
@@ -190,14 +221,19 @@ def _option(header: TraceHeader, key: str, default: Any) -> Any:
     return default if value is None else value
 
 
-def _play(reader: TraceReader, path: str | Path, until_step: int | None) -> PlayResult:
+def _play(
+    reader: TraceReader,
+    path: str | Path,
+    until_step: int | None,
+    on_step: Callable[[DispatchEvent], object] | None,
+) -> PlayResult:
     header = reader.header
     try:
         fn = load_scenario(header.scenario)
     except ScenarioError as exc:
         raise ScenarioError(f"{path}: {exc}") from None
-    inner_spec = header.chooser
-    chooser_from_spec(inner_spec)  # validate
+    if header.chooser not in RECORDED_ONLY:
+        chooser_from_spec(header.chooser)  # a bad header is a bad trace, said now
     until_ns = _option(header, "run.until_ns", None)
     max_steps = _option(header, "run.max_steps", None)
     interval = int(_option(header, "run.checkpoint_interval", 1024))
@@ -212,6 +248,7 @@ def _play(reader: TraceReader, path: str | Path, until_step: int | None) -> Play
         hooks=player,
         checkpoint_interval=interval,
         recent=RECENT_STEPS,
+        log=on_step if on_step is not None else False,
     )
     try:
         player.attach(sim)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from evloop import Chooser, FifoChooser, RandomChooser
+from evloop import Chooser, FifoChooser, PCTChooser, RandomChooser
 
 from .errors import ReplayError
 
@@ -91,14 +91,24 @@ def scenario_name(scenario: str | Scenario) -> str:
     return name
 
 
+#: Choosers whose decisions exist only in the trace they were recorded to
+#: (a play takes them from the trace, so it never needs to rebuild them).
+RECORDED_ONLY = ("hypothesis",)
+
+
 def chooser_from_spec(spec: str) -> Chooser:
-    """``fifo`` or ``random:SEED``."""
+    """``fifo``, ``random:SEED`` or ``pct:SEED[:DEPTH]``."""
     kind, _, arg = spec.partition(":")
-    if kind == "fifo" and not arg:
-        return FifoChooser()
-    if kind == "random":
-        try:
+    try:
+        if kind == "fifo" and not arg:
+            return FifoChooser()
+        if kind == "random":
             return RandomChooser(int(arg or "0"))
-        except ValueError:
-            pass
-    raise ScenarioError(f"unknown chooser {spec!r}: expected 'fifo' or 'random:SEED'")
+        if kind == "pct":
+            seed, _, depth = arg.partition(":")
+            return PCTChooser(int(seed or "0"), int(depth or "3"))
+    except ValueError:
+        pass
+    raise ScenarioError(
+        f"unknown chooser {spec!r}: expected 'fifo', 'random:SEED' or 'pct:SEED[:DEPTH]'"
+    )
