@@ -1,0 +1,328 @@
+"""Fuzzing a scenario's schedules, and minimizing a failing trace.
+
+:func:`fuzz` records runs with a random, PCT or hypothesis chooser until one
+fails, then shrinks it: hypothesis shrinks its own draws; for random and PCT
+the failing run's decisions are minimized with :func:`minimize_decisions`.
+Either way the result is a trace whose decisions are mostly QEMU's own FIFO
+order, which replays to the failure.
+
+:func:`minimize` is delta debugging (Zeller's ddmin) over a failing trace's
+non-default decisions: it tries setting subsets of them back to the default
+(FIFO, no fault), re-running the scenario with a :class:`ScriptChooser`, and
+keeps any smaller set that still fails the same way. Decisions are aligned by
+their index in the run, as hypothesis aligns its choice sequences; a run
+whose options differ at some index simply gets the default there.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evloop import ChoiceKind
+
+from .api import RecordResult, record
+from .format import EventKind, decode_choices
+from .trace import TraceReader
+
+__all__ = ["FuzzResult", "ScriptChooser", "decisions_of", "fuzz", "minimize", "minimize_decisions"]
+
+Progress = Callable[[int, int], None]
+
+
+class ScriptChooser:
+    """Answers from a script of decisions by index; the default (0) past it or out of range."""
+
+    spec = "script"
+
+    def __init__(self, script: Sequence[int]) -> None:
+        self.script = list(script)
+        self.index = 0
+        self.taken: list[int] = []
+
+    def choose(self, kind: ChoiceKind, options: Sequence[str]) -> int:
+        i = self.index
+        self.index += 1
+        choice = self.script[i] if i < len(self.script) else 0
+        if not 0 <= choice < len(options):
+            choice = 0
+        self.taken.append(choice)
+        return choice
+
+    def __repr__(self) -> str:
+        return f"ScriptChooser({len(self.script)} decisions)"
+
+
+def decisions_of(path: str | Path) -> list[int]:
+    """Every decision a trace holds, in order (the choice index of each)."""
+    out: list[int] = []
+    with TraceReader(path) as reader:
+        for rec in reader:
+            if rec[0] == EventKind.CHOICES:
+                out.extend(choice for _, _, choice in decode_choices(rec[2]))
+            elif rec[0] == EventKind.CHOICE:
+                out.append(int(rec[3]))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class FuzzResult:
+    runs: int
+    found: bool
+    failure: str | None
+    #: The minimized failing trace (when found and saved).
+    trace_path: Path | None
+    decisions: int
+    non_default: int
+    chooser: str
+
+
+def _run_with(
+    scenario: str, script: Sequence[int], common: dict[str, Any], output: Any
+) -> tuple[RecordResult, list[int]]:
+    chooser = ScriptChooser(script)
+    result = record(scenario, output, chooser=chooser, **common)
+    return result, chooser.taken
+
+
+def minimize_decisions(
+    scenario: str,
+    decisions: Sequence[int],
+    failure: str,
+    common: dict[str, Any],
+    progress: Progress | None = None,
+) -> list[int]:
+    """ddmin over the non-default decisions: the smallest set that still fails as ``failure``."""
+    script = list(decisions)
+
+    def fails(keep: set[int]) -> list[int] | None:
+        trial = [c if i in keep else 0 for i, c in enumerate(script)]
+        result, taken = _run_with(scenario, trial, common, io.BytesIO())
+        return taken if result.failure == failure else None
+
+    kept = {i for i, c in enumerate(script) if c}
+    n = 2
+    tries = 0
+    while len(kept) >= 2:
+        items = sorted(kept)
+        size = max(1, len(items) // n)
+        chunks = [set(items[i : i + size]) for i in range(0, len(items), size)]
+        reduced = False
+        for chunk in chunks:
+            complement = kept - chunk
+            tries += 1
+            if progress is not None:
+                progress(tries, len(kept))
+            if fails(complement) is not None:
+                kept = complement
+                n = max(n - 1, 2)
+                reduced = True
+                break
+        if not reduced:
+            if n >= len(items):
+                break
+            n = min(len(items), n * 2)
+    if kept and fails(set()) is not None:  # maybe FIFO alone fails (a bug without a race)
+        kept = set()
+    return [c if i in kept else 0 for i, c in enumerate(script)]
+
+
+def _common(
+    seed: int,
+    params: dict[str, Any] | None,
+    faults: Sequence[str],
+    until_ns: int | None,
+    max_steps: int | None,
+) -> dict[str, Any]:
+    return {
+        "seed": seed,
+        "params": params or {},
+        "faults": tuple(faults),
+        "until_ns": until_ns,
+        "max_steps": max_steps,
+    }
+
+
+def _probe(args: tuple[str, str, dict[str, Any]]) -> tuple[str, str | None]:
+    scenario, chooser, common = args
+    result = record(scenario, io.BytesIO(), chooser=chooser, **common)
+    return chooser, result.failure
+
+
+def fuzz(
+    scenario: str,
+    *,
+    runs: int = 1000,
+    chooser: str = "random",
+    workers: int = 1,
+    seed: int = 0,
+    params: dict[str, Any] | None = None,
+    faults: Sequence[str] = (),
+    until_ns: int | None = None,
+    max_steps: int | None = 100_000,
+    output: str | Path | None = None,
+    progress: Progress | None = None,
+) -> FuzzResult:
+    """Explore ``runs`` schedules until one fails; shrink it and save its trace to ``output``."""
+    common = _common(seed, params, faults, until_ns, max_steps)
+    if chooser == "hypothesis":
+        return _fuzz_hypothesis(scenario, runs, common, output, progress)
+    if chooser not in ("random", "pct"):
+        raise ValueError(f"fuzz chooser must be random, pct or hypothesis, not {chooser!r}")
+    specs = [f"{chooser}:{seed + i}" for i in range(runs)]
+    found: tuple[str, str] | None = None
+    done = 0
+    if workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for spec, failure in pool.map(
+                _probe, [(scenario, s, common) for s in specs], chunksize=8
+            ):
+                done += 1
+                if progress is not None:
+                    progress(done, runs)
+                if failure is not None and found is None:
+                    found = (spec, failure)
+                    break
+    else:
+        for spec in specs:
+            _, failure = _probe((scenario, spec, common))
+            done += 1
+            if progress is not None:
+                progress(done, runs)
+            if failure is not None:
+                found = (spec, failure)
+                break
+    if found is None:
+        return FuzzResult(done, False, None, None, 0, 0, chooser)
+    spec, failure = found
+    buffer = io.BytesIO()
+    # Re-run the failing seed to capture its decisions by index.
+    result = record(scenario, buffer, chooser=spec, **common)
+    decisions = _decisions_from_bytes(buffer.getvalue())
+    minimal = minimize_decisions(scenario, decisions, failure, common)
+    return _save(scenario, minimal, failure, common, output, done, chooser, result)
+
+
+def _decisions_from_bytes(data: bytes) -> list[int]:
+    out: list[int] = []
+    with TraceReader(io.BytesIO(data)) as reader:
+        for rec in reader:
+            if rec[0] == EventKind.CHOICES:
+                out.extend(c for _, _, c in decode_choices(rec[2]))
+            elif rec[0] == EventKind.CHOICE:
+                out.append(int(rec[3]))
+    return out
+
+
+def _save(
+    scenario: str,
+    script: list[int],
+    failure: str,
+    common: dict[str, Any],
+    output: str | Path | None,
+    runs: int,
+    chooser: str,
+    original: RecordResult,
+) -> FuzzResult:
+    target: Any = output if output is not None else io.BytesIO()
+    if output is not None:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+    result, taken = _run_with(scenario, script, common, target)
+    if result.failure != failure:  # cannot happen: the script was checked to fail
+        result, taken = original, []
+    return FuzzResult(
+        runs,
+        True,
+        failure,
+        None if output is None else Path(output),
+        len(taken),
+        sum(1 for c in taken if c),
+        chooser,
+    )
+
+
+def _fuzz_hypothesis(
+    scenario: str,
+    runs: int,
+    common: dict[str, Any],
+    output: str | Path | None,
+    progress: Progress | None,
+) -> FuzzResult:
+    from hypothesis import HealthCheck, find, settings
+    from hypothesis.errors import NoSuchExample
+
+    from .hypothesis import SimulationRun, simulations
+
+    seen = [0]
+
+    def failing(run: SimulationRun) -> bool:
+        seen[0] += 1
+        if progress is not None:
+            progress(min(seen[0], runs), runs)
+        return run.failure is not None
+
+    strategy = simulations(
+        scenario,
+        params=common["params"],
+        seed=common["seed"],
+        faults=common["faults"],
+        until_ns=common["until_ns"],
+        max_steps=common["max_steps"],
+        failure_dir=None,
+    )
+    try:
+        run = find(
+            strategy,
+            failing,
+            settings=settings(
+                max_examples=runs,
+                database=None,
+                deadline=None,
+                suppress_health_check=list(HealthCheck),
+            ),
+        )
+    except NoSuchExample:
+        return FuzzResult(seen[0], False, None, None, 0, 0, "hypothesis")
+    if output is not None:
+        run.save(output)
+    return FuzzResult(
+        seen[0],
+        True,
+        run.failure,
+        None if output is None else Path(output),
+        run.decisions,
+        run.non_default,
+        "hypothesis",
+    )
+
+
+def minimize(path: str | Path, output: str | Path, progress: Progress | None = None) -> FuzzResult:
+    """Delta-debug the failing trace at ``path`` down to its essential decisions."""
+    with TraceReader(path) as reader:
+        header = reader.header
+    # Find the failure by replaying.
+    from .api import play
+
+    played = play(path)
+    if played.failure is None:
+        raise ValueError(f"{path}: the trace does not end in a failure; nothing to minimize")
+    ext = header.extensions
+    common = _common(
+        header.seed,
+        dict(header.parameters),
+        header.faults,
+        ext.get("run.until_ns"),  # type: ignore[arg-type]
+        ext.get("run.max_steps"),  # type: ignore[arg-type]
+    )
+    decisions = decisions_of(path)
+    minimal = minimize_decisions(header.scenario, decisions, played.failure, common, progress)
+    result = _save(
+        header.scenario, minimal, played.failure, common, output, 0, header.chooser,
+        RecordResult(None, played.steps, played.time_ns, "failure", played.failure, 0, 0, 0, 0),
+    )
+    return result
+
