@@ -1,13 +1,98 @@
-"""``make demo``: run the bundled machine and print what it dispatched."""
+"""``make demo``: the three uses of evreplay on the bundled machine, end to end.
+
+1. record a clean run of the machine (QEMU's own FIFO order) and replay it
+   bit-exactly;
+2. fuzz its schedules until the ordering bug appears, shrink the failing run
+   to the few decisions that matter, and save the trace under ``traces/``;
+3. replay that trace to the same failure, write a Perfetto timeline of it,
+   and print the commands a user would type next.
+"""
 
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-from examples.minimachine import main  # noqa: E402
+from replay import play, record  # noqa: E402
+from replay.fuzz import fuzz  # noqa: E402
+
+SCENARIO = "examples.minimachine:scenario"
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def main() -> int:
+    started = time.monotonic()
+    traces = ROOT / "traces"
+    out = ROOT / "out"
+    out.mkdir(exist_ok=True)
+
+    say(f"== 1. record a clean run of {SCENARIO} (FIFO order) and replay it")
+    clean = traces / "minimachine-clean.evr"
+    rec = record(SCENARIO, clean)
+    say(
+        f"   recorded {rec.steps} steps, {rec.time_ns / 1e6:.1f} ms of virtual time, "
+        f"{rec.decisions} decisions, {rec.bytes} bytes -> {clean.relative_to(ROOT)}"
+    )
+    if rec.failure is not None:
+        say(f"   unexpected: the FIFO run failed: {rec.failure}")
+        return 1
+    played = play(clean)
+    say(f"   replayed: {played.steps} steps, bit-exact: {played.bit_exact}")
+
+    say("== 2. fuzz the schedules until the ordering bug appears")
+
+    def progress(done: int, total: int) -> None:
+        if done in (1, total) or done % 25 == 0:
+            say(f"   run {done}/{total}")
+
+    found = fuzz(
+        SCENARIO, runs=200, chooser="random", output=traces / "minimachine-blk-reset-race.evr",
+        progress=progress,
+    )
+    if not found.found or found.trace_path is None:
+        say("   no failure found in 200 runs")
+        return 1
+    say(f"   found after {found.runs} run(s): {found.failure}")
+    say(
+        f"   shrunk to {found.non_default} non-FIFO decision(s) out of {found.decisions}; "
+        f"saved -> {found.trace_path.relative_to(ROOT)}"
+    )
+
+    say("== 3. replay the saved trace to the same failure, and draw its timeline")
+    again = play(found.trace_path)
+    same = again.failure == found.failure
+    say(f"   replayed: same failure: {same}, bit-exact: {again.bit_exact}")
+    timeline = out / "minimachine-blk-reset-race.perfetto.json"
+    exported = _export(found.trace_path, timeline)
+    if exported:
+        say(f"   Perfetto timeline -> {timeline.relative_to(ROOT)} (open it in ui.perfetto.dev)")
+
+    say(f"\ndone in {time.monotonic() - started:.1f} s. Next:")
+    rel = found.trace_path.relative_to(ROOT)
+    say(f"   .venv/bin/replay play {rel}            # reproduce the bug anywhere")
+    say(f"   .venv/bin/replay dump {rel} --kinds turn,bh,timer   # what happened, step by step")
+    say(f"   .venv/bin/replay diff {clean.relative_to(ROOT)} {rel}   # where the runs part")
+    say(f"   .venv/bin/replay fuzz {SCENARIO} --chooser pct --runs 200")
+    say(f"   .venv/bin/replay record {SCENARIO} --param fixed=true   # the fix holds")
+    say("   .venv/bin/replay verify traces/             # CI's determinism gate")
+    return 0 if same and again.bit_exact and played.bit_exact else 1
+
+
+def _export(trace: Path, target: Path) -> bool:
+    try:
+        from replay.tools import export_perfetto
+    except ImportError:
+        return False
+    export_perfetto(trace, target)
+    return True
+
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

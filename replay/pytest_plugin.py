@@ -1,0 +1,590 @@
+"""The evreplay pytest plugin: a ``sim`` fixture, a determinism marker, traces as tests.
+
+pytest loads this module through the ``pytest11`` entry point
+(``evreplay = "replay.pytest_plugin"``) in every session of every project that
+installs evreplay. What it provides:
+
+* the ``sim`` fixture: a fresh :class:`~evloop.Simulation`, closed after the test;
+* ``@pytest.mark.deterministic(runs=N)``: run the test N times, each with a fresh
+  ``sim``, and fail at the first step where a run's trace differs from the first's;
+* ``--evreplay-traces=DIR``: every ``*.evr`` file under DIR is a test item that
+  replays the trace and passes when the replay is bit-exact (a recorded failure
+  that replays to the same failure passes: the trace reproduces);
+* an "evreplay" section in the report of every failing test that used ``sim``:
+  virtual time, steps, the last steps, and the trace saved with
+  ``--evreplay-save-traces=DIR`` with the command that replays it.
+
+Rules this module keeps:
+
+* **Import-light.** Nothing from ``evloop`` or ``replay`` is imported at module
+  level: hooks and fixtures import what they use when they run, so a session
+  that never uses the plugin pays only for this file. (Python does run
+  ``replay/__init__.py`` first, since this module lives in that package.)
+* **Prefixed names.** Every option starts with ``--evreplay-``, every ini key
+  with ``evreplay_``, so the plugin cannot clash with another.
+* **A saved trace needs no pytest to replay.** Its header names the scenario
+  :func:`replay_test`, which loads the test's file and calls the test function
+  with the simulation; ``python -m replay play PATH`` (from the rootdir) runs it.
+  Only a module-level test function whose one argument is ``sim`` can be called
+  so; for any other test no trace is saved, and the report says why. The
+  recorded run is built exactly as :func:`replay.record` builds one (seed 0,
+  FIFO chooser, the same checkpoint interval and ring of recent steps).
+* **A failure is recorded by type and place, not message.** pytest rewrites
+  ``assert`` statements in test modules and a replay imports the module
+  without rewriting, so an ``AssertionError``'s message differs between the
+  two; its type and the file and line it was raised at do not.
+* **Names never collide.** A saved trace is named from the xdist worker id
+  (``PYTEST_XDIST_WORKER``), the sanitised node id and the run's digest, and is
+  created exclusively (a suffix is added rather than overwrite a file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from evloop import DispatchEvent, Simulation
+    from replay.api import PlayResult
+    from replay.session import Recorder
+
+__all__ = ["RecordedTestFailure", "TraceItem", "TraceMismatch", "replay_test", "sim"]
+
+#: The scenario a trace saved from a test names in its header.
+REPLAY_TEST_SCENARIO = "replay.pytest_plugin:replay_test"
+#: How many recent steps the simulation keeps (as :func:`replay.record` does).
+RECENT_STEPS = 32
+#: How many of them a failure report shows, unless ``evreplay_report_steps`` says otherwise.
+DEFAULT_REPORT_STEPS = 20
+#: The checkpoint interval of a recorded ``sim`` (the default of :func:`replay.record`).
+CHECKPOINT_INTERVAL = 1024
+#: The longest node id kept whole in a trace's file name.
+MAX_NAME = 120
+
+MARKER = (
+    "deterministic(runs=5): run the test `runs` times, each with a fresh `sim` fixture, "
+    "and fail at the first step where the runs' traces differ"
+)
+
+
+class RecordedTestFailure(Exception):
+    """How a test failed, as a saved trace records it: exception type and where it was raised."""
+
+
+class TraceMismatch(Exception):
+    """A trace replayed without diverging, but cannot be confirmed byte for byte."""
+
+
+# -- options and configuration ------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("evreplay", "evreplay: deterministic simulation and replay")
+    group.addoption(
+        "--evreplay-traces",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="collect every *.evr trace under DIR as a test that replays it bit-exactly "
+        "(repeatable)",
+    )
+    group.addoption(
+        "--evreplay-save-traces",
+        default=None,
+        metavar="DIR",
+        help="record the run of every test using the `sim` fixture and save the trace of "
+        "each failing one under DIR (ini: evreplay_save_traces)",
+    )
+    parser.addini(
+        "evreplay_save_traces",
+        "directory to save the traces of failing `sim` tests in (relative to the rootdir)",
+        default="",
+    )
+    parser.addini(
+        "evreplay_report_steps",
+        f"how many recent steps a failing `sim` test's report shows (default "
+        f"{DEFAULT_REPORT_STEPS}, at most {RECENT_STEPS})",
+        default=str(DEFAULT_REPORT_STEPS),
+    )
+
+
+@dataclass
+class _Settings:
+    save_dir: Path | None
+    report_steps: int
+    trace_dirs: list[Path]
+
+
+_SETTINGS = pytest.StashKey[_Settings]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", MARKER)
+    settings = _Settings(_save_dir(config), _report_steps(config), _trace_dirs(config))
+    config.stash[_SETTINGS] = settings
+    # Trace directories are collected like any path given on the command line.
+    # (An xdist worker re-parses the options and arrives here too: add each once.)
+    present = {(config.invocation_params.dir / arg).resolve() for arg in config.args}
+    config.args.extend(str(d) for d in settings.trace_dirs if d not in present)
+
+
+def _save_dir(config: pytest.Config) -> Path | None:
+    option = config.getoption("evreplay_save_traces")
+    if option:
+        return (config.invocation_params.dir / option).resolve()
+    ini = str(config.getini("evreplay_save_traces"))
+    return (config.rootpath / ini).resolve() if ini else None
+
+
+def _report_steps(config: pytest.Config) -> int:
+    value = str(config.getini("evreplay_report_steps"))
+    try:
+        steps = int(value)
+    except ValueError:
+        steps = -1
+    if not 0 <= steps <= RECENT_STEPS:
+        raise pytest.UsageError(
+            f"evreplay_report_steps must be an integer from 0 to {RECENT_STEPS}, not {value!r}"
+        )
+    return steps
+
+
+def _trace_dirs(config: pytest.Config) -> list[Path]:
+    dirs = []
+    for option in config.getoption("evreplay_traces"):
+        path = (config.invocation_params.dir / option).resolve()
+        if not path.is_dir():
+            raise pytest.UsageError(f"--evreplay-traces={option}: no such directory")
+        dirs.append(path)
+    return dirs
+
+
+# -- the sim fixture ------------------------------------------------------------------
+
+
+@dataclass
+class _Run:
+    """One simulation a test ran with, and its recording (when traces are saved)."""
+
+    sim: Simulation
+    recorder: Recorder | None = None
+    buffer: io.BytesIO | None = None
+
+
+@dataclass
+class _ItemState:
+    """What the plugin knows about one test that uses ``sim``."""
+
+    runs: list[_Run] = field(default_factory=list)
+    #: The run the test is on (the one a failure report describes).
+    current: _Run | None = None
+    #: "run k of N" while ``@deterministic`` repeats the test.
+    run_label: str = ""
+    #: ``@deterministic`` repeats the test; the fixture's own run is not the only one.
+    repeating: bool = False
+    #: The runs differed: the failure is the plugin's, there is no failing run to save.
+    diverged: bool = False
+
+    def close(self) -> None:
+        for run in self.runs:
+            run.sim.close()
+
+
+_STATE = pytest.StashKey[_ItemState]()
+
+
+@pytest.fixture
+def sim(request: pytest.FixtureRequest) -> Iterator[Simulation]:
+    """A fresh :class:`~evloop.Simulation` (seed 0, FIFO chooser), closed after the test."""
+    item = request.node
+    state = _ItemState()
+    item.stash[_STATE] = state
+    try:
+        yield _new_run(item, state).sim
+    finally:
+        state.close()
+
+
+def _new_run(item: pytest.Item, state: _ItemState) -> _Run:
+    """A fresh simulation for ``item``, recorded when traces are saved and the test replayable."""
+    from evloop import Simulation
+
+    log = item.get_closest_marker("deterministic") is not None
+    if item.config.stash[_SETTINGS].save_dir is not None and _unreplayable(item) is None:
+        run = _recorded_run(item, log)
+    else:
+        run = _Run(Simulation(0, log=log, recent=RECENT_STEPS))
+    state.runs.append(run)
+    state.current = run
+    return run
+
+
+def _recorded_run(item: pytest.Item, log: bool) -> _Run:
+    """A simulation under a recorder, built as :func:`replay.record` builds one."""
+    from evloop import FifoChooser, Simulation
+    from evloop import __version__ as evloop_version
+    from replay.format import TraceHeader
+    from replay.session import Recorder
+    from replay.trace import TraceWriter
+
+    header = TraceHeader(
+        scenario=REPLAY_TEST_SCENARIO,
+        seed=0,
+        chooser="fifo",
+        parameters={"path": _test_file(item), "function": item.name},
+        package_version=evloop_version,
+        extensions={
+            "run.until_ns": None,
+            "run.max_steps": None,
+            "run.checkpoint_interval": CHECKPOINT_INTERVAL,
+        },
+    )
+    buffer = io.BytesIO()
+    recorder = Recorder(TraceWriter(buffer, header))
+    simulation = Simulation(
+        0,
+        chooser=recorder.chooser(FifoChooser()),
+        hooks=recorder,
+        checkpoint_interval=CHECKPOINT_INTERVAL,
+        recent=RECENT_STEPS,
+        log=log,
+    )
+    recorder.attach(simulation)
+    recorder.start()
+    return _Run(simulation, recorder, buffer)
+
+
+def _test_file(item: pytest.Item) -> str:
+    """The test's file, relative to the rootdir when it is under it (traces travel)."""
+    try:
+        return item.path.relative_to(item.config.rootpath).as_posix()
+    except ValueError:
+        return str(item.path)
+
+
+def _unreplayable(item: pytest.Item) -> str | None:
+    """Why :func:`replay_test` cannot call this test, or None when it can."""
+    if not isinstance(item, pytest.Function):
+        return "it is not a Python test function"
+    if item.cls is not None:
+        return "it is a method of a test class (only module-level functions can be replayed)"
+    if item.originalname != item.name:
+        return "it is parametrized (only a test whose one argument is `sim` can be replayed)"
+    import inspect
+
+    params = list(inspect.signature(item.obj).parameters)
+    if params != ["sim"]:
+        return f"it takes {params!r} (only a test whose one argument is `sim` can be replayed)"
+    return None
+
+
+# -- @pytest.mark.deterministic ---------------------------------------------------------
+
+
+def _runs(marker: pytest.Mark) -> int:
+    if len(marker.args) > 1 or set(marker.kwargs) - {"runs"} or (marker.args and marker.kwargs):
+        raise pytest.UsageError(f"@pytest.mark.deterministic takes one argument, runs: {marker}")
+    runs = marker.args[0] if marker.args else marker.kwargs.get("runs", 5)
+    if not isinstance(runs, int) or isinstance(runs, bool) or runs < 2:
+        raise pytest.UsageError(
+            f"@pytest.mark.deterministic(runs={runs!r}): runs must be an int of at least 2 "
+            "(one run has nothing to be compared with)"
+        )
+    return runs
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> object | None:
+    """Run a ``@deterministic`` test ``runs`` times and compare the runs' traces.
+
+    Each run goes through the whole ``pytest_pyfunc_call`` hook again (this
+    implementation stands aside while it repeats), so other plugins' ways of
+    calling a test still apply. Every other fixture keeps its one value.
+    """
+    marker = pyfuncitem.get_closest_marker("deterministic")
+    if marker is None:
+        return None
+    state = pyfuncitem.stash.get(_STATE, None)
+    if state is None or "sim" not in pyfuncitem.funcargs:
+        pytest.fail(
+            "@pytest.mark.deterministic repeats the test's simulation: "
+            "the test must use the `sim` fixture",
+            pytrace=False,
+        )
+    if state.repeating:
+        return None
+    runs = _runs(marker)
+    state.repeating = True
+    try:
+        _repeat(pyfuncitem, state, runs)
+    finally:
+        state.repeating = False
+    return True
+
+
+def _repeat(item: pytest.Function, state: _ItemState, runs: int) -> None:
+    assert state.current is not None
+    first = state.current
+    for k in range(1, runs + 1):
+        run = first if k == 1 else _new_run(item, state)
+        item.funcargs["sim"] = run.sim
+        state.run_label = f"run {k} of {runs} of @pytest.mark.deterministic"
+        try:
+            item.ihook.pytest_pyfunc_call(pyfuncitem=item)
+        except Exception as exc:
+            exc.add_note(f"(in {state.run_label})")
+            raise
+        if k > 1:
+            difference = _compare(first.sim, run.sim)
+            if difference is not None:
+                state.diverged = True
+                pytest.fail(
+                    f"@pytest.mark.deterministic(runs={runs}): run {k} differs from run 1 "
+                    f"{difference}",
+                    pytrace=False,
+                )
+    item.funcargs["sim"] = first.sim
+
+
+def _compare(a: Simulation, b: Simulation) -> str | None:
+    """Where run ``b`` parts from run ``a`` (None when they are the same)."""
+    log_a, log_b = a.log or [], b.log or []
+    for i, (ea, eb) in enumerate(zip(log_a, log_b, strict=False)):
+        if ea != eb:
+            return f"at step {i + 1}:\n  run 1: {ea!r}\n  other: {eb!r}"
+    if len(log_a) != len(log_b):
+        shorter, longer, label = (a, log_b, "other") if len(log_a) < len(log_b) else (b, log_a, "run 1")
+        return (
+            f"at step {shorter.steps + 1}: one run ended after {shorter.steps} steps\n"
+            f"  {label}: {longer[shorter.steps]!r}"
+        )
+    if a.digest != b.digest:
+        return (
+            f"although every step has the same description: digest {a.digest:#018x} "
+            f"!= {b.digest:#018x} after {a.steps} steps (different callbacks or objects "
+            "with the same names)"
+        )
+    if a.now_ns != b.now_ns:
+        return f"at the end: virtual time {a.now_ns} ns != {b.now_ns} ns after {a.steps} steps"
+    return None
+
+
+# -- failure reports and saved traces ---------------------------------------------------
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Iterator[None]:
+    report: pytest.TestReport = yield
+    state = item.stash.get(_STATE, None)
+    if (
+        call.when == "call"
+        and report.failed
+        and call.excinfo is not None
+        and state is not None
+        and state.current is not None
+    ):
+        report.sections.append(("evreplay", _report_section(item, state, call.excinfo.value)))
+    return report  # type: ignore[return-value]
+
+
+def _report_section(item: pytest.Item, state: _ItemState, exc: BaseException) -> str:
+    assert state.current is not None
+    settings = item.config.stash[_SETTINGS]
+    simulation = state.current.sim
+    lines = [
+        f"simulation{f' ({state.run_label})' if state.repeating or state.diverged else ''}: "
+        f"t={simulation.now_ns} ns, {simulation.steps} steps, digest {simulation.digest:#018x}"
+    ]
+    lines.extend(_recent_lines(simulation, settings.report_steps))
+    lines.extend(_trace_lines(item, state, exc, settings.save_dir))
+    return "\n".join(lines)
+
+
+def _recent_lines(simulation: Simulation, count: int) -> list[str]:
+    events = simulation.recent_events()[-count:] if count else []
+    if not events:
+        return ["no steps ran" if simulation.steps == 0 else "recent steps not shown"]
+    lines = [f"last {len(events)} steps, oldest first:"]
+    lines.extend(_format_event(event) for event in events)
+    return lines
+
+
+def _format_event(event: DispatchEvent) -> str:
+    return (
+        f"  step {event.step:>6}  t={event.time_ns} ns  {event.thread}  {event.context}  "
+        f"{event.kind}  {event.name}"
+    )
+
+
+def _trace_lines(
+    item: pytest.Item, state: _ItemState, exc: BaseException, save_dir: Path | None
+) -> list[str]:
+    assert state.current is not None
+    run = state.current
+    if save_dir is None:
+        return ["no trace saved (run with --evreplay-save-traces=DIR to keep one)"]
+    if state.diverged:
+        return ["no trace saved: the runs differ, so no single run reproduces this failure"]
+    if run.recorder is None or run.buffer is None:
+        return [f"no trace saved: {_unreplayable(item)}"]
+    try:
+        path = _save_trace(item, run, exc, save_dir)
+    except Exception as error:  # never hide the test's own failure behind the plugin's
+        return [f"no trace saved: {type(error).__name__}: {error}"]
+    return [
+        f"trace: {path}",
+        f"replay it (from {item.config.rootpath}): python -m replay play {path}",
+    ]
+
+
+def _save_trace(item: pytest.Item, run: _Run, exc: BaseException, save_dir: Path) -> Path:
+    """Finish the recording with the test's failure and write it under ``save_dir``."""
+    assert run.recorder is not None and run.buffer is not None
+    run.recorder.finish(_recorded_failure(exc))
+    data = run.buffer.getvalue()
+    save_dir.mkdir(parents=True, exist_ok=True)
+    stem = trace_stem(item.nodeid, run.sim.digest, os.environ.get("PYTEST_XDIST_WORKER"))
+    for n in range(1, 1000):
+        path = save_dir / (f"{stem}.evr" if n == 1 else f"{stem}-{n}.evr")
+        try:
+            with open(path, "xb") as f:
+                f.write(data)
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"{save_dir / stem}.evr and 998 numbered variants exist")
+
+
+def trace_stem(nodeid: str, digest: int, worker: str | None) -> str:
+    """The file name (without ``.evr``) of a trace saved from test ``nodeid``.
+
+    ``worker`` (xdist's ``gw0``, ``gw1``...) comes first, so workers never
+    collide; then the node id, sanitised to ``[A-Za-z0-9_.-]`` and shortened
+    with a hash of the whole id when long; then the run's digest.
+    """
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_.") or "test"
+    if len(name) > MAX_NAME:
+        tag = hashlib.sha256(nodeid.encode()).hexdigest()[:8]
+        name = f"{name[: MAX_NAME - 9]}_{tag}"
+    prefix = f"{worker}-" if worker else ""
+    return f"{prefix}{name}-{digest:016x}"
+
+
+def _recorded_failure(exc: BaseException) -> RecordedTestFailure:
+    """The failure as a trace records it: the exception's type and where it was raised."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = "" if tb is None else f" at {Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}"
+    return RecordedTestFailure(f"{type(exc).__qualname__}{where}")
+
+
+def replay_test(sim: Simulation, *, path: str, function: str) -> None:
+    """The scenario of a trace saved from a test: call test ``function`` of file ``path``.
+
+    ``path`` is relative to the rootdir, so play from there. As pytest's
+    default import mode does, the test file's directory goes on ``sys.path``.
+    A failure of the test is re-raised as the :class:`RecordedTestFailure`
+    that the recording ended with.
+    """
+    from replay.errors import ReplayError
+    from replay.scenario import load_scenario
+
+    directory = str(Path(path).resolve().parent)
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    test = load_scenario(f"{path}:{function}")
+    try:
+        test(sim)
+    except (ReplayError, KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # pytest.fail() raises a BaseException
+        raise _recorded_failure(exc) from exc
+
+
+# -- traces as test items ---------------------------------------------------------------
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> TraceFile | None:
+    if file_path.suffix != ".evr":
+        return None
+    dirs = parent.config.stash[_SETTINGS].trace_dirs
+    if not any(d == file_path.parent or d in file_path.parents for d in dirs):
+        return None
+    return TraceFile.from_parent(parent, path=file_path)
+
+
+class TraceFile(pytest.File):
+    """A ``*.evr`` file under ``--evreplay-traces``: one item that replays it."""
+
+    def collect(self) -> Iterator[TraceItem]:
+        yield TraceItem.from_parent(self, name="replay")
+
+
+class TraceItem(pytest.Item):
+    """Replays one trace; passes when the replay is bit-exact.
+
+    A recorded failure that the replay reproduces (play checks the recorded
+    cause) is a pass. A divergence, a damaged file, a scenario that cannot be
+    loaded, or a replay that is not bit-exact fails the item with the replay
+    layer's own message and no traceback.
+    """
+
+    def runtest(self) -> None:
+        from replay.api import play
+
+        result = play(self.path)
+        if result.bit_exact is None:
+            raise TraceMismatch(
+                f"{self.path}: the trace is truncated at byte {result.truncated_at}: it "
+                f"replayed {result.steps} steps without diverging, but an incomplete trace "
+                "cannot be checked bit-exactly"
+            )
+        if not result.bit_exact:
+            raise TraceMismatch(
+                f"{self.path}: replayed {result.steps} steps without diverging, but the "
+                "re-recording differs from the file's bytes"
+            )
+        self.add_report_section("call", "evreplay", _play_summary(result))
+
+    def repr_failure(
+        self,
+        excinfo: pytest.ExceptionInfo[BaseException],
+        style: Any = None,
+    ) -> str | Any:
+        from replay.errors import ReplayDivergence, ReplayError, TraceFormatError
+
+        exc = excinfo.value
+        if isinstance(exc, ReplayDivergence):
+            return f"{self.path}: {exc}"
+        if isinstance(exc, TraceFormatError):
+            return f"not a valid trace: {exc}"
+        if isinstance(exc, ReplayError | TraceMismatch):
+            return str(exc)
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"replay {self.path.name}"
+
+
+def _play_summary(result: PlayResult) -> str:
+    ending = (
+        f"reproduced the recorded failure: {result.failure}"
+        if result.failure is not None
+        else f"ended: {result.reason}"
+    )
+    return (
+        f"bit-exact replay: {result.steps} steps, t={result.time_ns} ns, "
+        f"digest {result.digest:#018x}; {ending}"
+    )
