@@ -33,7 +33,8 @@ def main() -> int:
             print(f"{name}: unexpected failure: {result.failure}")
             return 1
         print(f"{name}: {result.steps} steps, {result.bytes} bytes")
-    bug = fuzz(SCENARIO, runs=200, chooser="random", output=traces / "minimachine-blk-reset-race.evr")
+    bug_trace = traces / "minimachine-blk-reset-race.evr"
+    bug = fuzz(SCENARIO, runs=200, chooser="random", output=bug_trace)
     if not bug.found:
         print("the ordering bug was not found")
         return 1
