@@ -19,7 +19,13 @@ from .clock import (
     soonest_timeout,
     timeout_ns_to_ms,
 )
-from .errors import DeadlockError, EvloopError, EvloopInternalError, SimulationError
+from .errors import (
+    DeadlockError,
+    EvloopError,
+    EvloopInternalError,
+    NondeterminismError,
+    SimulationError,
+)
 from .external import ScriptedPeer
 from .fds import FdTable
 from .hooks import SimulationHooks

@@ -16,6 +16,7 @@ __all__ = [
     "DeadlockError",
     "EvloopError",
     "EvloopInternalError",
+    "NondeterminismError",
     "SimulationError",
 ]
 
@@ -43,3 +44,18 @@ class SimulationError(EvloopError):
 
 class EvloopInternalError(EvloopError):
     """A bug in evloop itself, never the user's: please report it."""
+
+
+class NondeterminismError(EvloopError):
+    """A call would leak real nondeterminism into a running simulation.
+
+    Raised by the sanitizer (``Simulation(sanitize="strict")``, or any mode for
+    an unregistered thread) from the offending call itself. ``call`` names the
+    function (``"time.time"``), ``site`` where it was called (``file:line``);
+    the message also says what to use instead.
+    """
+
+    def __init__(self, message: str, call: str = "", site: str = "") -> None:
+        super().__init__(message)
+        self.call = call
+        self.site = site

@@ -103,6 +103,17 @@ class SimulationRun:
         os.replace(tmp, path)
         return path
 
+    def __repr__(self) -> str:
+        where = f", trace={str(self.trace_path)!r}" if self.trace_path is not None else ""
+        return (
+            f"SimulationRun({self.scenario!r}, seed={self.seed}, steps={self.result.steps}, "
+            f"decisions={self.decisions}, non_default={self.non_default}, "
+            f"failure={self.failure!r}{where})"
+        )
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self))  # hypothesis's pretty printer: no trace bytes
+
     def replay_command(self) -> str:
         where = self.trace_path if self.trace_path is not None else "TRACE"
         return f"python -m replay play {where}"

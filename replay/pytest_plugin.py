@@ -45,7 +45,7 @@ import io
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -140,7 +140,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def _save_dir(config: pytest.Config) -> Path | None:
     option = config.getoption("evreplay_save_traces")
     if option:
-        return (config.invocation_params.dir / option).resolve()
+        return (config.invocation_params.dir / str(option)).resolve()
     ini = str(config.getini("evreplay_save_traces"))
     return (config.rootpath / ini).resolve() if ini else None
 
@@ -344,7 +344,7 @@ def _repeat(item: pytest.Function, state: _ItemState, runs: int) -> None:
             exc.add_note(f"(in {state.run_label})")
             raise
         if k > 1:
-            difference = _compare(first.sim, run.sim)
+            difference = _compare(first.sim, run.sim, k)
             if difference is not None:
                 state.diverged = True
                 pytest.fail(
@@ -355,17 +355,18 @@ def _repeat(item: pytest.Function, state: _ItemState, runs: int) -> None:
     item.funcargs["sim"] = first.sim
 
 
-def _compare(a: Simulation, b: Simulation) -> str | None:
-    """Where run ``b`` parts from run ``a`` (None when they are the same)."""
+def _compare(a: Simulation, b: Simulation, k: int) -> str | None:
+    """Where run ``k`` (``b``) parts from run 1 (``a``); None when they are the same."""
     log_a, log_b = a.log or [], b.log or []
     for i, (ea, eb) in enumerate(zip(log_a, log_b, strict=False)):
         if ea != eb:
-            return f"at step {i + 1}:\n  run 1: {ea!r}\n  other: {eb!r}"
+            return f"at step {i + 1}:\n  run 1: {ea!r}\n  run {k}: {eb!r}"
     if len(log_a) != len(log_b):
-        shorter, longer, label = (a, log_b, "other") if len(log_a) < len(log_b) else (b, log_a, "run 1")
+        n = min(len(log_a), len(log_b))
+        ended, went_on, event = (1, k, log_b[n]) if len(log_a) < len(log_b) else (k, 1, log_a[n])
         return (
-            f"at step {shorter.steps + 1}: one run ended after {shorter.steps} steps\n"
-            f"  {label}: {longer[shorter.steps]!r}"
+            f"at step {n + 1}: run {ended} ended after {n} steps\n"
+            f"  run {went_on}: {event!r}"
         )
     if a.digest != b.digest:
         return (
@@ -381,11 +382,12 @@ def _compare(a: Simulation, b: Simulation) -> str | None:
 # -- failure reports and saved traces ---------------------------------------------------
 
 
-@pytest.hookimpl(wrapper=True)
+@pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
-) -> Iterator[None]:
-    report: pytest.TestReport = yield
+) -> Generator[None, Any, None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
     state = item.stash.get(_STATE, None)
     if (
         call.when == "call"
@@ -395,7 +397,6 @@ def pytest_runtest_makereport(
         and state.current is not None
     ):
         report.sections.append(("evreplay", _report_section(item, state, call.excinfo.value)))
-    return report  # type: ignore[return-value]
 
 
 def _report_section(item: pytest.Item, state: _ItemState, exc: BaseException) -> str:
@@ -403,7 +404,7 @@ def _report_section(item: pytest.Item, state: _ItemState, exc: BaseException) ->
     settings = item.config.stash[_SETTINGS]
     simulation = state.current.sim
     lines = [
-        f"simulation{f' ({state.run_label})' if state.repeating or state.diverged else ''}: "
+        f"simulation{f' ({state.run_label})' if state.run_label else ''}: "
         f"t={simulation.now_ns} ns, {simulation.steps} steps, digest {simulation.digest:#018x}"
     ]
     lines.extend(_recent_lines(simulation, settings.report_steps))
