@@ -1,11 +1,20 @@
-"""The child process of the memory workload: ``python -m bench.rss STEPS``.
+"""The child process of the memory workload: ``python -m bench.rss MODE STEPS [TRACE]``.
 
 Peak RSS only ever grows within a process, so each measurement gets a fresh
-interpreter: this one builds the same simulation whatever ``STEPS`` is
-(1000 timers re-arming forever with the shared seeded delays), runs it for
-``STEPS`` steps (none at all for 0, the baseline), and prints one JSON line:
-``{"peak_kib": ..., "source": ..., "maxrss_kib": ..., "steps": ...}`` or
-``{"unavailable": "why"}``.
+interpreter: this one sets up the same scenario whatever ``STEPS`` is
+(:func:`bench.workloads.forever_scenario`: 1000 timers re-arming forever
+with the shared seeded delays) and, by ``MODE``:
+
+* ``plain``: runs it for ``STEPS`` steps (none at all for 0, the baseline);
+* ``record``: records ``STEPS`` steps of it to ``TRACE`` (``replay.record``,
+  ``max_steps=STEPS``);
+* ``play``: plays ``TRACE`` (which must hold such a recording) to its end.
+
+It prints one JSON line: ``{"peak_kib": ..., "source": ..., "maxrss_kib":
+..., "steps": ..., "mode": ...}`` (``"trace_bytes"`` too when recording) or
+``{"unavailable": "why"}``. A trace of a run like this one holds no decision
+and grows only by a checkpoint every 1024 steps: a growing peak would be the
+recorder or the player keeping something per step.
 
 Why ``peak_kib`` is not simply ``ru_maxrss`` on Linux: the kernel carries a
 process's peak RSS across ``execve`` (``exec_mmap`` folds the old address
@@ -24,11 +33,12 @@ from __future__ import annotations
 import json
 import resource
 import sys
+from typing import Any
 
 from .harness import Unavailable
-from .workloads import steps_forever
+from .workloads import forever_scenario, load_evloop, load_replay
 
-__all__ = ["N_TIMERS", "main", "maxrss_kib", "peak_rss_kib"]
+__all__ = ["MODES", "N_TIMERS", "main", "maxrss_kib", "peak_rss_kib"]
 
 N_TIMERS = 1000
 #: Each timer cycles through this many delays (1000 x 100 drawn, like workload 1's).
@@ -58,17 +68,58 @@ def peak_rss_kib() -> tuple[int, str]:
     return (maxrss_kib(), "ru_maxrss") if hwm is None else (hwm, "VmHWM")
 
 
+MODES = ("plain", "record", "play")
+
+
+def _params() -> dict[str, int]:
+    return {"n_timers": N_TIMERS, "cycle": CYCLE}
+
+
+def _run(mode: str, steps: int, trace: str | None) -> dict[str, Any]:
+    """Run ``mode`` for ``steps`` steps; what to report besides the peak."""
+    if mode == "plain":
+        sim = load_evloop().Simulation(0)
+        forever_scenario(sim, **_params())
+        if steps:
+            sim.run(max_steps=steps)
+        sim.close()
+        return {}
+    replay = load_replay()
+    if trace is None:
+        raise SystemExit(f"bench.rss {mode} needs a TRACE path")
+    if mode == "record":
+        scenario = f"{forever_scenario.__module__}:{forever_scenario.__name__}"
+        rec = replay.record(scenario, trace, params=_params(), max_steps=steps)
+        return {"trace_bytes": rec.bytes, "decisions": rec.decisions}
+    result = replay.play(trace)
+    if result.steps != steps or result.bit_exact is not True:
+        raise SystemExit(
+            f"bench.rss play {trace}: {result.steps} steps (expected {steps}), "
+            f"bit_exact={result.bit_exact}"
+        )
+    return {}
+
+
 def main(argv: list[str]) -> int:
-    steps = int(argv[0])
+    if len(argv) not in (2, 3) or argv[0] not in MODES:
+        print(f"usage: python -m bench.rss {{{','.join(MODES)}}} STEPS [TRACE]", file=sys.stderr)
+        return 2
+    mode, steps = argv[0], int(argv[1])
+    trace = argv[2] if len(argv) == 3 else None
     try:
-        sim = steps_forever(N_TIMERS, CYCLE)
+        extra = _run(mode, steps, trace)
     except Unavailable as exc:
         print(json.dumps({"unavailable": str(exc)}))
         return 0
-    if steps:
-        sim.run(max_steps=steps)
     peak, source = peak_rss_kib()
-    report = {"peak_kib": peak, "source": source, "maxrss_kib": maxrss_kib(), "steps": steps}
+    report = {
+        "peak_kib": peak,
+        "source": source,
+        "maxrss_kib": maxrss_kib(),
+        "steps": steps,
+        "mode": mode,
+        **extra,
+    }
     print(json.dumps(report))
     return 0
 

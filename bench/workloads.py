@@ -6,10 +6,19 @@ Each function builds a :class:`evloop.Simulation` untimed and returns a
 line: same delays, same per-dispatch work (count, take the next delay, re-arm
 or retire).
 
-``evloop`` is imported lazily, through :func:`load_evloop`, so that the peers
-and the harness run (and the suite reports ``unavailable``) while the loop
-does not import yet. The record and play workloads are placeholders until
-the replay layer exists: :func:`replay_unavailable` says why.
+``evloop`` and ``replay`` are imported lazily, through :func:`load_evloop`
+and :func:`load_replay`, so that the peers and the harness run (and the suite
+reports ``unavailable``) while either does not import.
+
+The workloads that are recorded and played are also *scenarios*
+(:func:`timer_scenario`, :func:`bh_scenario`, :func:`pingpong_scenario`,
+:func:`sleep_scenario`, :func:`forever_scenario`): module-level functions
+that set the workload up on a simulation they are given, so that
+``replay.record("bench.workloads:timer_scenario", ...)`` can run them and
+``replay.play`` find them again from the trace header alone.
+:class:`Recording` runs one scenario three ways, plain, recorded and played;
+:func:`mutex_grants` is workload 7 on real OS threads under
+``replay.ReplayMutex``.
 """
 
 from __future__ import annotations
@@ -17,7 +26,11 @@ from __future__ import annotations
 import importlib
 import itertools
 import select
-from collections.abc import Callable, Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -26,13 +39,19 @@ from .harness import BenchError, Run, Unavailable
 
 __all__ = [
     "FAR_FUTURE_NS",
+    "Recording",
+    "bh_scenario",
     "bottom_halves",
     "fd_ping_pong",
+    "forever_scenario",
     "idle_fds",
     "load_evloop",
+    "load_replay",
+    "mutex_grants",
     "pending_timers",
-    "replay_unavailable",
-    "steps_forever",
+    "pingpong_scenario",
+    "sleep_scenario",
+    "timer_scenario",
     "timers",
     "turn_handoffs",
 ]
@@ -40,8 +59,8 @@ __all__ = [
 #: Deadline of the timers that must stay pending for a whole run.
 FAR_FUTURE_NS = 10**18
 
-#: What the placeholders say while ``replay`` has no recorder.
-NO_REPLAY = "(replay layer not available yet)"
+#: How long a benchmark waits for its real threads before calling it a hang.
+JOIN_TIMEOUT_S = 600.0
 
 
 def load_evloop() -> ModuleType:
@@ -55,13 +74,15 @@ def load_evloop() -> ModuleType:
     return evloop
 
 
-def replay_unavailable() -> str:
-    """Why the record/play figures are placeholders (the lead wires them)."""
+def load_replay() -> ModuleType:
+    """The ``replay`` package, or :class:`Unavailable` if its API does not import."""
     try:
-        importlib.import_module("replay.recorder")
-    except ImportError:
-        return NO_REPLAY
-    return "(replay layer present; its benchmark is not wired yet: see bench/workloads.py)"
+        replay = importlib.import_module("replay")
+        for name in ("record", "play", "chooser_from_spec", "ReplayMutex", "ReplayMode"):
+            getattr(replay, name)
+    except (ImportError, AttributeError) as exc:
+        raise Unavailable(f"replay does not import ({exc})") from exc
+    return replay
 
 
 def _simulation() -> Any:
@@ -130,23 +151,29 @@ def _shutdown(sim: Any) -> Callable[[], None]:
     return lambda: sim.shutdown(cause="done")
 
 
-# -- workload 1: timers -------------------------------------------------------
+# -- the scenarios ------------------------------------------------------------
+#
+# ``replay.record`` and ``replay.play`` call a scenario themselves and drop what
+# it returns, so each scenario also leaves its operation counter in _LAST:
+# that is how a recorded or played run reports the work it did, and the
+# harness checks that count as it checks every other.
+
+_LAST: list[list[int]] = [[0]]
 
 
-def timers(n_timers: int, total: int) -> Run:
-    """``n_timers`` main-loop VIRTUAL timers re-arming themselves, ``total`` dispatches."""
-    sim = _simulation()
+def _tally(done: list[int]) -> list[int]:
+    _LAST[0] = done
+    return done
+
+
+def timer_scenario(sim: Any, *, n_timers: int, total: int) -> list[int]:
+    """Workload 1: ``n_timers`` VIRTUAL timers re-arming themselves, ``total`` dispatches."""
     streams = (iter(stream) for stream in delay_streams(n_timers, total))
-    done = _arm_timers(sim, streams, lambda: None)
-    return _run(sim, done)
+    return _tally(_arm_timers(sim, streams, lambda: None))
 
 
-# -- workload 2: bottom halves --------------------------------------------------
-
-
-def bottom_halves(count: int) -> Run:
-    """One bottom half that re-schedules itself until it has run ``count`` times."""
-    sim = _simulation()
+def bh_scenario(sim: Any, *, count: int) -> list[int]:
+    """Workload 2: one bottom half that re-schedules itself until it has run ``count`` times."""
     done = [0]
 
     def step() -> None:
@@ -156,15 +183,11 @@ def bottom_halves(count: int) -> Run:
 
     bh = sim.main_loop.aio_context.bh_new(step, name="bench")
     bh.schedule()
-    return _run(sim, done)
+    return _tally(done)
 
 
-# -- workload 3: fd ping-pong -----------------------------------------------------
-
-
-def fd_ping_pong(round_trips: int) -> Run:
-    """Two threads of control bouncing one byte each way over a virtual socket pair."""
-    sim = _simulation()
+def pingpong_scenario(sim: Any, *, round_trips: int) -> list[int]:
+    """Workload 3: two threads of control bouncing one byte each way over a socket pair."""
     fds = sim.fds
     a, b = fds.socketpair()
     done = [0]
@@ -184,7 +207,142 @@ def fd_ping_pong(round_trips: int) -> Run:
 
     sim.thread("ping", ping)
     sim.thread("pong", pong)
-    return _run(sim, done)
+    return _tally(done)
+
+
+def sleep_scenario(sim: Any, *, n_threads: int, total: int) -> list[int]:
+    """Workload 7: ``n_threads`` threads of control, each calling ``sim.sleep(1)`` in a loop.
+
+    Every sleep gives up the turn. All threads wake at the same virtual
+    instants, so the scheduler asks the chooser which goes next at nearly
+    every handoff: the decision-heavy workload.
+    """
+    per_thread = total // n_threads
+    done = [0]
+
+    def body() -> None:
+        sleep = sim.sleep
+        for _ in range(per_thread):
+            sleep(1)
+            done[0] += 1
+
+    for i in range(n_threads):
+        sim.thread(f"t{i}", body)
+    return _tally(done)
+
+
+def forever_scenario(sim: Any, *, n_timers: int, cycle: int) -> list[int]:
+    """Workload 5: ``n_timers`` timers re-arming forever (each cycles through ``cycle`` delays)."""
+    streams = (itertools.cycle(stream) for stream in delay_streams(n_timers, n_timers * cycle))
+    return _tally(_arm_timers(sim, streams, lambda: None))
+
+
+# -- workloads 1-3 and 7, plain --------------------------------------------------
+
+
+def timers(n_timers: int, total: int) -> Run:
+    """``n_timers`` main-loop VIRTUAL timers re-arming themselves, ``total`` dispatches."""
+    sim = _simulation()
+    return _run(sim, timer_scenario(sim, n_timers=n_timers, total=total))
+
+
+def bottom_halves(count: int) -> Run:
+    """One bottom half that re-schedules itself until it has run ``count`` times."""
+    sim = _simulation()
+    return _run(sim, bh_scenario(sim, count=count))
+
+
+def fd_ping_pong(round_trips: int) -> Run:
+    """Two threads of control bouncing one byte each way over a virtual socket pair."""
+    sim = _simulation()
+    return _run(sim, pingpong_scenario(sim, round_trips=round_trips))
+
+
+def turn_handoffs(n_threads: int, total: int) -> Run:
+    """``n_threads`` threads of control, each calling ``sim.sleep(1)`` in a loop.
+
+    Every sleep gives up the turn, so the count of sleeps (``total``) is the
+    count of turn handoffs.
+    """
+    sim = _simulation()
+    return _run(sim, sleep_scenario(sim, n_threads=n_threads, total=total))
+
+
+# -- workload 4: record and play ------------------------------------------------------
+
+
+@dataclass
+class Recording:
+    """One scenario, run three ways in the same rounds: plain, recorded, played.
+
+    All three are timed whole, from building the simulation to closing it,
+    because ``replay.record`` and ``replay.play`` build and set up their own:
+    so the plain run is ``Simulation`` + scenario + ``run()`` + ``close()``,
+    with the very chooser the recording uses (the runs are then the same run,
+    step for step, and only the recording differs). Traces go to
+    ``directory``; every recording made is kept in ``results``.
+    """
+
+    name: str
+    params: Mapping[str, int]
+    directory: Path
+    chooser: str = "random:1"
+    results: list[Any] = field(default_factory=list)
+
+    @property
+    def scenario(self) -> str:
+        return f"{__name__}:{self.name}_scenario"
+
+    @property
+    def trace(self) -> Path:
+        """Where each recording is written (again, every round)."""
+        return self.directory / f"{self.name}.trace"
+
+    def plain(self) -> Run:
+        evloop = load_evloop()
+        chooser = load_replay().chooser_from_spec(self.chooser)
+        fn = globals()[f"{self.name}_scenario"]
+
+        def run() -> int:
+            sim = evloop.Simulation(0, chooser=chooser)
+            done = fn(sim, **self.params)
+            sim.run()
+            sim.close()
+            return int(done[0])
+
+        return run
+
+    def record(self) -> Run:
+        replay = load_replay()
+
+        def run() -> int:
+            result = replay.record(
+                self.scenario, self.trace, chooser=self.chooser, params=self.params
+            )
+            if result.failure is not None:
+                raise BenchError(f"recording {self.scenario} failed: {result.failure}")
+            self.results.append(result)
+            return _LAST[0][0]
+
+        return run
+
+    def play(self) -> Run:
+        """Play a trace of this scenario (recorded once, untimed, the first time)."""
+        replay = load_replay()
+        trace = self.directory / f"{self.name}-play.trace"
+        if not trace.exists():
+            replay.record(self.scenario, trace, chooser=self.chooser, params=self.params)
+
+        def run() -> int:
+            result = replay.play(trace)
+            if result.failure is not None or result.bit_exact is not True:
+                raise BenchError(
+                    f"playing {trace.name}: failure={result.failure}, "
+                    f"bit_exact={result.bit_exact}"
+                )
+            return _LAST[0][0]
+
+        return run
 
 
 # -- workload 6: scaling ----------------------------------------------------------
@@ -247,36 +405,88 @@ def pending_timers(n_pending: int, n_active: int, total: int) -> Run:
     return _run_steps(sim, done, total)
 
 
-# -- workload 5: memory (run in a fresh process by bench.rss) ----------------------
+# -- workload 7: the replay mutex, on real threads ---------------------------------------
+#
+# QEMU's threads hold the replay mutex while they run and drop it only around
+# blocking waits; which thread gets it next is up to the OS, so each grant is
+# logged (RECORD) and followed (PLAY). Here each of N real threads takes the
+# mutex, counts, drops it and calls time.sleep(0), the stand-in for a blocking
+# wait: it releases the GIL and lets the OS pick who goes next, so the mutex
+# really changes hands (without it one thread would re-take it for a whole GIL
+# switch interval). A PLAY run follows the grants of a RECORD run made in its
+# prepare, untimed.
 
 
-def steps_forever(n_timers: int, cycle: int) -> Any:
-    """A simulation whose ``n_timers`` timers re-arm forever (their delays cycle)."""
-    sim = _simulation()
-    streams = (itertools.cycle(stream) for stream in delay_streams(n_timers, n_timers * cycle))
-    _arm_timers(sim, streams, lambda: None)
-    return sim
+def mutex_grants(n_threads: int, total: int, mode: str, handoffs: list[float]) -> Run:
+    """``n_threads`` real threads taking a ``ReplayMutex`` ``total // n_threads`` times each.
 
-
-# -- workload 7: threads of control -------------------------------------------------
-
-
-def turn_handoffs(n_threads: int, total: int) -> Run:
-    """``n_threads`` threads of control, each calling ``sim.sleep(1)`` in a loop.
-
-    Every sleep gives up the turn, so the count of sleeps (``total``) is the
-    count of turn handoffs.
+    ``mode`` is ``"record"`` or ``"play"``. The run returns the number of
+    grants; the share of grants that went to another thread than the one
+    before is appended to ``handoffs``.
     """
-    sim = _simulation()
+    replay = load_replay()
     per_thread = total // n_threads
-    done = [0]
+    grants: list[int] | None = None
+    if mode == "play":
+        recorded = _MutexThreads(replay, n_threads, per_thread, None)
+        recorded.run()
+        grants = recorded.mutex.grants
+    elif mode != "record":
+        raise ValueError(f"mode must be 'record' or 'play', not {mode!r}")
+    threads = _MutexThreads(replay, n_threads, per_thread, grants)
 
-    def body() -> None:
-        sleep = sim.sleep
-        for _ in range(per_thread):
-            sleep(1)
-            done[0] += 1
+    def run() -> int:
+        count = threads.run()
+        log = threads.mutex.grants
+        changes = sum(1 for a, b in itertools.pairwise(log) if a != b)
+        handoffs.append(changes / max(len(log) - 1, 1))
+        return count
 
-    for i in range(n_threads):
-        sim.thread(f"t{i}", body)
-    return _run(sim, done)
+    return run
+
+
+class _MutexThreads:
+    """N registered threads, started and parked on an event until :meth:`run`."""
+
+    def __init__(
+        self, replay: ModuleType, n_threads: int, per_thread: int, grants: list[int] | None
+    ) -> None:
+        mode = replay.ReplayMode.RECORD if grants is None else replay.ReplayMode.PLAY
+        self.mutex = replay.ReplayMutex(mode, grants)
+        self.per_thread = per_thread
+        self.count = 0
+        self.errors: list[BaseException] = []
+        self._go = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._body, name=f"bench-mutex-{i}", daemon=True)
+            for i in range(n_threads)
+        ]
+        # Registered from here, in order, before any starts: the stable indices
+        # the grants name never depend on the OS.
+        self._indices = [self.mutex.register(t.name, t) for t in self._threads]
+        for thread in self._threads:
+            thread.start()
+
+    def _body(self) -> None:
+        mutex = self.mutex
+        mutex.bind(self._indices[self._threads.index(threading.current_thread())])
+        self._go.wait()
+        try:
+            for _ in range(self.per_thread):
+                with mutex:
+                    self.count += 1
+                time.sleep(0)
+            mutex.finished()
+        except BaseException as exc:
+            self.errors.append(exc)
+
+    def run(self) -> int:
+        self._go.set()
+        deadline = time.monotonic() + JOIN_TIMEOUT_S
+        for thread in self._threads:
+            thread.join(max(deadline - time.monotonic(), 0.0))
+            if thread.is_alive():
+                raise BenchError(f"{thread.name} still runs after {JOIN_TIMEOUT_S:g} s")
+        if self.errors:
+            raise BenchError(f"a mutex thread failed: {self.errors[0]!r}") from self.errors[0]
+        return self.count

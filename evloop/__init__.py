@@ -60,6 +60,7 @@ __all__ = [
     "FifoChooser",
     "IOThread",
     "MainLoop",
+    "NondeterminismError",
     "PCTChooser",
     "RandomChooser",
     "RunResult",

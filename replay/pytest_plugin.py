@@ -67,6 +67,8 @@ RECENT_STEPS = 32
 DEFAULT_REPORT_STEPS = 20
 #: The checkpoint interval of a recorded ``sim`` (the default of :func:`replay.record`).
 CHECKPOINT_INTERVAL = 1024
+#: How many times ``@pytest.mark.deterministic`` runs a test when not told.
+DEFAULT_RUNS = 5
 #: The longest node id kept whole in a trace's file name.
 MAX_NAME = 120
 
@@ -291,13 +293,19 @@ def _unreplayable(item: pytest.Item) -> str | None:
 
 
 def _runs(marker: pytest.Mark) -> int:
+    """The marker's ``runs``; a misused marker fails the test with what to fix."""
     if len(marker.args) > 1 or set(marker.kwargs) - {"runs"} or (marker.args and marker.kwargs):
-        raise pytest.UsageError(f"@pytest.mark.deterministic takes one argument, runs: {marker}")
-    runs = marker.args[0] if marker.args else marker.kwargs.get("runs", 5)
+        pytest.fail(
+            f"@pytest.mark.deterministic takes one argument, runs (got args={marker.args!r}, "
+            f"kwargs={dict(marker.kwargs)!r})",
+            pytrace=False,
+        )
+    runs = marker.args[0] if marker.args else marker.kwargs.get("runs", DEFAULT_RUNS)
     if not isinstance(runs, int) or isinstance(runs, bool) or runs < 2:
-        raise pytest.UsageError(
+        pytest.fail(
             f"@pytest.mark.deterministic(runs={runs!r}): runs must be an int of at least 2 "
-            "(one run has nothing to be compared with)"
+            "(one run has nothing to be compared with)",
+            pytrace=False,
         )
     return runs
 
@@ -405,7 +413,8 @@ def _report_section(item: pytest.Item, state: _ItemState, exc: BaseException) ->
     simulation = state.current.sim
     lines = [
         f"simulation{f' ({state.run_label})' if state.run_label else ''}: "
-        f"t={simulation.now_ns} ns, {simulation.steps} steps, digest {simulation.digest:#018x}"
+        f"t={simulation.now_ns} ns, {_plural(simulation.steps, 'step')}, "
+        f"digest {simulation.digest:#018x}"
     ]
     lines.extend(_recent_lines(simulation, settings.report_steps))
     lines.extend(_trace_lines(item, state, exc, settings.save_dir))
@@ -416,9 +425,13 @@ def _recent_lines(simulation: Simulation, count: int) -> list[str]:
     events = simulation.recent_events()[-count:] if count else []
     if not events:
         return ["no steps ran" if simulation.steps == 0 else "recent steps not shown"]
-    lines = [f"last {len(events)} steps, oldest first:"]
+    lines = [f"last {_plural(len(events), 'step')}, oldest first:"]
     lines.extend(_format_event(event) for event in events)
     return lines
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _format_event(event: DispatchEvent) -> str:
@@ -586,6 +599,6 @@ def _play_summary(result: PlayResult) -> str:
         else f"ended: {result.reason}"
     )
     return (
-        f"bit-exact replay: {result.steps} steps, t={result.time_ns} ns, "
+        f"bit-exact replay: {_plural(result.steps, 'step')}, t={result.time_ns} ns, "
         f"digest {result.digest:#018x}; {ending}"
     )

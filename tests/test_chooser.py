@@ -9,13 +9,23 @@ options in FIFO order, and never asks a question with a single answer.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evloop import ChoiceKind, Chooser, FifoChooser, SimRandom, Simulation, SimulationError
+from evloop import (
+    ChoiceKind,
+    Chooser,
+    FifoChooser,
+    PCTChooser,
+    RandomChooser,
+    SimRandom,
+    Simulation,
+    SimulationError,
+)
 
 
 class RecordingChooser:
@@ -97,6 +107,80 @@ def test_a_simulation_uses_the_chooser_it_is_given() -> None:
     chooser = RecordingChooser()
     with Simulation(chooser=chooser) as sim:
         assert sim.chooser is chooser
+
+
+def test_random_chooser_draws_each_answer_from_a_seeded_simrandom() -> None:
+    chooser = RandomChooser(7)
+    assert repr(chooser) == "RandomChooser(seed=7)"
+    assert [chooser.choose(ChoiceKind.THREAD, [str(i) for i in range(100)]) for _ in range(4)] == [
+        49,
+        2,
+        74,
+        57,
+    ]
+    assert RandomChooser().seed == 0
+
+
+@given(st.integers(min_value=0, max_value=2**64 - 1), st.lists(st.integers(2, 9), max_size=30))
+def test_random_chooser_answers_are_in_range_and_replayable(seed: int, sizes: list[int]) -> None:
+    def answers() -> list[int]:
+        chooser = RandomChooser(seed)
+        return [chooser.choose(ChoiceKind.THREAD, ["x"] * n) for n in sizes]
+
+    first = answers()
+    assert first == answers()
+    assert all(0 <= a < n for a, n in zip(first, sizes, strict=True))
+
+
+def test_pct_chooser_refuses_a_depth_or_horizon_below_1() -> None:
+    with pytest.raises(ValueError, match=r"^PCT depth must be at least 1, not 0$"):
+        PCTChooser(depth=0)
+    with pytest.raises(ValueError, match=r"^PCT horizon must be at least 1, not 0$"):
+        PCTChooser(horizon=0)
+    assert repr(PCTChooser(5, depth=2)) == "PCTChooser(seed=5, depth=2)"
+
+
+@given(
+    st.integers(min_value=0, max_value=2**32),
+    st.lists(st.lists(st.sampled_from("abcdef"), min_size=2, max_size=6, unique=True), max_size=40),
+)
+def test_pct_chooser_answers_are_in_range_and_replayable(
+    seed: int, questions: list[list[str]]
+) -> None:
+    def answers() -> list[int]:
+        chooser = PCTChooser(seed, depth=3, horizon=20)
+        return [chooser.choose(ChoiceKind.THREAD, q) for q in questions]
+
+    first = answers()
+    assert first == answers()
+    assert all(0 <= a < len(q) for a, q in zip(first, questions, strict=True))
+
+
+@given(st.integers(min_value=0, max_value=2**32))
+def test_pct_depth_1_always_runs_the_highest_priority_thread(seed: int) -> None:
+    chooser = PCTChooser(seed, depth=1)
+    first = ["a", "b", "c"][chooser.choose(ChoiceKind.THREAD, ["a", "b", "c"])]
+    for options in (["c", "b", "a"], ["b", "a", "c"], ["a", "b", "c"]):
+        assert options[chooser.choose(ChoiceKind.THREAD, options)] == first
+
+
+@given(st.integers(min_value=0, max_value=2**32))
+def test_pct_depth_2_changes_priority_once_within_the_horizon(seed: int) -> None:
+    # depth 2: one change point among the first `horizon` decisions. With the
+    # same two threads runnable at every decision, the winner must change
+    # exactly once within the horizon, whatever the seed.
+    chooser = PCTChooser(seed, depth=2, horizon=2)
+    winners = [["a", "b"][chooser.choose(ChoiceKind.THREAD, ["a", "b"])] for _ in range(4)]
+    changes = sum(1 for x, y in itertools.pairwise(winners) if x != y)
+    assert changes == 1, winners
+
+
+@given(st.integers(min_value=0, max_value=2**32))
+def test_pct_fault_decisions_are_mostly_none(seed: int) -> None:
+    chooser = PCTChooser(seed)
+    answers = [chooser.choose(ChoiceKind.FAULT, ["none", "drop", "dup"]) for _ in range(200)]
+    assert all(0 <= a < 3 for a in answers)
+    assert answers.count(0) > 100
 
 
 # -- THREAD decisions ----------------------------------------------------------------------

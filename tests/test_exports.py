@@ -34,6 +34,8 @@ EXPECTED = {
     "RandomChooser",
     "IOThread",
     "MainLoop",
+    "NondeterminismError",
+    "PCTChooser",
     "RunResult",
     "ScriptedPeer",
     "SimEvent",
@@ -107,7 +109,12 @@ def test_every_exported_name_lives_in_a_submodule_all() -> None:
 
 
 def test_errors_share_one_root() -> None:
-    for name in ("DeadlockError", "SimulationError", "EvloopInternalError"):
+    for name in (
+        "DeadlockError",
+        "SimulationError",
+        "EvloopInternalError",
+        "NondeterminismError",
+    ):
         assert issubclass(getattr(evloop, name), evloop.EvloopError)
 
 

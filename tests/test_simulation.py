@@ -447,6 +447,43 @@ def test_main_loop_timers_fire_at_their_deadline_in_deadline_clock_arm_order(
     assert all(now == specs[i][1] for i, now in fired)
 
 
+def test_run_ends_with_a_cancelled_bh_still_queued() -> None:
+    with Simulation() as sim:
+        ran: list[str] = []
+        bh = sim.main_loop.aio_context.bh_new(lambda: ran.append("bh"))
+        bh.schedule()
+        bh.cancel()
+        assert sim.run() == RunResult(StopReason.IDLE, 0, 0, None)
+    assert ran == []
+
+
+def test_run_ends_with_an_idle_bh() -> None:
+    with Simulation() as sim:
+        ran: list[int] = []
+        bh = sim.main_loop.aio_context.bh_new(lambda: ran.append(sim.now_ns))
+        bh.schedule_idle()
+        assert sim.run().reason is StopReason.IDLE
+    assert len(ran) == 1
+
+
+def test_a_bh_and_a_main_loop_timer_due_together_both_run() -> None:
+    with Simulation() as sim:
+        ran: list[str] = []
+        sim.main_loop.timer_new_ns(ClockType.VIRTUAL, lambda: ran.append("timer")).mod_ns(0)
+        sim.main_loop.aio_context.bh_schedule_oneshot(lambda: ran.append("bh"))
+        assert sim.run() == RunResult(StopReason.IDLE, 2, 0, None)
+    assert ran == ["bh", "timer"]
+
+
+def test_a_main_loop_bh_with_another_thread_of_control_runs() -> None:
+    with Simulation() as sim:
+        ran: list[str] = []
+        sim.thread("w", lambda: None)
+        sim.main_loop.aio_context.bh_schedule_oneshot(lambda: ran.append("bh"))
+        assert sim.run().reason is StopReason.IDLE
+    assert ran == ["bh"]
+
+
 # -- until_ns ------------------------------------------------------------------------------
 
 

@@ -1,0 +1,630 @@
+"""The pytest plugin (``replay/pytest_plugin.py``), driven through ``pytester``.
+
+Each test writes a small test suite into a fresh directory and runs pytest on
+it in-process (the plugin comes in through its ``pytest11`` entry point, as
+in any project that installs evreplay); the xdist tests start workers.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import replay
+from replay.pytest_plugin import trace_stem
+
+pytest_plugins = ["pytester"]
+
+#: The inner runs import evloop and replay before pytest marks the plugin's package for
+#: assertion rewriting (the outer run already has them), hence the filter.
+INI = (
+    "[pytest]\n"
+    "addopts = --strict-markers -p no:cacheprovider\n"
+    "filterwarnings =\n"
+    "    error\n"
+    "    ignore:Module already imported so cannot be rewritten:pytest.PytestAssertRewriteWarning\n"
+)
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makeini(INI)
+    return pytester
+
+
+def traces_in(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.glob("*.evr"))
+
+
+# -- registration ----------------------------------------------------------------------
+
+
+def test_the_plugin_is_registered_through_a_pytest11_entry_point() -> None:
+    entries = importlib.metadata.entry_points(group="pytest11")
+    assert [e.value for e in entries if e.name == "evreplay"] == ["replay.pytest_plugin"]
+
+
+def test_importing_the_plugin_imports_nothing_beyond_pytest_and_its_package() -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        import pytest, replay
+        before = set(sys.modules)
+        import replay.pytest_plugin
+        print(sorted(set(sys.modules) - before))
+        print("hypothesis" in sys.modules)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out == ["['replay.pytest_plugin']", "False"]
+
+
+def test_the_options_are_prefixed(suite: pytest.Pytester) -> None:
+    result = suite.runpytest("--help")
+    result.stdout.fnmatch_lines(
+        [
+            "evreplay: deterministic simulation and replay:",
+            "*--evreplay-traces=DIR*",
+            "*--evreplay-save-traces=DIR*",
+            "*evreplay_save_traces (string):*",
+            "*evreplay_report_steps (string):*",
+        ]
+    )
+
+
+def test_the_marker_is_registered(suite: pytest.Pytester) -> None:
+    result = suite.runpytest("--markers")
+    result.stdout.fnmatch_lines(["@pytest.mark.deterministic(runs=5): run the test *"])
+
+
+# -- the sim fixture ---------------------------------------------------------------------
+
+
+def test_sim_is_a_fresh_simulation_closed_after_the_test(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        """
+        import pytest
+        from evloop import Simulation, SimulationError
+
+        SEEN = []
+
+        def test_first(sim):
+            assert isinstance(sim, Simulation)
+            assert (sim.seed, sim.steps, sim.now_ns) == (0, 0, 0)
+            sim.main_loop.aio_context.bh_schedule_oneshot(lambda: None, name="b")
+            sim.run()
+            assert sim.steps == 1
+            SEEN.append(sim)
+
+        def test_second(sim):
+            assert sim is not SEEN[0] and sim.steps == 0
+            with pytest.raises(SimulationError, match="^this simulation is closed$"):
+                SEEN[0].run()
+        """
+    )
+    suite.runpytest("-p", "no:randomly").assert_outcomes(passed=2)
+
+
+def test_a_passing_test_and_a_test_without_sim_get_no_section(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        """
+        def test_passes(sim):
+            sim.run()
+
+        def test_no_sim():
+            assert False
+        """
+    )
+    result = suite.runpytest("-rA")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.no_fnmatch_line("*- evreplay -*")
+    result.stdout.no_fnmatch_line("*no trace saved*")
+
+
+# -- @pytest.mark.deterministic ------------------------------------------------------------
+
+
+def test_deterministic_runs_a_deterministic_test_n_times(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        """
+        import pytest
+        from evloop import ClockType, SCALE_MS
+
+        RUNS = []
+
+        @pytest.mark.deterministic(runs=5)
+        def test_steady(sim):
+            RUNS.append(sim)
+            ctx = sim.main_loop.aio_context
+            ticks = []
+
+            def tick():
+                ticks.append(sim.now_ns)
+                ctx.bh_schedule_oneshot(lambda: None, name=f"after-{len(ticks)}")
+                if len(ticks) < 4:
+                    timer.mod_ns(sim.now_ns + SCALE_MS)
+
+            timer = sim.main_loop.timer_new_ns(ClockType.VIRTUAL, tick, name="tick")
+            timer.mod_ns(SCALE_MS)
+            sim.run()
+            assert len(ticks) == 4
+
+        def test_it_ran_five_times_with_fresh_closed_simulations():
+            assert len({id(s) for s in RUNS}) == 5
+            assert all(s.steps == 8 and s._closed for s in RUNS)
+            assert all(s.log == RUNS[0].log for s in RUNS)
+        """
+    )
+    suite.runpytest("-p", "no:randomly").assert_outcomes(passed=2)
+
+
+NONDETERMINISTIC = """
+import pytest
+
+COUNT = [0]
+
+@pytest.mark.deterministic(runs=5)
+def test_flaky(sim):
+    COUNT[0] += 1
+    ctx = sim.main_loop.aio_context
+    ctx.bh_schedule_oneshot(lambda: None, name="first")
+    # A global counter stands for any state that leaks between runs.
+    for name in (["a", "b"] if COUNT[0] < 3 else ["b", "a"]):
+        ctx.bh_schedule_oneshot(lambda: None, name=name)
+    sim.run()
+"""
+
+
+def test_deterministic_fails_at_the_first_divergent_step(suite: pytest.Pytester) -> None:
+    suite.makepyfile(NONDETERMINISTIC)
+    result = suite.runpytest()
+    result.assert_outcomes(failed=1)
+    event = "DispatchEvent(step=1, time_ns=0, thread='main', context='aio-context', kind='bh'"
+    result.stdout.fnmatch_lines(
+        [
+            "@pytest.mark.deterministic(runs=5): run 3 differs from run 1 at step 1:",
+            f"  run 1: {event}, name='b')",
+            f"  run 3: {event}, name='a')",
+            "*- evreplay -*",
+            "simulation (run 3 of 5 of @pytest.mark.deterministic): t=0 ns, 3 steps, digest 0x*",
+        ]
+    )
+    result.stdout.no_fnmatch_line("*Traceback*")
+
+
+def test_deterministic_names_a_run_that_ends_early(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        """
+        import pytest
+
+        COUNT = [0]
+
+        @pytest.mark.deterministic(runs=3)
+        def test_grows(sim):
+            COUNT[0] += 1
+            for i in range(COUNT[0]):
+                sim.main_loop.aio_context.bh_schedule_oneshot(lambda: None, name=f"bh{i}")
+            sim.run()
+        """
+    )
+    result = suite.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "@pytest.mark.deterministic(runs=3): run 2 differs from run 1 at step 1:",
+            "  run 1: DispatchEvent(step=1, *name='bh0')",
+            "  run 2: DispatchEvent(step=1, *name='bh1')",
+        ]
+    )
+
+
+def test_deterministic_names_the_run_in_which_the_test_itself_failed(
+    suite: pytest.Pytester,
+) -> None:
+    suite.makepyfile(
+        """
+        import pytest
+
+        COUNT = [0]
+
+        @pytest.mark.deterministic(runs=4)
+        def test_third_fails(sim):
+            COUNT[0] += 1
+            sim.run()
+            assert COUNT[0] != 3
+        """
+    )
+    result = suite.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*(in run 3 of 4 of @pytest.mark.deterministic)*", "simulation (run 3 of 4 *"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("mark", "message"),
+    [
+        ("deterministic(runs=1)", "@pytest.mark.deterministic(runs=1): runs must be an int of "
+         "at least 2 (one run has nothing to be compared with)"),
+        ("deterministic(runs='3')", "@pytest.mark.deterministic(runs='3'): runs must be*"),
+        ("deterministic(3, runs=3)", "@pytest.mark.deterministic takes one argument, runs "
+         "(got args=(3,), kwargs={'runs': 3})"),
+    ],
+)
+def test_a_misused_marker_says_what_to_fix(
+    suite: pytest.Pytester, mark: str, message: str
+) -> None:
+    suite.makepyfile(
+        f"""
+        import pytest
+
+        @pytest.mark.{mark}
+        def test_it(sim):
+            sim.run()
+        """
+    )
+    result = suite.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([message])
+
+
+def test_deterministic_needs_the_sim_fixture(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.deterministic
+        def test_it():
+            pass
+        """
+    )
+    result = suite.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["@pytest.mark.deterministic repeats the test's simulation: the test must use the "
+         "`sim` fixture"]
+    )
+
+
+# -- the failure report section ---------------------------------------------------------------
+
+
+TICKING_FAILURE = """
+from evloop import ClockType
+
+def test_fails(sim):
+    ticks = []
+
+    def tick():
+        ticks.append(1)
+        if len(ticks) < 25:
+            timer.mod_ns(sim.now_ns + 1000)
+
+    timer = sim.main_loop.timer_new_ns(ClockType.VIRTUAL, tick, name="tick")
+    timer.mod_ns(1000)
+    sim.run()
+    assert len(ticks) == 3
+"""
+
+
+def test_a_failing_sim_test_reports_time_steps_and_the_last_steps(
+    suite: pytest.Pytester,
+) -> None:
+    suite.makepyfile(TICKING_FAILURE)
+    result = suite.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*- evreplay -*",
+            "simulation: t=25000 ns, 25 steps, digest 0x*",
+            "last 20 steps, oldest first:",
+            "  step      6  t=6000 ns  main  main-loop  timer  tick",
+            *(f"  step {n:>6}  t={n}000 ns  main  main-loop  timer  tick" for n in range(7, 26)),
+            "no trace saved (run with --evreplay-save-traces=DIR to keep one)",
+        ]
+    )
+    result.stdout.no_fnmatch_line("  step      5 *")
+
+
+def test_the_number_of_steps_shown_is_an_ini_option(suite: pytest.Pytester) -> None:
+    suite.makeini(INI + "evreplay_report_steps = 2\n")
+    suite.makepyfile(TICKING_FAILURE)
+    result = suite.runpytest()
+    result.stdout.fnmatch_lines(
+        ["last 2 steps, oldest first:", "  step     24 *", "  step     25 *", "no trace saved*"]
+    )
+
+
+def test_a_bad_report_steps_value_is_a_usage_error(suite: pytest.Pytester) -> None:
+    suite.makeini(INI + "evreplay_report_steps = many\n")
+    result = suite.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*evreplay_report_steps must be an integer from 0 to 32, not 'many'"]
+    )
+
+
+# -- saved traces ---------------------------------------------------------------------------
+
+
+SAVED_SUITE = """
+import pytest
+
+def test_assertion_fails(sim):
+    sim.main_loop.aio_context.bh_schedule_oneshot(lambda: None, name="only")
+    sim.run()
+    assert sim.steps == 2
+
+def test_callback_raises(sim):
+    def boom():
+        raise ValueError("boom")
+
+    sim.main_loop.aio_context.bh_schedule_oneshot(boom, name="boom")
+    sim.run()
+
+def test_passes(sim):
+    sim.run()
+
+def test_not_replayable(sim, tmp_path):
+    assert False
+
+@pytest.mark.parametrize("n", [1])
+def test_parametrized(sim, n):
+    assert False
+"""
+
+
+def test_failing_sim_tests_save_traces_that_replay_their_failure(
+    suite: pytest.Pytester,
+) -> None:
+    suite.makepyfile(test_saved=SAVED_SUITE)
+    result = suite.runpytest("--evreplay-save-traces=traces")
+    result.assert_outcomes(passed=1, failed=4)
+    saved = traces_in(suite.path / "traces")
+    assert len(saved) == 2
+    assert [re.sub("-[0-9a-f]{16}.evr$", "", name) for name in saved] == [
+        "test_saved.py_test_assertion_fails",
+        "test_saved.py_test_callback_raises",
+    ]
+    trace = suite.path / "traces" / saved[0]
+    result.stdout.fnmatch_lines(
+        [
+            "simulation: t=0 ns, 1 step, digest 0x*",
+            "last 1 step, oldest first:",
+            "  step      1  t=0 ns  main  aio-context  bh  only",
+            f"trace: {trace}",
+            f"replay it (from {suite.path}): python -m replay play {trace}",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        ["no trace saved: it takes ['sim', 'tmp_path'] (only a test whose one argument is "
+         "`sim` can be replayed)"]
+    )
+    result.stdout.fnmatch_lines(
+        ["no trace saved: it is parametrized (only a test whose one argument is `sim` can be "
+         "replayed)"]
+    )
+    played = replay.play(trace)
+    assert (played.bit_exact, played.steps, played.failure) == (
+        True,
+        1,
+        "exception: RecordedTestFailure: AssertionError at test_saved.py:6",
+    )
+
+
+def test_saved_traces_collect_as_passing_replays(suite: pytest.Pytester) -> None:
+    suite.makepyfile(test_saved=SAVED_SUITE)
+    suite.runpytest("--evreplay-save-traces=traces")
+    result = suite.runpytest("--evreplay-traces=traces", "traces", "-rA")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*Captured evreplay call*",
+            "bit-exact replay: 1 step, t=0 ns, digest 0x*; reproduced the recorded failure: "
+            "exception: RecordedTestFailure: ValueError at test_saved.py:10",
+        ]
+    )
+
+
+def test_the_save_directory_is_an_ini_option(suite: pytest.Pytester) -> None:
+    suite.makeini(INI + "evreplay_save_traces = out/traces\n")
+    suite.makepyfile(test_saved=SAVED_SUITE)
+    suite.runpytest()
+    assert len(traces_in(suite.path / "out" / "traces")) == 2
+
+
+def test_a_trace_that_no_longer_reproduces_fails_its_replay(suite: pytest.Pytester) -> None:
+    suite.makepyfile(test_saved=SAVED_SUITE)
+    suite.runpytest("--evreplay-save-traces=traces")
+    suite.makepyfile(test_saved=SAVED_SUITE.replace("sim.steps == 2", "sim.steps == 1"))
+    result = suite.runpytest("--evreplay-traces=traces", "traces")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*replay diverged at event 1 (step 1, time 0 ns, thread 'main')",
+         "  expected: 'SHUTDOWN(step=1, cause=*AssertionError at test_saved.py:6*",
+         "  actual:   'the run ended: CHECKPOINT FINAL(step=1, *"]
+    )
+
+
+def test_a_name_taken_gets_a_numbered_suffix(suite: pytest.Pytester) -> None:
+    suite.makepyfile(TICKING_FAILURE)
+    suite.runpytest("--evreplay-save-traces=traces")
+    suite.runpytest("--evreplay-save-traces=traces")
+    first, second = traces_in(suite.path / "traces")
+    assert second == first.replace(".evr", "-2.evr")
+
+
+def test_no_trace_is_saved_for_runs_that_differ(suite: pytest.Pytester) -> None:
+    suite.makepyfile(NONDETERMINISTIC)
+    result = suite.runpytest("--evreplay-save-traces=traces")
+    result.stdout.fnmatch_lines(
+        ["no trace saved: the runs differ, so no single run reproduces this failure"]
+    )
+    assert traces_in(suite.path / "traces") == []
+
+
+def test_trace_stem_sanitises_and_prefixes_the_worker() -> None:
+    assert trace_stem("tests/test_x.py::test_y[a b/c]", 0xAB, None) == (
+        "tests_test_x.py_test_y_a_b_c-00000000000000ab"
+    )
+    assert trace_stem("t.py::test", 1, "gw3") == "gw3-t.py_test-0000000000000001"
+    long = trace_stem("t.py::test_" + "x" * 300, 1, None)
+    assert len(long) == 120 + 17 and re.fullmatch(r"t\.py_test_x+_[0-9a-f]{8}-0{15}1", long)
+    assert trace_stem("t.py::test_" + "x" * 300, 1, None) != trace_stem(
+        "t.py::test_" + "x" * 301, 1, None
+    )
+
+
+# -- traces as test items ---------------------------------------------------------------------
+
+
+SCENARIO = """
+from evloop import ClockType, SCALE_MS
+
+EXTRA = False
+
+def ticking(sim, *, ticks=5):
+    def tick():
+        n = len(seen)
+        seen.append(n)
+        if EXTRA and n == 2:
+            sim.main_loop.aio_context.bh_schedule_oneshot(lambda: None, name="extra")
+        if n + 1 < ticks:
+            timer.mod_ns(sim.now_ns + SCALE_MS)
+
+    seen = []
+    timer = sim.main_loop.timer_new_ns(ClockType.VIRTUAL, tick, name="tick")
+    timer.mod_ns(SCALE_MS)
+
+def failing(sim):
+    def boom():
+        raise RuntimeError("found a bug")
+
+    sim.main_loop.timer_new_ns(ClockType.VIRTUAL, boom, name="boom").mod_ns(SCALE_MS)
+"""
+
+
+def make_traces(pytester: pytest.Pytester) -> Path:
+    """good, failing, diverging, corrupt, garbage and truncated traces in ``traces/``."""
+    stable = pytester.makepyfile(stable=SCENARIO)
+    changing = pytester.makepyfile(changing=SCENARIO)
+    traces = pytester.mkdir("traces")
+    replay.record(f"{stable}:ticking", traces / "good.evr")
+    replay.record(f"{stable}:failing", traces / "failing.evr")
+    replay.record(f"{changing}:ticking", traces / "diverging.evr")
+    changing.write_text(SCENARIO.replace("EXTRA = False", "EXTRA = True"))
+    good = (traces / "good.evr").read_bytes()
+    corrupt = bytearray(good)
+    corrupt[-12] ^= 0xFF
+    (traces / "corrupt.evr").write_bytes(bytes(corrupt))
+    (traces / "garbage.evr").write_bytes(b"not a trace at all")
+    (traces / "truncated.evr").write_bytes(good[:-3])
+    (traces / "notes.txt").write_text("not collected")
+    return traces
+
+
+def test_every_trace_under_the_directory_is_an_item(suite: pytest.Pytester) -> None:
+    make_traces(suite)
+    result = suite.runpytest("--evreplay-traces=traces", "traces", "-v")
+    result.assert_outcomes(passed=2, failed=4)
+    result.stdout.fnmatch_lines_random(
+        [
+            "traces/corrupt.evr::replay FAILED*",
+            "traces/diverging.evr::replay FAILED*",
+            "traces/failing.evr::replay PASSED*",
+            "traces/garbage.evr::replay FAILED*",
+            "traces/good.evr::replay PASSED*",
+            "traces/truncated.evr::replay FAILED*",
+        ]
+    )
+
+
+def test_failed_replays_are_reported_without_a_traceback(suite: pytest.Pytester) -> None:
+    traces = make_traces(suite)
+    result = suite.runpytest("--evreplay-traces=traces", "traces")
+    result.stdout.fnmatch_lines_random(
+        [
+            f"{traces}/diverging.evr: replay diverged at event * (step *, time 3000000 ns, "
+            "thread 'main')",
+            f"not a valid trace: {traces}/corrupt.evr: byte *: expected a chunk whose CRC*",
+            f"not a valid trace: {traces}/garbage.evr: byte 0: expected *",
+            f"{traces}/truncated.evr: the trace is truncated at byte *: it replayed 5 steps "
+            "without diverging, but an incomplete trace cannot be checked bit-exactly",
+        ]
+    )
+    for noise in ("*Traceback*", "*def runtest*", "*api.py:*", "*pytest_plugin.py:*"):
+        result.stdout.no_fnmatch_line(noise)
+
+
+def test_a_trace_directory_on_its_own_collects_with_the_test_suite(
+    suite: pytest.Pytester,
+) -> None:
+    make_traces(suite)
+    suite.makepyfile(test_plain="def test_plain():\n    pass\n")
+    result = suite.runpytest("--evreplay-traces=traces", "-q")
+    result.assert_outcomes(passed=3, failed=4)
+
+
+def test_evr_files_are_not_collected_without_the_option(suite: pytest.Pytester) -> None:
+    make_traces(suite)
+    result = suite.runpytest("traces")
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+
+
+def test_a_missing_trace_directory_is_a_usage_error(suite: pytest.Pytester) -> None:
+    result = suite.runpytest("--evreplay-traces=nowhere")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--evreplay-traces=nowhere: no such directory"])
+
+
+# -- pytest-xdist ---------------------------------------------------------------------------
+
+
+XDIST_SUITE = "\n".join(
+    f"""
+def test_{i}(sim):
+    for k in range({i + 1}):
+        sim.main_loop.aio_context.bh_schedule_oneshot(lambda: None, name=f"bh{{k}}")
+    sim.run()
+    assert False
+"""
+    for i in range(6)
+)
+
+
+@pytest.mark.slow
+def test_xdist_workers_save_distinct_traces_named_by_worker(suite: pytest.Pytester) -> None:
+    suite.makepyfile(test_many=XDIST_SUITE)
+    result = suite.runpytest("-n", "2", "-p", "xdist", "--evreplay-save-traces=traces")
+    result.assert_outcomes(failed=6)
+    saved = traces_in(suite.path / "traces")
+    assert len(saved) == len(set(saved)) == 6
+    for name in saved:
+        assert re.fullmatch(r"gw[01]-test_many\.py_test_[0-5]-[0-9a-f]{16}\.evr", name), name
+    tests = {re.sub(r"^gw\d-|-[0-9a-f]{16}\.evr$", "", name) for name in saved}
+    assert len(tests) == 6
+    replayed = suite.runpytest("-n", "2", "-p", "xdist", "--evreplay-traces=traces", "traces")
+    replayed.assert_outcomes(passed=6)
+
+
+@pytest.mark.slow
+def test_deterministic_and_the_report_section_work_under_xdist(
+    suite: pytest.Pytester,
+) -> None:
+    suite.makepyfile(test_flaky=NONDETERMINISTIC, test_ticking=TICKING_FAILURE)
+    result = suite.runpytest("-n", "2", "-p", "xdist")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines_random(
+        [
+            "*@pytest.mark.deterministic(runs=5): run 3 differs from run 1 at step 1:",
+            "simulation: t=25000 ns, 25 steps, digest 0x*",
+        ]
+    )
