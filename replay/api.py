@@ -136,6 +136,7 @@ def record(
             hooks=rec,
             checkpoint_interval=checkpoint_interval,
             recent=RECENT_STEPS,
+            faults=header.faults,
         )
         rec.attach(sim)
         rec.start()
@@ -211,6 +212,10 @@ def play(
     """
     reader = TraceReader(path, strict=False)
     try:
+        if reader.header.extensions.get("mode") == "host":  # recorded by replay.host
+            from .host import play_host
+
+            return play_host(path, until_step=until_step, on_step=on_step)
         return _play(reader, path, until_step, on_step)
     finally:
         reader.close()
@@ -249,6 +254,7 @@ def _play(
         checkpoint_interval=interval,
         recent=RECENT_STEPS,
         log=on_step if on_step is not None else False,
+        faults=header.faults,
     )
     try:
         player.attach(sim)

@@ -83,6 +83,7 @@ from evloop import (
     Blocker,
     Chooser,
     ClockType,
+    DispatchEvent,
     FdTable,
     RunResult,
     Simulation,
@@ -272,7 +273,7 @@ class HostSimulation(Simulation):
         seed: int = 0,
         *,
         chooser: Chooser | None = None,
-        log: bool = False,
+        log: bool | Callable[[DispatchEvent], object] = False,
         recent: int = 0,
         hooks: SimulationHooks | None = None,
         checkpoint_interval: int = 1024,
@@ -888,16 +889,26 @@ def _channels_from_header(header: TraceHeader, path: str | Path) -> list[tuple[s
     )
 
 
-def play_host(path: str | Path, *, until_step: int | None = None) -> PlayResult:
-    """Replay the host-mode trace at ``path`` with no peer; see :func:`replay.play`."""
+def play_host(
+    path: str | Path,
+    *,
+    until_step: int | None = None,
+    on_step: Callable[[DispatchEvent], object] | None = None,
+) -> PlayResult:
+    """Replay the host-mode trace at ``path`` with no peer; as :func:`replay.play`."""
     reader = TraceReader(path, strict=False)
     try:
-        return _play_host(reader, path, until_step)
+        return _play_host(reader, path, until_step, on_step)
     finally:
         reader.close()
 
 
-def _play_host(reader: TraceReader, path: str | Path, until_step: int | None) -> PlayResult:
+def _play_host(
+    reader: TraceReader,
+    path: str | Path,
+    until_step: int | None,
+    on_step: Callable[[DispatchEvent], object] | None,
+) -> PlayResult:
     header = reader.header
     channels = _channels_from_header(header, path)
     try:
@@ -915,6 +926,7 @@ def _play_host(reader: TraceReader, path: str | Path, until_step: int | None) ->
     sim = HostSimulation(
         channels, header.seed, chooser=player.chooser(), hooks=player,
         checkpoint_interval=interval, recent=RECENT_STEPS,
+        log=on_step if on_step is not None else False,
     )
     stopped_early = False
     try:

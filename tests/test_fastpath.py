@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evloop import SCALE_MS, ClockType, Simulation
+from evloop import SCALE_MS, ClockType, Simulation, Timer
 
 
 @dataclass(frozen=True)
@@ -67,20 +67,26 @@ def build(sim: Simulation, script: list[Op]) -> list[object]:
                 "rt_timer": ClockType.REALTIME,
             }[op.kind]
             repeats = [op.a]
+            holder: list[Timer] = []  # each callback re-arms its own timer
 
             def fire(
-                i: int = i, clock: ClockType = clock, op: Op = op, repeats: list[int] = repeats
+                i: int = i,
+                clock: ClockType = clock,
+                op: Op = op,
+                repeats: list[int] = repeats,
+                holder: list[Timer] = holder,
             ) -> None:
                 seen.append(("timer", i, sim.now_ns))
                 if repeats[0] > 0:
                     repeats[0] -= 1
-                    timer.mod_ns(sim.clock.get_ns(clock) + op.b // 3 + 1)
+                    holder[0].mod_ns(sim.clock.get_ns(clock) + op.b // 3 + 1)
                     if op.a == 3:
                         aio.bh_schedule_oneshot(lambda: seen.append(("bh-from-timer", i)))
                     if op.a == 4:
                         sim.fds.write(w, b"t")
 
             timer = ml.timer_new_ns(clock, fire)
+            holder.append(timer)
             timer.mod_ns(sim.clock.get_ns(clock) + op.b)
         elif op.kind == "ctx_timer":
             t2 = aio.timer_new_ns(ClockType.VIRTUAL, lambda i=i: seen.append(("ctx", i)))

@@ -38,7 +38,7 @@ from typing import Any
 import pytest
 
 import tests.scenarios.host as scenarios
-from evloop import HOST_EPOCH_NS, SCALE_MS, ClockType, SimulationError
+from evloop import HOST_EPOCH_NS, SCALE_MS, ClockType, DispatchEvent, SimulationError
 from replay import EventKind, ReplayDivergence, ReplayError, TraceReader, record
 from replay.host import (
     TRACE_ENDED,
@@ -217,9 +217,12 @@ def test_playing_twice_gives_the_same_run(peers: Peers, tmp_path: Path) -> None:
     record_echo(peers, path)
     first = play_host(path)
     observed = list(scenarios.OBSERVED)
-    second = play_host(path)
+    steps: list[DispatchEvent] = []
+    second = play_host(path, on_step=steps.append)
     assert first == second
     assert observed == scenarios.OBSERVED
+    assert [e.step for e in steps] == list(range(1, first.steps + 1))
+    assert {e.kind for e in steps} == {"read", "timer"}
 
 
 _CHILD = """
