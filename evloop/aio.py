@@ -66,7 +66,8 @@ class DispatchKind:
     TIMER = 4
     TURN = 5
     INPUT = 6
-    NAMES = ("bh", "read", "write", "poll_ready", "timer", "turn", "input")
+    FAULT = 7  #: a fault injected, or held bytes arriving (``faults.py``)
+    NAMES = ("bh", "read", "write", "poll_ready", "timer", "turn", "input", "fault")
 
 
 class DispatchObserver(Protocol):

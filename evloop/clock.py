@@ -81,7 +81,7 @@ ClockListener = Callable[[ClockType], None]
 class VirtualClock:
     """The four clocks of one simulated machine, moved only by :meth:`advance`."""
 
-    __slots__ = ("_enabled", "_listeners", "_now", "read_hook")
+    __slots__ = ("_enabled", "_listeners", "_now", "fault_hook", "read_hook")
 
     def __init__(self) -> None:
         # Indexed by ClockType: REALTIME, VIRTUAL, HOST, VIRTUAL_RT.
@@ -92,13 +92,21 @@ class VirtualClock:
         #: HOST or VIRTUAL_RT through :meth:`get_ns`: the replay layer's door
         #: for recording and playing clock reads (QEMU's ``REPLAY_CLOCK``).
         self.read_hook: Callable[[ClockType, int], int] | None = None
+        #: Called as ``fault_hook(clock_type, value) -> value`` on the same reads,
+        #: *before* ``read_hook``: the fault injector's HOST jumps and skew
+        #: (``faults.py``), so the replay door sees every read as the program will.
+        self.fault_hook: Callable[[ClockType, int], int] | None = None
 
     def get_ns(self, clock_type: ClockType) -> int:
         """The current time of ``clock_type`` in ns (``qemu_clock_get_ns``)."""
         value = self._now[clock_type]
-        hook = self.read_hook
-        if hook is not None and clock_type >= 2:
-            return hook(ClockType(clock_type), value)
+        if clock_type >= 2:
+            fault = self.fault_hook
+            if fault is not None:
+                value = fault(ClockType(clock_type), value)
+            hook = self.read_hook
+            if hook is not None:
+                return hook(ClockType(clock_type), value)
         return value
 
     def advance(self, ns: int) -> None:

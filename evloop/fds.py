@@ -45,7 +45,10 @@ completed.
 Rule 5: every byte written passes through one private method per kind of
 object (:meth:`FdTable._write_pipe`, :meth:`FdTable._write_socket`,
 :meth:`FdTable._write_eventfd`), the seam where a fault injector will later
-delay, drop or duplicate bytes.
+delay, drop or duplicate bytes. :attr:`FdTable.faults` (``faults.py``) is
+that injector: it sees every pipe and socket write the kernel would accept
+and every read that would return data, and lands bytes through
+:meth:`FdTable._land`. Eventfds are never faulted.
 
 What Linux does that this layer simplifies, on purpose:
 
@@ -79,6 +82,7 @@ __all__ = [
     "PIPE_BUF",
     "PIPE_CAPACITY",
     "SOCKET_CAPACITY",
+    "FdFaults",
     "FdTable",
     "FdWatcher",
 ]
@@ -116,6 +120,22 @@ _STRERROR: Final = {
 def _error(code: int, op: str, fd: int) -> OSError:
     """The OSError (subclass chosen by errno) a kernel would give for ``op`` on ``fd``."""
     return OSError(code, f"{_STRERROR[code]} ({op} on fd {fd})")
+
+
+class FdFaults(Protocol):
+    """The fault injector interposed on pipe and socket reads and writes (``faults.py``)."""
+
+    def read(self, fd: int, available: int, n: int) -> int:
+        """How many bytes a read of ``n > 0`` takes from ``available > 0``; may raise."""
+        ...
+
+    def write(self, fd: int, writer: _Pipe | _SocketEnd, data: bytes) -> int:
+        """Write ``data`` (non-empty, cut to the room there) via ``_land``; may raise."""
+        ...
+
+    def holds(self, writer: _Pipe | _SocketEnd) -> bool:
+        """Bytes from ``writer`` are held back: its close must not show as EOF yet."""
+        ...
 
 
 class FdWatcher(Protocol):
@@ -200,12 +220,14 @@ class FdTable:
     ``[]`` at once and an infinite one raises :class:`~evloop.errors.DeadlockError`.
     """
 
-    __slots__ = ("_fds", "_first_fd", "_free", "_next_fd", "_watchers", "blocker")
+    __slots__ = ("_fds", "_first_fd", "_free", "_next_fd", "_watchers", "blocker", "faults")
 
     def __init__(self, *, first_fd: int = 3, blocker: Blocker | None = None) -> None:
         if first_fd < 0:
             raise ValueError(f"first_fd must not be negative, not {first_fd}")
         self.blocker = blocker
+        #: The fault injector of a simulation with data faults enabled, else None.
+        self.faults: FdFaults | None = None
         self._first_fd = first_fd
         self._fds: dict[int, _FdObject] = {}
         # Numbers below _next_fd that were closed; every number >= _next_fd is free.
@@ -269,10 +291,12 @@ class FdTable:
         if isinstance(obj, _Pipe):
             if fd != obj.read_fd:
                 raise _error(errno.EBADF, "read", fd)
-            return self._read_buffer(obj.buf, obj.write_fd < 0, fd, obj.write_fd, n)
+            eof = obj.write_fd < 0 and not self._held(obj)
+            return self._read_buffer(obj.buf, eof, fd, obj.write_fd, n)
         if isinstance(obj, _SocketEnd):
             peer = obj.peer
-            return self._read_buffer(obj.queue, peer.fd < 0, fd, peer.fd, n)
+            eof = peer.fd < 0 and not self._held(peer)
+            return self._read_buffer(obj.queue, eof, fd, peer.fd, n)
         if isinstance(obj, _EventFd):
             return self._read_eventfd(obj, n)
         raise _error(errno.EBADF, "read", fd)
@@ -289,6 +313,8 @@ class FdTable:
             if eof:
                 return b""
             raise _error(errno.EAGAIN, "read", fd)
+        if self.faults is not None:
+            n = self.faults.read(fd, len(buf), n)
         if n >= len(buf):
             data = bytes(buf)
             buf.clear()
@@ -346,6 +372,8 @@ class FdTable:
                 raise _error(errno.EAGAIN, "write", write_fd)
             data = data[:room]
             n = room
+        if self.faults is not None:
+            return self.faults.write(write_fd, pipe, data)
         buf += data
         self._notify(write_fd)
         self._notify(pipe.read_fd)
@@ -368,6 +396,8 @@ class FdTable:
         if n > room:
             data = data[:room]
             n = room
+        if self.faults is not None:
+            return self.faults.write(end.fd, end, data)
         queue += data
         self._notify(end.fd)
         self._notify(peer.fd)
@@ -386,6 +416,33 @@ class FdTable:
         efd.counter += value
         self._notify(fd)
         return 8
+
+    def _held(self, writer: _Pipe | _SocketEnd) -> bool:
+        """A fault holds bytes ``writer`` wrote, so its close is not visible yet."""
+        return self.faults is not None and self.faults.holds(writer)
+
+    def _land(self, writer: _Pipe | _SocketEnd, data: bytes) -> int:
+        """Append as much of ``data`` as fits to what ``writer`` feeds; the fault injector's way in.
+
+        Returns the bytes taken: all of them when the reading side is closed
+        (they are dropped, as data in flight to a closed reader is).
+        """
+        if isinstance(writer, _Pipe):
+            buf, target, source = writer.buf, writer.read_fd, writer.write_fd
+            room = PIPE_CAPACITY - len(buf)
+        else:
+            buf, target, source = writer.peer.queue, writer.peer.fd, writer.fd
+            room = SOCKET_CAPACITY - len(buf)
+        if target < 0:
+            return len(data)
+        if len(data) > room:
+            data = data[:room]
+        if data:
+            buf += data
+            if source >= 0:
+                self._notify(source)
+            self._notify(target)
+        return len(data)
 
     # -- closing ------------------------------------------------------------
 
@@ -421,7 +478,7 @@ class FdTable:
         if isinstance(obj, _Pipe):
             if fd == obj.read_fd:
                 mask = _POLLIN if obj.buf else 0
-                if obj.write_fd < 0:
+                if obj.write_fd < 0 and not self._held(obj):
                     mask |= _POLLHUP
             else:
                 mask = _POLLOUT if PIPE_CAPACITY - len(obj.buf) >= PIPE_BUF else 0
@@ -430,7 +487,7 @@ class FdTable:
             return mask
         if isinstance(obj, _SocketEnd):
             peer = obj.peer
-            if peer.fd < 0:
+            if peer.fd < 0 and not self._held(peer):
                 return _SOCKET_PEER_CLOSED_MASK
             mask = _POLLIN if obj.queue else 0
             if len(peer.queue) < SOCKET_CAPACITY:

@@ -23,18 +23,19 @@ aligns recorded input with. With ``log=True`` each step is also kept as a
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
 from heapq import heappop
 from typing import Any
 
-from .aio import AioContext, DispatchKind
+from .aio import AioContext, DispatchKind, DispatchObserver
 from .bh import callback_name
 from .chooser import Chooser, FifoChooser
 from .clock import ClockType, VirtualClock
 from .errors import SimulationError
 from .external import ExternalEvent, ScriptedPeer
+from .faults import FaultInjector, parse_faults
 from .fds import FdTable
 from .hooks import SimulationHooks
 from .iothread import IOThread
@@ -128,6 +129,8 @@ def _materialize(raw: _RawStep) -> DispatchEvent:
     steps, now, thread, kind, ctx, what = raw
     if kind == DispatchKind.TURN:
         return DispatchEvent(steps, now, what.name, "-", "turn", what.name)
+    if kind == DispatchKind.FAULT:
+        return DispatchEvent(steps, now, thread, "-", "fault", str(what))
     if kind == DispatchKind.INPUT:
         peer, chunk, closed = what
         return DispatchEvent(
@@ -165,6 +168,7 @@ class Simulation:
         checkpoint_interval: int = 1024,
         fast_path: bool = True,
         sanitize: bool | str = False,
+        faults: Iterable[str] = (),
     ) -> None:
         if not isinstance(seed, int):
             raise TypeError(f"seed must be an int, not {type(seed).__name__}")
@@ -179,6 +183,21 @@ class Simulation:
         self._sched.on_turn = self._on_turn
         self._sched.deliver = self._deliver
         self.fds = FdTable(blocker=self._sched)
+        # Fault injection (faults.py): none unless the scenario accepts some.
+        specs = faults if isinstance(faults, str) else tuple(faults)
+        plan = parse_faults(specs)
+        #: The fault specs this simulation accepts (empty: no fault is ever injected).
+        self.faults: frozenset[str] = frozenset(specs)
+        self._faults: FaultInjector | None = None
+        observer: DispatchObserver = self._observe
+        if plan:
+            self._faults = FaultInjector(
+                plan, sched=self._sched, fds=self.fds, clock=self.clock, step=self._step,
+                outside=lambda fd: any(p.fd == fd and not p.closed for p in self._peers),
+            )
+            if self._faults.preempts:
+                observer = self._faults.preempting(self._observe)
+        self._dispatch_observer = observer
         self.steps = 0
         #: Rolling 64-bit digest of every step so far (kind, thread, what, time).
         self.digest = 0
@@ -192,7 +211,7 @@ class Simulation:
         )
         self._recent: deque[_RawStep] | None = deque(maxlen=recent) if recent else None
         self._contexts = 0
-        self.main_loop = MainLoop(self.clock, self.fds, observer=self._observe)
+        self.main_loop = MainLoop(self.clock, self.fds, observer=self._dispatch_observer)
         self.main_loop.aio_context.uid = self._next_context_uid()
         self.main_loop.iohandler_context.uid = self._next_context_uid()
         #: Raised when the step limit of run() is reached; shared by every context.
@@ -260,6 +279,10 @@ class Simulation:
         self._step(DispatchKind.TURN, 0, t.index, None, t)
 
     def _deliver(self, event: ExternalEvent) -> None:
+        if not isinstance(event, ExternalEvent):  # bytes a fault held back (faults.py)
+            assert self._faults is not None
+            self._faults.deliver(event)
+            return
         peer = event.peer
         before = event.sent
         if not peer.deliver(event):
@@ -306,7 +329,7 @@ class Simulation:
 
     def new_aio_context(self, name: str) -> AioContext:
         """An AioContext on this simulation's clock and fds, with its steps observed."""
-        ctx = AioContext(self.clock, self.fds, name=name, observer=self._observe)
+        ctx = AioContext(self.clock, self.fds, name=name, observer=self._dispatch_observer)
         ctx.uid = self._next_context_uid()
         ctx.halt = self._halt
         ctx.tlg.set_halt(self._halt)
@@ -438,17 +461,18 @@ class Simulation:
                     aio._bh_slices or ioh._bh_list or ioh._bh_slices
                     or aio._ready or ioh._ready or any(ctx_heaps)
                 ):
-                    reason = self._run_fast_bh(step_limit, until_ns)
-                    if reason is not None:
-                        return reason
-                    clean = False
-                    continue
+                    # None: the conditions changed; one full iteration decides.
+                    return self._run_fast_bh(step_limit, until_ns)
                 if (
                     aio._bh_list or aio._bh_slices or ioh._bh_list or ioh._bh_slices
                     or aio._ready or ioh._ready or any(ctx_heaps)
                 ):
                     return None
-                aio._notified = ioh._notified = False  # as check() does each iteration
+                # Neither context is ready at prepare, so each is checked: that
+                # clears its notify flags every iteration.
+                aio._notified = ioh._notified = False
+                aio._notify_me &= ~1
+                ioh._notify_me &= ~1
                 clean = True
             if len(threads) != 1 or external or sched.stalled:
                 return None
@@ -460,11 +484,8 @@ class Simulation:
                 return StopReason.UNTIL
             active = [tl for tl in lists if tl._heap]
             if len(active) == 1 and active[0].checkpoint is None:
-                reason = self._run_fast_one(active[0], step_limit, until_ns)
-                if reason is not None:
-                    return reason
-                clean = False
-                continue
+                # None: the conditions changed; one full iteration decides.
+                return self._run_fast_one(active[0], step_limit, until_ns)
             deadline = -1
             for tl in active:
                 d = tl.deadline_ns()
@@ -487,44 +508,89 @@ class Simulation:
     def _run_fast_bh(self, step_limit: int | None, until_ns: int | None) -> StopReason | None:
         """:meth:`_run_fast` while bottom halves of ``aio_context`` alone are due.
 
-        A full iteration would then see a zero timeout, poll nothing, run one
-        batch of bottom halves, find no fd ready and no timer expired (time
-        does not move): so one batch per iteration is exact, as long as no
-        fd becomes ready, no other context gets work, no timer (of the
-        contexts, or of the main loop at the current time) is due, and the
-        main thread stays alone.
+        A full iteration then sees ``aio_context`` ready at prepare (a zero
+        timeout), so glib skips its check: ``notify_me`` stays set while its
+        bottom halves run, and a bottom half scheduled by one kicks the
+        context's eventfd, whose notifier the next iteration dispatches from
+        its readiness snapshot. ``iohandler_context`` is prepared and checked
+        (a no-op but for its notify flags). Time does not move. After the
+        batch, timers that the batch made due run, the context's, then the
+        main loop's. This loop does exactly that, one batch per iteration,
+        while no other fd is ready, no other context has work and the main
+        thread is alone.
         """
         ml = self.main_loop
         aio = ml.aio_context
         ioh = ml.iohandler_context
+        notifier = aio._handlers[aio.notifier.fd]
         main_heaps = [tl._heap for tl in ml.tlg.lists]
-        ctx_heaps = [tl._heap for ctx in (aio, ioh) for tl in ctx.tlg.lists]
+        aio_heaps = [tl._heap for tl in aio.tlg.lists]
+        ioh_heaps = [tl._heap for tl in ioh.tlg.lists]
         sched = self._sched
         threads = sched.threads
         external = sched._external
         now = self.clock._now
         bh_timeout = aio._bh_timeout
         bh_poll = aio._bh_poll
-        while True:
-            if (
-                aio._ready or ioh._ready or ioh._bh_list or ioh._bh_slices or aio._bh_slices
-                or len(threads) != 1 or external or any(ctx_heaps)
-            ):
-                return None
-            if self._shutdown is not None:
-                return StopReason.SHUTDOWN
-            if step_limit is not None and self.steps >= step_limit:
-                return StopReason.MAX_STEPS
-            if until_ns is not None and now[0] >= until_ns:
-                return StopReason.UNTIL
-            if not aio._bh_list or bh_timeout(aio._bh_list, -1) != 0:
-                return None
-            if (main_heaps[0] or main_heaps[1] or main_heaps[2] or main_heaps[3]) and (
-                ml.tlg.deadline_ns() == 0
-            ):
-                return None
-            aio._notified = ioh._notified = False  # as check() does each iteration
-            bh_poll()
+        # The notifier's eventfd, modelled: "kicked" is whether it is set at
+        # this iteration's readiness snapshot. A kick written by the last batch
+        # and not yet read is materialised when we leave.
+        kicked = notifier.seq in aio._ready
+        try:
+            while True:
+                ready = aio._ready
+                if ready and (len(ready) > 1 or notifier.seq not in ready):
+                    return None
+                if (
+                    ioh._ready or ioh._bh_list or ioh._bh_slices or aio._bh_slices
+                    or len(threads) != 1 or external or any(aio_heaps) or any(ioh_heaps)
+                ):
+                    return None
+                if self._shutdown is not None:
+                    return StopReason.SHUTDOWN
+                if step_limit is not None and self.steps >= step_limit:
+                    return StopReason.MAX_STEPS
+                if until_ns is not None and now[0] >= until_ns:
+                    return StopReason.UNTIL
+                if not aio._bh_list or bh_timeout(aio._bh_list, -1) != 0:
+                    return None
+                timers = main_heaps[0] or main_heaps[1] or main_heaps[2] or main_heaps[3]
+                if timers and ml.tlg.deadline_ns() == 0:
+                    return None
+                ioh._notify_me &= ~1  # ioh: prepared, then checked
+                ioh._notified = False
+                # prepare sets notify_me and glib skips check (aio is ready at
+                # prepare), so each notify() during the batch writes the
+                # eventfd: modelled by watching the notified flag instead.
+                aio._notify_me &= ~1
+                was_notified = aio._notified
+                aio._notified = False
+                try:
+                    bh_poll()
+                finally:
+                    called = aio._notified
+                    aio._notified = was_notified or called
+                    aio._notify_me |= 1
+                if kicked:
+                    # The snapshot's notifier runs after the batch and reads
+                    # the eventfd, consuming this batch's kick too. Run it for
+                    # real when the fd is really set or it must join the
+                    # poll list (its first dispatch); otherwise it is a no-op.
+                    if notifier.seq in aio._ready or not notifier.in_poll_list:
+                        if notifier.seq not in aio._ready:
+                            aio.notifier.set()
+                        notifier.revents = notifier.mask & notifier.events
+                        aio._dispatch_handler(notifier)
+                    kicked = False
+                else:
+                    kicked = called
+                if aio_heaps[0] or aio_heaps[1] or aio_heaps[2] or aio_heaps[3]:
+                    aio.tlg.run_timers()
+                if main_heaps[0] or main_heaps[1] or main_heaps[2] or main_heaps[3]:
+                    ml.tlg.run_timers()
+        finally:
+            if kicked and notifier.seq not in aio._ready:
+                aio.notifier.set()
 
     def _run_fast_one(
         self, tl: TimerList, step_limit: int | None, until_ns: int | None
