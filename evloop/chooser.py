@@ -106,11 +106,13 @@ class PCTChooser:
         if kind is ChoiceKind.FAULT:
             return 0 if self._rng.random() < 0.9 else 1 + self._rng.randrange(len(options) - 1)
         self._decisions += 1
-        if self._changes and self._changes[0] == self._decisions and self._last is not None:
+        best = max(range(len(options)), key=lambda i: (self._prio(options[i]), -i))
+        if self._changes and self._changes[0] == self._decisions:
+            # A change point: the thread about to run drops below everyone.
             self._changes.pop(0)
             self._low -= 1
-            self._priority[self._last] = self._low
-        best = max(range(len(options)), key=lambda i: (self._prio(options[i]), -i))
+            self._priority[options[best]] = self._low
+            best = max(range(len(options)), key=lambda i: (self._prio(options[i]), -i))
         self._last = options[best]
         return best
 

@@ -198,6 +198,16 @@ class Scheduler:
 
     # -- registration -------------------------------------------------------------
 
+    def check_name(self, name: str) -> None:
+        """Raise ValueError if ``name`` cannot name a new thread of control."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a thread of control needs a non-empty name, not {name!r}")
+        if name in self._names:
+            raise ValueError(
+                f"a thread of control named {name!r} already exists: names identify threads "
+                "in traces, so they must be unique"
+            )
+
     def _register(
         self, name: str, fn: Callable[[], object] | None, idle_ok: bool
     ) -> ThreadOfControl:
@@ -442,24 +452,41 @@ class Scheduler:
         deliver = self.deliver
         if deliver is None:
             raise EvloopInternalError("external events scheduled without a delivery function")
+        # A source's events form one stream: they are delivered in the order
+        # they were scheduled, and one that is stalled (its fd is full) holds
+        # back every later event of the same source. Only which *source* goes
+        # first among simultaneous events is a decision.
         if self.stalled:
             stalled, self.stalled = self.stalled, []
             for event in stalled:
-                deliver(event)
+                if _source(event) in {_source(e) for e in self.stalled}:
+                    self.stalled.append(event)  # still behind a stalled one
+                else:
+                    deliver(event)
         queue = self._external
         now = self.clock._now[0]
         while queue and queue[0][0] <= now:
             at = queue[0][0]
             ties = []
             while queue and queue[0][0] == at:
-                ties.append(heapq.heappop(queue))
+                ties.append(heapq.heappop(queue)[2])
             while ties:
+                firsts: list[ExternalEvent] = []
+                sources: list[object] = []
+                for event in ties:
+                    source = _source(event)
+                    if source not in sources:
+                        sources.append(source)
+                        firsts.append(event)
                 index = 0
-                if len(ties) > 1:
-                    index = self._choose(
-                        ChoiceKind.EXTERNAL, [entry[2].describe() for entry in ties]
-                    )
-                deliver(ties.pop(index)[2])
+                if len(firsts) > 1:
+                    index = self._choose(ChoiceKind.EXTERNAL, [e.describe() for e in firsts])
+                event = firsts[index]
+                ties.remove(event)
+                if _source(event) in {_source(e) for e in self.stalled}:
+                    self.stalled.append(event)
+                else:
+                    deliver(event)
 
     # -- shutdown -----------------------------------------------------------------
 
@@ -481,3 +508,8 @@ class Scheduler:
 
 def _by_seq(t: ThreadOfControl) -> int:
     return t.seq
+
+
+def _source(event: object) -> object:
+    """The stream an external event belongs to (its peer, or itself)."""
+    return getattr(event, "peer", event)

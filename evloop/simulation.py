@@ -322,6 +322,7 @@ class Simulation:
     def iothread(self, name: str) -> IOThread:
         """Start an IOThread: a thread of control polling its own AioContext."""
         self._check_open()
+        self._sched.check_name(name)  # before the context allocates its eventfd
         io = IOThread(name, self.new_aio_context(name))
         io.thread = self._sched.spawn(name, io.run, idle_ok=True)
         self.iothreads.append(io)
@@ -371,8 +372,23 @@ class Simulation:
                 self.hooks.shutdown(cause)
         self.main_loop.notify_event()
 
-    def run(self, until_ns: int | None = None, max_steps: int | None = None) -> RunResult:
-        """Run the main loop until idle, ``until_ns``, ``max_steps`` more steps, or shutdown."""
+    def run(
+        self,
+        until_ns: int | None = None,
+        max_steps: int | None = None,
+        *,
+        exact_steps: bool = False,
+    ) -> RunResult:
+        """Run the main loop until idle, ``until_ns``, ``max_steps`` more steps, or shutdown.
+
+        ``max_steps`` stops at the first main-loop iteration boundary at or
+        after that many steps, where every other thread of control is waiting:
+        calling ``run`` again then goes on exactly as if it had never stopped.
+        With ``exact_steps=True`` it stops right after the step itself, even
+        inside an iteration or a thread's turn (to inspect the state at that
+        step, as ``replay play --until-step`` does); such a run is not meant
+        to be resumed.
+        """
         self._check_open()
         sched = self._sched
         if sched.current is not sched.main or sched.main._ident != _get_ident():
@@ -387,8 +403,8 @@ class Simulation:
         if max_steps is not None and max_steps < 0:
             raise ValueError(f"max_steps must be non-negative, not {max_steps}")
         step_limit = None if max_steps is None else self.steps + max_steps
-        self._step_limit = -1 if step_limit is None else step_limit
-        self._halt[0] = step_limit is not None and self.steps >= step_limit
+        self._step_limit = -1 if step_limit is None or not exact_steps else step_limit
+        self._halt[0] = exact_steps and step_limit is not None and self.steps >= step_limit
         sched.until_ns = until_ns
         sched.stop_reason = None
         sched.in_run = True

@@ -263,7 +263,9 @@ def _play(
         reason = "failure"
         try:
             fn(sim, **dict(header.parameters))
-            reason = sim.run(until_ns=until_ns, max_steps=max_steps).reason.value
+            exact = until_step is not None and max_steps == until_step
+            result = sim.run(until_ns=until_ns, max_steps=max_steps, exact_steps=exact)
+            reason = result.reason.value
         except ReplayError:
             raise
         except Exception as exc:

@@ -315,10 +315,16 @@ class HostSimulation(Simulation):
             raise SimulationError("the HOST clock can only be started before time moves")
         self.clock._now[ClockType.HOST] += host_start_ns
 
-    def run(self, until_ns: int | None = None, max_steps: int | None = None) -> RunResult:
+    def run(
+        self,
+        until_ns: int | None = None,
+        max_steps: int | None = None,
+        *,
+        exact_steps: bool = False,
+    ) -> RunResult:
         self._until_ns = until_ns
         try:
-            return super().run(until_ns, max_steps)
+            return super().run(until_ns, max_steps, exact_steps=exact_steps)
         finally:
             self._until_ns = None
 
@@ -938,7 +944,8 @@ def _play_host(
         reason = "failure"
         try:
             fn(sim, **dict(header.parameters))
-            reason = sim.run(until_ns=until_ns, max_steps=max_steps).reason.value
+            exact = until_step is not None and max_steps == until_step
+            reason = sim.run(until_ns=until_ns, max_steps=max_steps, exact_steps=exact).reason.value
         except ReplayError:
             raise
         except Exception as exc:

@@ -9,7 +9,6 @@ options in FIFO order, and never asks a question with a single answer.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 
 import pytest
@@ -166,13 +165,17 @@ def test_pct_depth_1_always_runs_the_highest_priority_thread(seed: int) -> None:
 
 @given(st.integers(min_value=0, max_value=2**32))
 def test_pct_depth_2_changes_priority_once_within_the_horizon(seed: int) -> None:
-    # depth 2: one change point among the first `horizon` decisions. With the
-    # same two threads runnable at every decision, the winner must change
-    # exactly once within the horizon, whatever the seed.
+    # depth 2: one change point among the first `horizon` decisions; it demotes
+    # the thread about to run at that decision (Burckhardt et al.). With the
+    # same two threads runnable at every decision, the initially preferred
+    # thread wins until the change point and never after it.
     chooser = PCTChooser(seed, depth=2, horizon=2)
     winners = [["a", "b"][chooser.choose(ChoiceKind.THREAD, ["a", "b"])] for _ in range(4)]
-    changes = sum(1 for x, y in itertools.pairwise(winners) if x != y)
-    assert changes == 1, winners
+    # A change at decision 1 demotes the first winner before it runs (all the
+    # same after); a change at decision 2 shows as exactly one switch there.
+    last = winners[-1]
+    assert winners[1:] == [last] * 3, winners
+    assert winners[0] in ("a", "b")
 
 
 @given(st.integers(min_value=0, max_value=2**32))

@@ -290,4 +290,6 @@ def test_a_random_chooser_from_a_spec_is_the_same_walk_each_time() -> None:
 def test_an_unknown_chooser_says_what_is_accepted(spec: str) -> None:
     with pytest.raises(ScenarioError) as info:
         chooser_from_spec(spec)
-    assert message(info) == f"unknown chooser {spec!r}: expected 'fifo' or 'random:SEED'"
+    assert message(info) == (
+        f"unknown chooser {spec!r}: expected 'fifo', 'random:SEED' or 'pct:SEED[:DEPTH]'"
+    )
