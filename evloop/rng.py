@@ -38,12 +38,14 @@ class SimRandom(_stdlib_random.Random):
         self.gauss_next = None
 
     def getstate(self) -> tuple[Any, ...]:
-        return ("splitmix64", self._state)
+        # gauss() keeps its second value between calls: part of the state.
+        return ("splitmix64", self._state, self.gauss_next)
 
     def setstate(self, state: tuple[Any, ...]) -> None:
-        if len(state) != 2 or state[0] != "splitmix64":
+        if len(state) != 3 or state[0] != "splitmix64":
             raise ValueError("not a SimRandom state")
         self._state = int(state[1]) & _MASK64
+        self.gauss_next = state[2]
 
     def _next64(self) -> int:
         self._state = z = (self._state + 0x9E3779B97F4A7C15) & _MASK64

@@ -77,13 +77,19 @@ class PlayResult:
 
 
 def _run_options(
-    until_ns: int | None, max_steps: int | None, checkpoint_interval: int
+    until_ns: int | None,
+    max_steps: int | None,
+    checkpoint_interval: int,
+    sanitize: bool | str = False,
 ) -> dict[str, Any]:
-    return {
+    options: dict[str, Any] = {
         "run.until_ns": until_ns,
         "run.max_steps": max_steps,
         "run.checkpoint_interval": checkpoint_interval,
     }
+    if sanitize:  # only when set: traces without it stay byte-identical
+        options["run.sanitize"] = sanitize
+    return options
 
 
 def record(
@@ -97,8 +103,13 @@ def record(
     until_ns: int | None = None,
     max_steps: int | None = None,
     checkpoint_interval: int = 1024,
+    sanitize: bool | str = False,
 ) -> RecordResult:
     """Run ``scenario`` under a recorder and write its trace to ``output``.
+
+    ``sanitize`` (True or ``"strict"``) routes or refuses real
+    nondeterminism (``time.time``, ``random.*``, ...) while the scenario runs;
+    it is stored in the header, so play runs under the same sanitizer.
 
     ``chooser`` is a spec (``fifo``, ``random:SEED``, ``pct:SEED[:DEPTH]``) or
     a :class:`~evloop.Chooser` with a ``spec`` attribute naming it for the
@@ -124,7 +135,7 @@ def record(
         parameters=params,
         faults=tuple(faults),
         package_version=evloop_version,
-        extensions=_run_options(until_ns, max_steps, checkpoint_interval),
+        extensions=_run_options(until_ns, max_steps, checkpoint_interval, sanitize),
     )
     writer = TraceWriter(output, header)
     sim: Simulation | None = None
@@ -137,6 +148,7 @@ def record(
             checkpoint_interval=checkpoint_interval,
             recent=RECENT_STEPS,
             faults=header.faults,
+            sanitize=sanitize,
         )
         rec.attach(sim)
         rec.start()
@@ -255,6 +267,7 @@ def _play(
         recent=RECENT_STEPS,
         log=on_step if on_step is not None else False,
         faults=header.faults,
+        sanitize=_option(header, "run.sanitize", False),
     )
     try:
         player.attach(sim)

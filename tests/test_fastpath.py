@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evloop import SCALE_MS, ClockType, Simulation, Timer
+from evloop import BH, SCALE_MS, ClockType, Simulation, Timer
 
 
 @dataclass(frozen=True)
@@ -93,14 +93,19 @@ def build(sim: Simulation, script: list[Op]) -> list[object]:
             t2.mod_ns(op.b + 250_000)
         elif op.kind in ("bh", "idle_bh"):
             count = [op.a + 1]
+            bhs: list[BH] = []  # each callback reschedules its own BH
 
-            def run_bh(i: int = i, count: list[int] = count) -> None:
+            def run_bh(
+                i: int = i, count: list[int] = count, idle: bool = op.kind == "idle_bh",
+                bhs: list[BH] = bhs,
+            ) -> None:
                 seen.append(("bh", i, count[0]))
                 count[0] -= 1
                 if count[0] > 0:
-                    bh.schedule_idle() if op.kind == "idle_bh" else bh.schedule()
+                    bhs[0].schedule_idle() if idle else bhs[0].schedule()
 
             bh = aio.bh_new(run_bh)
+            bhs.append(bh)
             bh.schedule()
         elif op.kind == "pipe":
             sim.fds.write(w, bytes([65 + op.a]))

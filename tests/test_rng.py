@@ -134,11 +134,13 @@ def test_different_seeds_give_different_sequences() -> None:
 # -- state ---------------------------------------------------------------------------------
 
 
-def test_getstate_is_the_algorithm_and_the_counter() -> None:
-    assert SimRandom(0).getstate() == ("splitmix64", 0)
+def test_getstate_is_the_algorithm_the_counter_and_the_saved_gauss() -> None:
+    assert SimRandom(0).getstate() == ("splitmix64", 0, None)
     r = SimRandom(5)
     r.getrandbits(64)
-    assert r.getstate() == ("splitmix64", 5 + 0x9E3779B97F4A7C15)
+    assert r.getstate() == ("splitmix64", 5 + 0x9E3779B97F4A7C15, None)
+    r.gauss()
+    assert r.getstate()[2] is not None  # gauss() keeps its second value
 
 
 @given(seeds, st.integers(min_value=0, max_value=20))

@@ -201,7 +201,7 @@ def test_every_leaky_call_of_the_issue_is_patched() -> None:
 
 
 def test_every_function_of_the_hidden_random_instance_is_routed_but_its_state() -> None:
-    hidden = random.random.__self__
+    hidden = random.random.__self__  # type: ignore[attr-defined]  # the global Random()
     bound = {
         name for name in dir(random)
         if getattr(getattr(random, name), "__self__", None) is hidden
@@ -337,7 +337,12 @@ def test_a_routed_random_call_is_the_same_call_on_sim_random(name: str) -> None:
 def test_routed_random_draws_go_through_the_draw_hook() -> None:
     sim = Simulation(seed=3)
     draws: list[int] = []
-    sim.random.draw_hook = lambda value: draws.append(value) or 42
+
+    def hook(value: int) -> int:
+        draws.append(value)
+        return 42
+
+    sim.random.draw_hook = hook
     with Sanitizer(sim):
         assert random.getrandbits(64) == 42
         assert os.urandom(8) == (42).to_bytes(8, "little")
@@ -702,6 +707,7 @@ def test_a_scenario_reading_time_time_is_deterministic_when_sanitized() -> None:
     ticks = [o for o in observed if o[0] == "tick"]
     assert len(ticks) == 6 and len(observed) == 12
     for _, now_ns, wall, *_ in ticks:
+        assert isinstance(now_ns, int)
         assert wall == (HOST_EPOCH_NS + now_ns) / 1_000_000_000  # HOST moves with simulation time
     assert run_wall_clock(seed=6)[1] != observed  # the seed, not the host, decides
 
