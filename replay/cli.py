@@ -149,8 +149,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=_int_in(_INT64_MIN, _UINT64_MAX), default=0,
                    help="the simulation's seed (default 0)")
     p.add_argument("--chooser", default="fifo", metavar="SPEC",
-                   help="who makes scheduling decisions: fifo (QEMU's order, the default) "
-                        "or random:SEED")
+                   help="who makes scheduling decisions: fifo (QEMU's order, the default), "
+                        "random:SEED, or any other spec replay.chooser_from_spec accepts")
     p.add_argument("--chooser-seed", type=_int_in(0, None), metavar="S",
                    help="the seed of a chooser given without one (--chooser random)")
     p.add_argument("--param", type=parse_param, action="append", default=[],
@@ -161,6 +161,22 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="stop at virtual time T (ns, or with a unit: 50ms, 2s)")
     p.add_argument("--max-steps", type=_int_in(0, None), metavar="N",
                    help="stop after N steps")
+    p.add_argument("--faults", action="append", default=[], metavar="KIND[,KIND...]",
+                   help="faults the simulation may inject, each a recorded decision: delay, "
+                        "reorder, loss, duplicate, partition, short-read, short-write, eagain, "
+                        "eintr, host-jump, host-skew, preempt (optionally KIND:fd=N)")
+
+
+def _faults(args: argparse.Namespace) -> list[str]:
+    faults = [f.strip() for arg in args.faults for f in arg.split(",") if f.strip()]
+    if faults:
+        from evloop.faults import parse_faults
+
+        try:
+            parse_faults(faults)
+        except ValueError as exc:
+            _fail(f"--faults: {exc}")
+    return faults
 
 
 def _chooser_spec(args: argparse.Namespace) -> str:
@@ -193,7 +209,7 @@ def _check_params(spec: str, fn: Scenario, params: dict[str, Any]) -> None:
     try:
         signature.bind(None, **params)
     except TypeError as exc:
-        names = [n for n in list(signature.parameters)[1:]]
+        names = list(signature.parameters)[1:]
         takes = ", ".join(names) if names else "no parameters"
         _fail(f"--param: scenario {spec!r} does not accept these ({exc}); it takes: {takes}")
 
@@ -230,7 +246,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     try:
         result = record(
             args.scenario, out, seed=args.seed, params=params, chooser=chooser,
-            until_ns=args.until_ns, max_steps=args.max_steps,
+            until_ns=args.until_ns, max_steps=args.max_steps, faults=_faults(args),
         )
     except InvalidRecordError as exc:
         _fail(f"--param: a value the trace format cannot hold: {exc}")
@@ -392,8 +408,11 @@ def _print_stats(s: TraceStats) -> None:
         assert s.time_ns is not None
         end = s.reason if s.failure is None else f"{s.reason}: {s.failure}"
         print(f"run:              {s.steps} steps, {format_ns(s.time_ns)} virtual ({end})")
-        print(f"steps by kind:    {_counts(s.steps_by_kind)}")
-        print(f"steps by thread:  {_counts(s.steps_by_thread)}")
+        if s.steps_regenerated:
+            print(f"steps by kind:    {_counts(s.steps_by_kind)}")
+            print(f"steps by thread:  {_counts(s.steps_by_thread)}")
+        else:
+            print("steps by kind:    (not regenerated: host-mode traces replay without on_step)")
     print(f"records:          {s.records} ({_counts(s.records_by_kind)})")
     print(f"events:           {s.events}, of which {s.decisions} decisions")
     print(f"bytes per step:   {_ratio(s.bytes_per_step)}")
@@ -452,6 +471,85 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"({', '.join(summary.threads)}); open it in https://ui.perfetto.dev"
     )
     return EXIT_OK
+
+
+# -- fuzz and minimize -------------------------------------------------------------------
+
+
+class _RunProgress:
+    """A progress bar on a terminal; on anything else (CI), a plain line every 10%."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.bar = _Progress()
+        self.last_tenth = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar.active:
+            width = 30
+            filled = width * done // max(total, 1)
+            self.bar.update(f"{self.what} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+            return
+        tenth = 10 * done // max(total, 1)
+        if tenth != self.last_tenth:
+            self.last_tenth = tenth
+            print(f"{self.what}: {done}/{total}", file=sys.stderr, flush=True)
+
+    def clear(self) -> None:
+        self.bar.clear()
+
+
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    from .fuzz import fuzz
+
+    fn = _load(args.scenario)
+    params = _run_params(args, fn)
+    faults = _faults(args)
+    out = Path(args.output) if args.output else default_trace_path(
+        args.scenario, args.seed, f"fuzz-{args.chooser}"
+    )
+    if out.is_dir():
+        _fail(f"-o {out}: is a directory")
+    progress = _RunProgress(f"fuzzing {args.scenario} ({args.chooser})")
+    try:
+        result = fuzz(
+            args.scenario, runs=args.runs, chooser=args.chooser, workers=args.workers,
+            seed=args.seed, params=params, faults=faults, until_ns=args.until_ns,
+            max_steps=args.max_steps, output=out, progress=progress,
+        )
+    finally:
+        progress.clear()
+    if not result.found:
+        print(f"no failure in {result.runs} runs of {args.scenario} ({args.chooser} chooser)")
+        return EXIT_OK
+    print(f"failure found after {result.runs} run(s): {result.failure}")
+    print(
+        f"shrunk to {result.non_default} non-FIFO decision(s) out of {result.decisions}; "
+        f"trace saved -> {out}"
+    )
+    print(f"replay it with: replay play {shlex.quote(str(out))}")
+    return EXIT_FOUND
+
+
+def cmd_minimize(args: argparse.Namespace) -> int:
+    from .fuzz import decisions_of, minimize
+
+    before = sum(1 for c in decisions_of(args.file) if c)
+    progress = _RunProgress(f"minimizing {args.file}")
+    try:
+        result = minimize(args.file, args.output, progress=lambda tries, left: progress.bar.update(
+            f"minimizing {args.file}: try {tries}, {left} decisions left"
+        ))
+    except ValueError as exc:
+        _fail(str(exc))
+    finally:
+        progress.clear()
+    print(f"{args.file}: {result.failure}")
+    print(
+        f"minimized from {before} to {result.non_default} non-FIFO decision(s) -> {args.output}"
+    )
+    print(f"replay it with: replay play {shlex.quote(str(args.output))}")
+    return EXIT_FOUND
 
 
 # -- verify ------------------------------------------------------------------------------
@@ -533,6 +631,8 @@ def _record_args(args: argparse.Namespace, chooser: str) -> list[str]:
         out += ["--until-ns", str(args.until_ns)]
     if args.max_steps is not None:
         out += ["--max-steps", str(args.max_steps)]
+    for fault in _faults(args):
+        out += ["--faults", fault]
     return out
 
 
@@ -547,9 +647,6 @@ def _print_determinism(report: DeterminismReport, kept: Path | None) -> None:
     for run in report.runs:
         if run.problem is not None:
             print(f"run {run.index + 1} (PYTHONHASHSEED={run.hash_seed}): {run.problem}")
-    if any(run.problem is not None for run in report.runs):
-        print("(the steps below come from replays that left their traces: close to, but not "
-              "exactly, what was recorded)")
     if report.mismatch is not None:
         ra, rb = (report.runs[i] for i in report.mismatch)
         a, b = f"run {ra.index + 1}", f"run {rb.index + 1}"
@@ -557,6 +654,8 @@ def _print_determinism(report: DeterminismReport, kept: Path | None) -> None:
         print(f"NOT deterministic: {a} (PYTHONHASHSEED={ra.hash_seed}) and {b} "
               f"(PYTHONHASHSEED={rb.hash_seed}) differ in their {what}")
         if report.steps is not None:
+            if ra.problem is not None or rb.problem is not None:
+                print("(steps from a replay that left its trace: near, not exactly, the recording)")
             print("\n".join(format_step_difference(report.steps, a, b)))
         if report.records is not None:
             print("\n".join(format_record_difference(report.records, a, b)))
@@ -661,6 +760,25 @@ bit-exactness. Exit 1 if any trace diverged or is bad.""",
     "scenarios": """\
 examples:
   replay scenarios""",
+    "fuzz": """\
+examples:
+  replay fuzz examples.minimachine:scenario
+  replay fuzz examples.minimachine:scenario --chooser pct --runs 500 --workers 2
+  replay fuzz examples.minimachine:scenario --chooser hypothesis -o bug.evr
+  replay fuzz my.py:link --faults loss,delay --runs 1000
+
+Each run records the scenario under the chooser (random:SEED+i, pct:SEED+i,
+or hypothesis drawing every decision). It stops at the first failure, shrinks
+it towards QEMU's own FIFO order (hypothesis shrinks its draws; random and
+PCT runs are delta-debugged), saves the trace and prints how to replay it.
+Exit 1 when a failure was found, 0 when every run passed.""",
+    "minimize": """\
+examples:
+  replay minimize bug.evr -o bug.min.evr
+
+Delta debugging (ddmin) over the trace's non-default decisions and faults:
+keeps the smallest set that still fails the same way. Exit 1 (the trace
+still holds a failure), 2 if the trace does not end in a failure.""",
     "check-determinism": """\
 examples:
   replay check-determinism examples.minimachine:scenario --runs 5 --seed 0
@@ -736,6 +854,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output file, '-' for stdout (default: FILE with .perfetto.json)")
     p.add_argument("--timeline", choices=["virtual", "steps"], default="virtual",
                    help="time axis: virtual time (default) or step numbers")
+
+    p = _command(sub, "fuzz", cmd_fuzz, "explore a scenario's schedules until one fails")
+    p.add_argument("scenario", metavar="SCENARIO")
+    p.add_argument("--runs", type=_int_in(1, None), default=1000, metavar="N",
+                   help="how many runs at most (default 1000)")
+    p.add_argument("--chooser", choices=["random", "pct", "hypothesis"], default="random",
+                   help="how decisions are explored (default random)")
+    p.add_argument("--workers", type=_int_in(1, 256), default=1, metavar="W",
+                   help="processes running random/pct runs in parallel (default 1)")
+    p.add_argument("-o", "--output", metavar="FILE", help="where to save the failing trace")
+    p.add_argument("--seed", type=_int_in(_INT64_MIN, _UINT64_MAX), default=0,
+                   help="the simulation's seed, and the first chooser seed (default 0)")
+    p.add_argument("--param", type=parse_param, action="append", default=[],
+                   metavar="KEY=VALUE", help="a scenario parameter (repeatable)")
+    p.add_argument("--until-ns", type=parse_duration_ns, metavar="T",
+                   help="stop each run at virtual time T")
+    p.add_argument("--max-steps", type=_int_in(0, None), default=100_000, metavar="N",
+                   help="stop each run after N steps (default 100000)")
+    p.add_argument("--faults", action="append", default=[], metavar="KIND[,KIND...]",
+                   help="faults the runs may inject (see record --help)")
+
+    p = _command(sub, "minimize", cmd_minimize, "shrink a failing trace to its essential decisions")
+    p.add_argument("file", metavar="FILE", type=_existing_file)
+    p.add_argument("-o", "--output", metavar="OUT", required=True,
+                   help="where to write the minimized trace")
 
     p = _command(sub, "verify", cmd_verify, "replay every trace under a directory")
     p.add_argument("dir", metavar="DIR")

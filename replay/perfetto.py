@@ -142,7 +142,7 @@ class ChromeTraceWriter:
                         "args": {"sort_index": tid}})
         return tid
 
-    def _counter(self, name: str, key: str, ts_ns: int, value: int) -> None:
+    def _counter(self, name: str, key: str, ts_ns: int, value: float) -> None:
         self._emit({"ph": "C", "name": name, "pid": PID, "tid": MAIN_TID, "ts": _us(ts_ns),
                     "args": {key: value}})
 
@@ -153,7 +153,7 @@ class ChromeTraceWriter:
         if self._timeline is Timeline.STEPS:
             start = ev.step * STEP_DURATION_NS
             if ev.time_ns != self._last_time:
-                self._counter("virtual time (ms)", "ms", start, ev.time_ns // _NS_PER_MS)
+                self._counter("virtual time (ms)", "ms", start, ev.time_ns / _NS_PER_MS)
         else:
             start = max(ev.time_ns, self._cursor)
             self._count_bucket(ev.time_ns, start)

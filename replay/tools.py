@@ -222,6 +222,8 @@ class RecordEvent:
             what = "close" if not data else f"{len(data)} bytes {data[:32]!r}"
             return f"{d['channel']}: {what}"
         if kind == "clock":
+            if d["clock"] == "REALTIME":  # host mode only: real time that passed in a wait
+                return f"REALTIME advanced {d['offset_ns']} ns (host mode)"
             return f"{d['clock']} read, offset {d['offset_ns']} ns"
         if kind == "random":
             return f"drew {d['value']}"
@@ -771,6 +773,8 @@ class TraceStats:
     steps_by_kind: Mapping[str, int]
     steps_by_thread: Mapping[str, int]
     divergence: str | None = None
+    #: False when the replay could not report steps (host-mode traces).
+    steps_regenerated: bool = True
 
     @property
     def bytes_per_step(self) -> float | None:
@@ -804,6 +808,7 @@ class TraceStats:
             "bytes_per_step": self.bytes_per_step,
             "bytes_per_decision": self.bytes_per_decision,
             "divergence": self.divergence,
+            "steps_regenerated": self.steps_regenerated,
         }
 
 
@@ -818,10 +823,11 @@ def stats(path: str | Path, *, replay: bool = True) -> TraceStats:
 
     result: PlayResult | None = None
     divergence = None
+    regenerated = False
     if replay:
         sink = SafeSink(count)
         try:
-            result, _ = replay_trace(path, on_step=sink)
+            result, regenerated = replay_trace(path, on_step=sink)
         except ReplayDivergence as exc:
             divergence = str(exc)
         sink.check()
@@ -847,6 +853,7 @@ def stats(path: str | Path, *, replay: bool = True) -> TraceStats:
         steps_by_kind=dict(by_kind.most_common()),
         steps_by_thread=dict(by_thread.most_common()),
         divergence=divergence,
+        steps_regenerated=regenerated,
     )
 
 
