@@ -80,17 +80,16 @@ def main() -> int:
     say(f"   .venv/bin/replay dump {rel} --kinds turn,bh,timer   # what happened, step by step")
     say(f"   .venv/bin/replay diff {clean.relative_to(ROOT)} {rel}   # where the runs part")
     say(f"   .venv/bin/replay fuzz {SCENARIO} --chooser pct --runs 200")
-    say(f"   .venv/bin/replay record {SCENARIO} --param fixed=true   # the fix holds")
+    say(f"   .venv/bin/replay record {SCENARIO} --param fixed=True   # the fix holds")
     say("   .venv/bin/replay verify traces/             # CI's determinism gate")
     return 0 if same and again.bit_exact and played.bit_exact else 1
 
 
 def _export(trace: Path, target: Path) -> bool:
-    try:
-        from replay.tools import export_perfetto
-    except ImportError:
-        return False
-    export_perfetto(trace, target)
+    from replay.tools import export
+
+    with open(target, "w", encoding="utf-8") as out:
+        export(trace, out, fmt="perfetto")
     return True
 
 
