@@ -95,7 +95,7 @@ class ScriptedPeer:
             return now
         if at_ns < now:
             raise ValueError(
-                f"peer {self.name!r}: cannot send at t={at_ns} ns, which is in the past "
+                f"peer {self.name!r}: cannot schedule an event at t={at_ns} ns, which is in the past "
                 f"(now is t={now} ns)"
             )
         return at_ns

@@ -179,6 +179,19 @@ def test_pct_depth_2_changes_priority_once_within_the_horizon(seed: int) -> None
 
 
 @given(st.integers(min_value=0, max_value=2**32))
+def test_pct_applies_every_change_point_even_at_the_first_decision(seed: int) -> None:
+    # depth 3, horizon 2: the two change points are decisions 1 and 2, so two
+    # of three always-runnable threads have dropped by decision 3. Whichever
+    # convention places the demotion (before or after the demoted thread runs),
+    # the winner must change, then hold.
+    chooser = PCTChooser(seed, depth=3, horizon=2)
+    options = ["a", "b", "c"]
+    winners = [options[chooser.choose(ChoiceKind.THREAD, options)] for _ in range(5)]
+    assert len(set(winners)) >= 2, winners
+    assert winners[2] == winners[3] == winners[4], winners
+
+
+@given(st.integers(min_value=0, max_value=2**32))
 def test_pct_fault_decisions_are_mostly_none(seed: int) -> None:
     chooser = PCTChooser(seed)
     answers = [chooser.choose(ChoiceKind.FAULT, ["none", "drop", "dup"]) for _ in range(200)]

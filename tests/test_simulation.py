@@ -315,7 +315,6 @@ print(json.dumps(test_simulation.run_all_scenarios(), sort_keys=True))
 """
 
 
-@pytest.mark.slow
 def test_scenarios_give_the_same_logs_under_any_hash_seed() -> None:
     tests_dir = str(Path(__file__).resolve().parent)
     outputs = []
