@@ -69,12 +69,12 @@ class ScriptedPeer:
         """Deliver ``data`` into the fd at virtual time ``at_ns`` (default: now)."""
         if not isinstance(data, bytes | bytearray | memoryview):
             raise TypeError(f"peer {self.name!r} sends bytes, not {type(data).__name__}")
-        at = self._when(at_ns)
+        at = self._when(at_ns, "send")
         self._schedule(at, ExternalEvent(self, at, bytes(data)))
 
     def close(self, at_ns: int | None = None) -> None:
         """Close the peer's end at ``at_ns`` (the system then reads EOF)."""
-        at = self._when(at_ns)
+        at = self._when(at_ns, "close")
         self._schedule(at, ExternalEvent(self, at, close=True))
 
     def received(self, n: int = 1 << 20) -> bytes:
@@ -89,13 +89,13 @@ class ScriptedPeer:
             out += chunk
         return bytes(out)
 
-    def _when(self, at_ns: int | None) -> int:
+    def _when(self, at_ns: int | None, verb: str) -> int:
         now = self._now()
         if at_ns is None:
             return now
         if at_ns < now:
             raise ValueError(
-                f"peer {self.name!r}: cannot schedule an event at t={at_ns} ns, which is in the past "
+                f"peer {self.name!r}: cannot {verb} at t={at_ns} ns, which is in the past "
                 f"(now is t={now} ns)"
             )
         return at_ns
