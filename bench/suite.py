@@ -9,12 +9,16 @@ are recorded in each figure's ``params``.
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
+import tempfile
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from . import peers, workloads
 from .harness import (
@@ -22,12 +26,13 @@ from .harness import (
     Figure,
     Run,
     Sampler,
+    Series,
     Settings,
+    Status,
     Target,
     Unavailable,
     cost_ns,
     figure,
-    placeholder,
     rate,
     ratio,
     rounds,
@@ -46,7 +51,9 @@ class Sizes:
     bh_runs: int = 1_000_000
     round_trips: int = 200_000
     rss_steps: tuple[int, int] = (1_000_000, 10_000_000)
-    rss_repeat: int = 3
+    #: One round: a fresh process's peak RSS hardly varies from run to run, and
+    #: one round (0, 1M and 10M steps; plain, recorded, played) is 33M steps.
+    rss_repeat: int = 1
     idle_fds: tuple[int, ...] = (10, 1000, 10_000, 100_000)
     pending_timers: tuple[int, ...] = (100, 10_000, 1_000_000)
     active_timers: int = 10
@@ -214,22 +221,164 @@ def bench_pingpong(settings: Settings, z: Sizes) -> list[Figure]:
 
 
 # -- 4. record and play --------------------------------------------------------------
+#
+# Each recorded scenario runs three ways in the same rounds: plain (no
+# recorder, the same chooser), recorded to a trace file, and played from one.
+# All three are timed whole, from building the simulation to closing it, since
+# record() and play() build their own; the overheads are per-round ratios of
+# ns per operation. The trace sizes are deterministic (every round's recording
+# is byte for byte the same), but are kept per round all the same.
+
+#: The chooser of every recording (and of the plain runs they are compared with).
+RECORD_CHOOSER = "random:1"
+#: Threads of control in the decision-heavy scenario (workload 7's largest).
+DECISION_THREADS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class _Recorded:
+    key: str
+    label: str
+    scenario: str
+    params: dict[str, int]
+    ops: int
+
+
+def _recorded(z: Sizes) -> list[_Recorded]:
+    return [
+        _Recorded(
+            "timers",
+            f"timers ({_count(z.timer_dispatches)} dispatches)",
+            "timer",
+            {"n_timers": z.timers, "total": z.timer_dispatches},
+            z.timer_dispatches,
+        ),
+        _Recorded("bh", f"bh ({_count(z.bh_runs)} runs)", "bh", {"count": z.bh_runs}, z.bh_runs),
+        _Recorded(
+            "pingpong",
+            f"ping-pong ({_count(z.round_trips)} round trips)",
+            "pingpong",
+            {"round_trips": z.round_trips},
+            z.round_trips,
+        ),
+        _Recorded(
+            "threads",
+            f"{DECISION_THREADS} threads, sim.sleep(1) ({_count(z.handoffs)} sleeps)",
+            "sleep",
+            {"n_threads": DECISION_THREADS, "total": z.handoffs},
+            z.handoffs - z.handoffs % DECISION_THREADS,
+        ),
+    ]
 
 
 def bench_record(settings: Settings, z: Sizes) -> list[Figure]:
-    why = workloads.replay_unavailable()
+    figs: list[Figure] = []
+    with tempfile.TemporaryDirectory(prefix="evreplay-bench-") as tmp:
+        for case in _recorded(z):
+            figs += _record_case(settings, case, Path(tmp))
+    return figs
+
+
+def _record_case(settings: Settings, case: _Recorded, directory: Path) -> list[Figure]:
+    rec = workloads.Recording(case.scenario, case.params, directory, RECORD_CHOOSER)
+    s = rounds(
+        {
+            "plain": cost_ns(rec.plain, case.ops),
+            "record": cost_ns(rec.record, case.ops),
+            "play": cost_ns(rec.play, case.ops),
+        },
+        settings,
+    )
     return [
-        placeholder(
-            "record_overhead_timers", "record: timers, record / plain", "x", why, Target("<=", 1.5)
+        ratio(
+            f"record_overhead_{case.key}",
+            f"record: {case.label}, record / plain",
+            s["record"],
+            s["plain"],
+            target=Target("<=", 1.5),
+            note=f"chooser {RECORD_CHOOSER} in both",
         ),
-        placeholder(
-            "play_overhead_timers", "play: timers, play / plain", "x", why, Target("<=", 1.3)
+        ratio(
+            f"play_overhead_{case.key}",
+            f"play: {case.label}, play / plain",
+            s["play"],
+            s["plain"],
+            target=Target("<=", 1.3),
+            note="includes checking the re-recording is bit-exact",
         ),
-        placeholder(
-            "bytes_per_decision", "record: trace bytes per decision", "B", why, Target("<=", 3.0)
-        ),
-        placeholder("bytes_per_event", "record: trace bytes per event", "B", why),
+        *_trace_figures(case, rec, s["record"]),
     ]
+
+
+def _trace_figures(case: _Recorded, rec: workloads.Recording, record: Series) -> list[Figure]:
+    """Trace bytes per step, and per decision or what a decision-free trace holds."""
+    measured = rec.results[len(rec.results) - len(record.runs) :]
+    params = dict(case.params)
+    note = ""
+    if measured:
+        last = measured[-1]
+        params |= {"steps": last.steps, "decisions": last.decisions, "trace_bytes": last.bytes}
+        note = f"{_plural(last.decisions, 'decision')}, {last.bytes:,} B in all"
+        if case.key == "pingpong":
+            note += " (the two threads alternate: the scheduler never has a choice)"
+    figs = [
+        figure(
+            f"bytes_per_event_{case.key}",
+            f"record: {case.label}, trace bytes per step",
+            "B",
+            _derived(record, [r.bytes / r.steps for r in measured]),
+            note=note,
+            params=params,
+        )
+    ]
+    if case.key == "threads":
+        figs.append(
+            figure(
+                "bytes_per_decision",
+                f"record: {case.label}, trace bytes per decision",
+                "B",
+                _derived(record, [r.bytes / r.decisions for r in measured if r.decisions]),
+                target=Target("<=", 3.0),
+                note="every trace byte (header, checkpoints too) / decisions",
+                params=params,
+            )
+        )
+    if case.key in ("timers", "bh"):
+        figs.append(_other_records(case, rec.trace, record, params))
+    return figs
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def _derived(source: Series, values: list[float]) -> Series:
+    """One value per measured round of ``source`` (or ``source``'s status if it failed)."""
+    if source.status is not Status.OK:
+        return Series(status=source.status, note=source.note)
+    if len(values) != len(source.runs):
+        return Series(status=Status.ERROR, note="a recording had nothing to divide by")
+    return Series(runs=values)
+
+
+def _other_records(case: _Recorded, trace: Path, record: Series, params: dict[str, int]) -> Figure:
+    """How many records of the last trace are not its header, checkpoints or END."""
+    key = f"trace_other_records_{case.key}"
+    label = f"record: {case.label}, records besides header/checkpoints"
+    if record.status is not Status.OK:
+        return figure(key, label, "record", record)
+    replay = workloads.load_replay()
+    kinds: Counter[str] = Counter()
+    with replay.TraceReader(trace) as reader:
+        for entry in reader:
+            kinds[replay.EventKind(entry[0]).name] += 1
+    other = sum(n for kind, n in kinds.items() if kind not in ("CHECKPOINT", "END"))
+    if other:
+        note = f"the trace: header, {dict(kinds)}"
+    else:
+        note = f"the trace: header, {_plural(kinds['CHECKPOINT'], 'checkpoint')}, END"
+    series = Series(runs=[float(other)])
+    return figure(key, label, "record", series, note=f"{note} (last round's)", params=params)
 
 
 # -- 5. memory -------------------------------------------------------------------------
@@ -238,16 +387,22 @@ def bench_record(settings: Settings, z: Sizes) -> list[Figure]:
 RSS_NOTE = "own peak of a fresh process (VmHWM on Linux: see bench/rss.py)"
 
 
-def _rss_sampler(steps: int) -> Sampler:
-    def sample() -> float:
-        cmd = [sys.executable, "-m", "bench.rss", str(steps)]
+def _rss_sampler(mode: str, steps: int, trace: Path | None = None) -> Sampler:
+    def child() -> dict[str, Any]:
+        cmd = [sys.executable, "-m", "bench.rss", mode, str(steps)]
+        cmd += [] if trace is None else [str(trace)]
         done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
         if done.returncode:
             raise BenchError(f"{' '.join(cmd[1:])} exited {done.returncode}: {done.stderr}")
-        result = json.loads(done.stdout)
+        result: dict[str, Any] = json.loads(done.stdout)
         if "unavailable" in result:
             raise Unavailable(result["unavailable"])
-        return float(result["peak_kib"])
+        return result
+
+    def sample() -> float:
+        if mode == "play" and trace is not None and not trace.exists():
+            _rss_sampler("record", steps, trace)()  # the trace to play; its peak is not kept
+        return float(child()["peak_kib"])
 
     return sample
 
@@ -256,34 +411,43 @@ def bench_memory(settings: Settings, z: Sizes) -> list[Figure]:
     small, large = z.rss_steps
     # A fresh process per value: no warm-up (there is nothing to warm), fewer rounds.
     once = replace(settings, warmup=0, repeat=min(settings.repeat, z.rss_repeat))
-    runs = {"baseline": 0, "1m_steps": small, "10m_steps": large}
-    s = rounds({name: _rss_sampler(steps) for name, steps in runs.items()}, once)
+    with tempfile.TemporaryDirectory(prefix="evreplay-bench-") as tmp:
+        # Play children play what the record children of the same size wrote.
+        traces = {steps: Path(tmp) / f"rss-{steps}.trace" for steps in (small, large)}
+        runs = {
+            "baseline": ("plain", 0),
+            "1m_steps": ("plain", small),
+            "10m_steps": ("plain", large),
+            "record_1m_steps": ("record", small),
+            "record_10m_steps": ("record", large),
+            "play_1m_steps": ("play", small),
+            "play_10m_steps": ("play", large),
+        }
+        samplers = {
+            name: _rss_sampler(mode, steps, traces.get(steps) if mode != "plain" else None)
+            for name, (mode, steps) in runs.items()
+        }
+        s = rounds(samplers, once)
     figs = [
         figure(
             f"rss_{name}",
-            f"rss: plain run, {_count(steps)} steps",
+            f"rss: {mode} run, {_count(steps)} steps",
             "KiB",
             s[name],
             note=RSS_NOTE,
             params={"steps": steps},
         )
-        for name, steps in runs.items()
+        for name, (mode, steps) in runs.items()
     ]
     label = f"{_count(large)} / {_count(small)} steps"
-    why = workloads.replay_unavailable()
-    return [
-        *figs,
-        ratio(
-            "rss_ratio_10m_1m",
-            f"rss: plain run, {label}",
-            s["10m_steps"],
-            s["1m_steps"],
-            target=Target("<=", 1.2),
-        ),
-        placeholder(
-            "rss_ratio_record_10m_1m", f"rss: record, {label}", "x", why, Target("<=", 1.2)
-        ),
-        placeholder("rss_ratio_play_10m_1m", f"rss: play, {label}", "x", why, Target("<=", 1.2)),
+    pairs = (
+        ("rss_ratio_10m_1m", "plain", "10m_steps", "1m_steps"),
+        ("rss_ratio_record_10m_1m", "record", "record_10m_steps", "record_1m_steps"),
+        ("rss_ratio_play_10m_1m", "play", "play_10m_steps", "play_1m_steps"),
+    )
+    return figs + [
+        ratio(key, f"rss: {mode} run, {label}", s[hi], s[lo], target=Target("<=", 1.2))
+        for key, mode, hi, lo in pairs
     ]
 
 
@@ -348,24 +512,58 @@ def _scaling(
 
 
 def bench_threads(settings: Settings, z: Sizes) -> list[Figure]:
+    """Turn handoffs of simulated threads; replay-mutex grants of real ones.
+
+    The two are different things: a ``sim.thread`` gives the simulation's turn
+    away at each ``sim.sleep(1)`` (the scheduler picks who is next and that
+    decision is what a recording logs); a real ``threading.Thread`` under
+    ``replay.ReplayMutex`` takes the mutex, drops it and lets the OS choose
+    (RECORD logs each grant, PLAY makes the OS follow the log).
+    """
     total = z.handoffs
-    s = rounds(
-        {str(n): rate(partial(workloads.turn_handoffs, n, total), total) for n in z.threads},
-        settings,
-    )
-    why = workloads.replay_unavailable()
-    figs = [
-        figure(
-            f"threads_{full}",
-            f"threads: {n} threads, sim.sleep(1)",
-            "handoff/s",
-            s[str(n)],
-            params={"threads": n, "handoffs": total},
+    mutexes = {n: workloads.MutexGrants(n, total) for n in z.threads}
+    samplers: dict[str, Sampler] = {}
+    for n, mutex in mutexes.items():
+        samplers[f"sim_{n}"] = rate(partial(workloads.turn_handoffs, n, total), total)
+        samplers[f"record_{n}"] = rate(mutex.record, mutex.per_thread * n)
+        samplers[f"play_{n}"] = rate(mutex.play, mutex.per_thread * n)
+    s = rounds(samplers, settings)
+    figs: list[Figure] = []
+    for full, n in zip(FULL.threads, z.threads, strict=True):
+        params = {"threads": n, "handoffs": total}
+        figs.append(
+            figure(
+                f"threads_{full}",
+                f"threads: {n} sim threads, sim.sleep(1)",
+                "handoff/s",
+                s[f"sim_{n}"],
+                params=params,
+            )
         )
-        for full, n in zip(FULL.threads, z.threads, strict=True)
-    ]
-    figs.append(placeholder("threads_record_8", "threads: 8, recording", "handoff/s", why))
-    figs.append(placeholder("threads_play_8", "threads: 8, playing", "handoff/s", why))
+    for mode, doing in (("record", "recording"), ("play", "playing")):
+        for full, n in zip(FULL.threads, z.threads, strict=True):
+            shares = mutexes[n].handoffs.get(mode, [])
+            changed = statistics.median(shares) if shares else 0.0
+            figs.append(
+                figure(
+                    f"threads_{mode}_{full}",
+                    f"threads: {n} real threads, ReplayMutex {doing}",
+                    "grant/s",
+                    s[f"{mode}_{n}"],
+                    note=f"{changed:.0%} of grants changed hands",
+                    params={"threads": n, "grants": mutexes[n].per_thread * n},
+                )
+            )
+    big = z.threads[-1]
+    figs.append(
+        ratio(
+            f"threads_ratio_play_record_{FULL.threads[-1]}",
+            f"threads: {big} real threads, ReplayMutex play / record",
+            s[f"play_{big}"],
+            s[f"record_{big}"],
+            note="grant rates: below 1 is playing costing more",
+        )
+    )
     return figs
 
 

@@ -17,7 +17,7 @@ that set the workload up on a simulation they are given, so that
 ``replay.record("bench.workloads:timer_scenario", ...)`` can run them and
 ``replay.play`` find them again from the trace header alone.
 :class:`Recording` runs one scenario three ways, plain, recorded and played;
-:func:`mutex_grants` is workload 7 on real OS threads under
+:class:`MutexGrants` is workload 7 on real OS threads under
 ``replay.ReplayMutex``.
 """
 
@@ -47,7 +47,7 @@ __all__ = [
     "idle_fds",
     "load_evloop",
     "load_replay",
-    "mutex_grants",
+    "MutexGrants",
     "pending_timers",
     "pingpong_scenario",
     "sleep_scenario",
@@ -327,17 +327,16 @@ class Recording:
         return run
 
     def play(self) -> Run:
-        """Play a trace of this scenario (recorded once, untimed, the first time)."""
+        """Play the last recording's trace (made here, untimed, if there is none yet)."""
         replay = load_replay()
-        trace = self.directory / f"{self.name}-play.trace"
-        if not trace.exists():
-            replay.record(self.scenario, trace, chooser=self.chooser, params=self.params)
+        if not self.trace.exists():
+            replay.record(self.scenario, self.trace, chooser=self.chooser, params=self.params)
 
         def run() -> int:
-            result = replay.play(trace)
+            result = replay.play(self.trace)
             if result.failure is not None or result.bit_exact is not True:
                 raise BenchError(
-                    f"playing {trace.name}: failure={result.failure}, "
+                    f"playing {self.trace.name}: failure={result.failure}, "
                     f"bit_exact={result.bit_exact}"
                 )
             return _LAST[0][0]
@@ -413,36 +412,51 @@ def pending_timers(n_pending: int, n_active: int, total: int) -> Run:
 # mutex, counts, drops it and calls time.sleep(0), the stand-in for a blocking
 # wait: it releases the GIL and lets the OS pick who goes next, so the mutex
 # really changes hands (without it one thread would re-take it for a whole GIL
-# switch interval). A PLAY run follows the grants of a RECORD run made in its
-# prepare, untimed.
+# switch interval). A PLAY run follows the grants of the last RECORD run.
 
 
-def mutex_grants(n_threads: int, total: int, mode: str, handoffs: list[float]) -> Run:
+@dataclass
+class MutexGrants:
     """``n_threads`` real threads taking a ``ReplayMutex`` ``total // n_threads`` times each.
 
-    ``mode`` is ``"record"`` or ``"play"``. The run returns the number of
-    grants; the share of grants that went to another thread than the one
-    before is appended to ``handoffs``.
+    :meth:`record` and :meth:`play` are prepares; their runs return the number
+    of grants. A play follows the grants of the last recording (made untimed
+    in its prepare if there is none yet). ``handoffs`` keeps, per mode, the
+    share of each run's grants that went to another thread than the one before.
     """
-    replay = load_replay()
-    per_thread = total // n_threads
-    grants: list[int] | None = None
-    if mode == "play":
-        recorded = _MutexThreads(replay, n_threads, per_thread, None)
-        recorded.run()
-        grants = recorded.mutex.grants
-    elif mode != "record":
-        raise ValueError(f"mode must be 'record' or 'play', not {mode!r}")
-    threads = _MutexThreads(replay, n_threads, per_thread, grants)
 
-    def run() -> int:
-        count = threads.run()
-        log = threads.mutex.grants
-        changes = sum(1 for a, b in itertools.pairwise(log) if a != b)
-        handoffs.append(changes / max(len(log) - 1, 1))
-        return count
+    n_threads: int
+    total: int
+    handoffs: dict[str, list[float]] = field(default_factory=dict)
+    _grants: list[int] | None = None
 
-    return run
+    @property
+    def per_thread(self) -> int:
+        return self.total // self.n_threads
+
+    def record(self) -> Run:
+        return self._run(_MutexThreads(load_replay(), self.n_threads, self.per_thread, None))
+
+    def play(self) -> Run:
+        replay = load_replay()
+        if self._grants is None:
+            recording = _MutexThreads(replay, self.n_threads, self.per_thread, None)
+            recording.run()
+            self._grants = recording.mutex.grants
+        return self._run(_MutexThreads(replay, self.n_threads, self.per_thread, self._grants))
+
+    def _run(self, threads: _MutexThreads) -> Run:
+        def run() -> int:
+            count = threads.run()
+            log = threads.mutex.grants
+            if threads.recording:
+                self._grants = log
+            changes = sum(1 for a, b in itertools.pairwise(log) if a != b)
+            share = self.handoffs.setdefault("record" if threads.recording else "play", [])
+            share.append(changes / max(len(log) - 1, 1))
+            return count
+
+        return run
 
 
 class _MutexThreads:
@@ -451,7 +465,8 @@ class _MutexThreads:
     def __init__(
         self, replay: ModuleType, n_threads: int, per_thread: int, grants: list[int] | None
     ) -> None:
-        mode = replay.ReplayMode.RECORD if grants is None else replay.ReplayMode.PLAY
+        self.recording = grants is None
+        mode = replay.ReplayMode.RECORD if self.recording else replay.ReplayMode.PLAY
         self.mutex = replay.ReplayMutex(mode, grants)
         self.per_thread = per_thread
         self.count = 0
