@@ -30,7 +30,7 @@ from heapq import heappop
 from typing import Any
 
 from .aio import AioContext, DispatchKind, DispatchObserver
-from .bh import callback_name
+from .bh import BH_DELETED, BH_IDLE, BH_SCHEDULED, callback_name
 from .chooser import Chooser, FifoChooser
 from .clock import ClockType, VirtualClock
 from .errors import SimulationError
@@ -559,7 +559,9 @@ class Simulation:
                     return None
                 if (
                     ioh._ready or ioh._bh_list or ioh._bh_slices or aio._bh_slices
-                    or len(threads) != 1 or external or any(aio_heaps) or any(ioh_heaps)
+                    or len(threads) != 1 or external
+                    or aio_heaps[0] or aio_heaps[1] or aio_heaps[2] or aio_heaps[3]
+                    or ioh_heaps[0] or ioh_heaps[1] or ioh_heaps[2] or ioh_heaps[3]
                 ):
                     return None
                 if self._shutdown is not None:
@@ -568,7 +570,15 @@ class Simulation:
                     return StopReason.MAX_STEPS
                 if until_ns is not None and now[0] >= until_ns:
                     return StopReason.UNTIL
-                if not aio._bh_list or bh_timeout(aio._bh_list, -1) != 0:
+                bhs = aio._bh_list
+                if not bhs:
+                    return None
+                # aio_compute_timeout is 0 (a scheduled, non-idle BH is due)?
+                # Usually the first BH says so; otherwise ask the real thing.
+                flags = bhs[-1]._flags
+                if flags & (BH_SCHEDULED | BH_DELETED | BH_IDLE) != BH_SCHEDULED and (
+                    bh_timeout(bhs, -1) != 0
+                ):
                     return None
                 timers = main_heaps[0] or main_heaps[1] or main_heaps[2] or main_heaps[3]
                 if timers and ml.tlg.deadline_ns() == 0:
