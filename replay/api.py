@@ -233,6 +233,36 @@ def play(
         reader.close()
 
 
+def _play_result(
+    path: str | Path,
+    reader: TraceReader,
+    sink: _HashSink,
+    sim: Simulation,
+    player: Player,
+    reason: str,
+    failure: BaseException | None,
+    *,
+    stopped_early: bool,
+) -> PlayResult:
+    """What a finished play found; ``bit_exact`` compares the re-recording with the file."""
+    bit_exact: bool | None = None
+    if reader.complete and not stopped_early:
+        original, length = _file_digest(path)
+        bit_exact = original == sink.hash.digest() and length == sink.length
+    return PlayResult(
+        path=str(path),
+        steps=sim.steps,
+        time_ns=sim.now_ns,
+        reason=reason,
+        failure=None if failure is None else describe_exception(failure),
+        bit_exact=bit_exact,
+        complete=reader.complete,
+        truncated_at=reader.truncated_at,
+        events=player.event_index,
+        digest=sim.digest,
+    )
+
+
 def _option(header: TraceHeader, key: str, default: Any) -> Any:
     value = header.extensions.get(key, default)
     return default if value is None else value
@@ -292,19 +322,6 @@ def _play(
         raise
     finally:
         sim.close()
-    bit_exact: bool | None = None
-    if reader.complete and not stopped_early:
-        original, length = _file_digest(path)
-        bit_exact = original == sink.hash.digest() and length == sink.length
-    return PlayResult(
-        path=str(path),
-        steps=sim.steps,
-        time_ns=sim.now_ns,
-        reason=reason,
-        failure=None if failure is None else describe_exception(failure),
-        bit_exact=bit_exact,
-        complete=reader.complete,
-        truncated_at=reader.truncated_at,
-        events=player.event_index,
-        digest=sim.digest,
+    return _play_result(
+        path, reader, sink, sim, player, reason, failure, stopped_early=stopped_early
     )

@@ -98,9 +98,9 @@ from .api import (
     RECENT_STEPS,
     PlayResult,
     RecordResult,
-    _file_digest,
     _HashSink,
     _option,
+    _play_result,
     _run_options,
 )
 from .errors import ReplayError
@@ -957,20 +957,7 @@ def _play_host(
             player.finish(failure)
     finally:
         sim.close()
-    bit_exact: bool | None = None
-    if reader.complete and not stopped_early:
-        original, length = _file_digest(path)
-        bit_exact = original == sink.hash.digest() and length == sink.length
-    return PlayResult(
-        path=str(path),
-        steps=sim.steps,
-        time_ns=sim.now_ns,
-        reason=reason,
-        failure=None if failure is None else describe_exception(failure),
-        bit_exact=bit_exact,
-        complete=reader.complete,
-        truncated_at=reader.truncated_at,
-        events=player.event_index,
-        digest=sim.digest,
+    return _play_result(
+        path, reader, sink, sim, player, reason, failure, stopped_early=stopped_early
     )
 
