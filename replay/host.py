@@ -849,7 +849,7 @@ def record_host(
                 sim.close()
     finally:
         if monitor is None:  # else the monitor closed them
-            for fd in {fd for fd in real_fds.values() if type(fd) is int and fd >= 0}:
+            for fd in sorted({fd for fd in real_fds.values() if type(fd) is int and fd >= 0}):
                 with contextlib.suppress(OSError):
                     os.close(fd)
     return RecordResult(
