@@ -4,6 +4,8 @@ Names follow QEMU's vocabulary in Python form (``AioContext``, ``bh_new``,
 ``set_fd_handler``, ``timer_new_ns``, ``ClockType.VIRTUAL``). Every callback is
 a zero-argument callable; every time is an integer number of nanoseconds.
 See ``docs/design.md`` for the layers and what depends on what.
+
+PYTEST_DONT_REWRITE
 """
 
 from .aio import AioContext, DispatchKind

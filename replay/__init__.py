@@ -4,15 +4,49 @@ As QEMU's ``replay/``: every source of nondeterminism goes through one log, a
 streaming msgpack trace; a play takes every value from the log, re-records it,
 and stops at the first divergence. See ``docs/trace-format.md`` for the file
 format and ``docs/design.md`` for how the layers fit.
+
+PYTEST_DONT_REWRITE
 """
 
-from .api import PlayResult, RecordResult, play, record
-from .errors import ReplayDivergence, ReplayError, TraceFormatError
-from .format import FORMAT_NAME, FORMAT_VERSION, EventKind, TraceHeader
-from .mutex import ReplayMutex
-from .scenario import ScenarioError, chooser_from_spec, load_scenario
-from .session import CheckpointKind, Player, Recorder, ReplayMode
-from .trace import TraceReader, TraceWriter
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .api import PlayResult, RecordResult, play, record
+    from .errors import ReplayDivergence, ReplayError, TraceFormatError
+    from .format import FORMAT_NAME, FORMAT_VERSION, EventKind, TraceHeader
+    from .mutex import ReplayMutex
+    from .scenario import ScenarioError, chooser_from_spec, load_scenario
+    from .session import CheckpointKind, Player, Recorder, ReplayMode
+    from .trace import TraceReader, TraceWriter
+
+# Loaded on first use, so that importing a submodule (the pytest plugin,
+# which pytest imports in every run) does not pull in msgpack and evloop.
+_HOMES = {
+    "PlayResult": "api", "RecordResult": "api", "play": "api", "record": "api",
+    "ReplayDivergence": "errors", "ReplayError": "errors", "TraceFormatError": "errors",
+    "FORMAT_NAME": "format", "FORMAT_VERSION": "format", "EventKind": "format",
+    "TraceHeader": "format", "ReplayMutex": "mutex", "ScenarioError": "scenario",
+    "chooser_from_spec": "scenario", "load_scenario": "scenario",
+    "CheckpointKind": "session", "Player": "session", "Recorder": "session",
+    "ReplayMode": "session", "TraceReader": "trace", "TraceWriter": "trace",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'replay' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{home}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "FORMAT_NAME",

@@ -21,14 +21,13 @@ from replay.pytest_plugin import trace_stem
 
 pytest_plugins = ["pytester"]
 
-#: The inner runs import evloop and replay before pytest marks the plugin's package for
-#: assertion rewriting (the outer run already has them), hence the filter.
+#: Warnings are errors in the inner runs too. evloop and replay opt out of
+#: assertion rewriting (PYTEST_DONT_REWRITE), so importing them first is fine.
 INI = (
     "[pytest]\n"
     "addopts = --strict-markers -p no:cacheprovider\n"
     "filterwarnings =\n"
     "    error\n"
-    "    ignore:Module already imported so cannot be rewritten:pytest.PytestAssertRewriteWarning\n"
 )
 
 
