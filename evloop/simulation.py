@@ -416,6 +416,7 @@ class Simulation:
 
             sanitizer = Sanitizer(self, strict=self.sanitize == "strict")
             sanitizer.__enter__()
+        fell_back = False
         try:
             while True:
                 if self._shutdown is not None:
@@ -430,11 +431,16 @@ class Simulation:
                 if until_ns is not None and self.now_ns >= until_ns:
                     reason = StopReason.UNTIL
                     break
-                if self.fast_path:
+                if self.fast_path and not fell_back:
                     fast = self._run_fast(step_limit, until_ns)
                     if fast is not None:
                         reason = fast
                         break
+                    # Back to the full loop: the fast path may have run steps,
+                    # so the limits above are checked again before waiting.
+                    fell_back = True
+                    continue
+                fell_back = False
                 wait()
         finally:
             sched.in_run = False

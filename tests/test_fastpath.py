@@ -147,7 +147,7 @@ def run(script: list[Op], fast: bool, log: bool, until: int | None, steps: int |
         )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(
     script=ops,
     log=st.booleans(),
@@ -182,3 +182,12 @@ def test_fd_ready_during_fast_path_falls_back() -> None:
 
 
 _ = select
+
+
+def test_a_step_limit_reached_inside_the_fast_path_is_not_overrun() -> None:
+    # Found by the property above: the timer (step 1) schedules a BH; the fast
+    # path hands back to the full loop, which must stop before running it.
+    script = [Op("main_timer", 3, 0)]
+    fast = run(script, True, False, None, 1)
+    assert fast == run(script, False, False, None, 1)
+    assert fast[0].steps == 1
