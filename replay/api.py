@@ -170,6 +170,18 @@ def record(
     finally:
         if sim is not None:
             sim.close()
+    return _record_result(output, sim, writer, rec, reason, failure)
+
+
+def _record_result(
+    output: object,
+    sim: Simulation,
+    writer: TraceWriter,
+    rec: Recorder,
+    reason: str,
+    failure: Exception | None,
+) -> RecordResult:
+    """What a finished recording wrote, for simulation and host traces alike."""
     return RecordResult(
         path=None if not isinstance(output, str | Path) else str(output),
         steps=sim.steps,

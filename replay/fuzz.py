@@ -21,11 +21,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from evloop import ChoiceKind
 
 from .api import RecordResult, record
+from .errors import ReplayError
 from .format import EventKind, decode_choices
 from .trace import TraceReader
 
@@ -57,10 +58,10 @@ class ScriptChooser:
         return f"ScriptChooser({len(self.script)} decisions)"
 
 
-def decisions_of(path: str | Path) -> list[int]:
-    """Every decision a trace holds, in order (the choice index of each)."""
+def decisions_of(source: str | Path | BinaryIO) -> list[int]:
+    """Every decision a trace (a path or a binary file) holds, in order."""
     out: list[int] = []
-    with TraceReader(path) as reader:
+    with TraceReader(source) as reader:
         for rec in reader:
             if rec[0] == EventKind.CHOICES:
                 out.extend(choice for _, _, choice in decode_choices(rec[2]))
@@ -201,21 +202,10 @@ def fuzz(
     spec, failure = found
     buffer = io.BytesIO()
     # Re-run the failing seed to capture its decisions by index.
-    result = record(scenario, buffer, chooser=spec, **common)
-    decisions = _decisions_from_bytes(buffer.getvalue())
+    record(scenario, buffer, chooser=spec, **common)
+    decisions = decisions_of(io.BytesIO(buffer.getvalue()))
     minimal = minimize_decisions(scenario, decisions, failure, common)
-    return _save(scenario, minimal, failure, common, output, done, chooser, result)
-
-
-def _decisions_from_bytes(data: bytes) -> list[int]:
-    out: list[int] = []
-    with TraceReader(io.BytesIO(data)) as reader:
-        for rec in reader:
-            if rec[0] == EventKind.CHOICES:
-                out.extend(c for _, _, c in decode_choices(rec[2]))
-            elif rec[0] == EventKind.CHOICE:
-                out.append(int(rec[3]))
-    return out
+    return _save(scenario, minimal, failure, common, output, done, chooser)
 
 
 def _save(
@@ -226,14 +216,18 @@ def _save(
     output: str | Path | None,
     runs: int,
     chooser: str,
-    original: RecordResult,
 ) -> FuzzResult:
     target: Any = output if output is not None else io.BytesIO()
     if output is not None:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
     result, taken = _run_with(scenario, script, common, target)
-    if result.failure != failure:  # cannot happen: the script was checked to fail
-        result, taken = original, []
+    if result.failure != failure:
+        # The same decisions failed moments ago: the scenario is not deterministic.
+        raise ReplayError(
+            f"{scenario}: the minimized decisions no longer reproduce {failure!r} "
+            f"(this run: {result.failure!r}); the scenario leaks nondeterminism "
+            "(run `replay check-determinism` on it)"
+        )
     return FuzzResult(
         runs,
         True,
@@ -320,9 +314,5 @@ def minimize(path: str | Path, output: str | Path, progress: Progress | None = N
     )
     decisions = decisions_of(path)
     minimal = minimize_decisions(header.scenario, decisions, played.failure, common, progress)
-    result = _save(
-        header.scenario, minimal, played.failure, common, output, 0, header.chooser,
-        RecordResult(None, played.steps, played.time_ns, "failure", played.failure, 0, 0, 0, 0),
-    )
-    return result
+    return _save(header.scenario, minimal, played.failure, common, output, 0, header.chooser)
 

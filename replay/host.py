@@ -101,12 +101,13 @@ from .api import (
     _HashSink,
     _option,
     _play_result,
+    _record_result,
     _run_options,
 )
 from .errors import ReplayError
 from .format import EventKind, TraceHeader
 from .scenario import Scenario, ScenarioError, chooser_from_spec, load_scenario, scenario_name
-from .session import Player, Recorder, _show, describe_exception
+from .session import Player, Recorder, _show
 from .trace import TraceReader, TraceWriter
 
 __all__ = [
@@ -852,18 +853,7 @@ def record_host(
             for fd in sorted({fd for fd in real_fds.values() if type(fd) is int and fd >= 0}):
                 with contextlib.suppress(OSError):
                     os.close(fd)
-    return RecordResult(
-        path=None if not isinstance(output, str | Path) else str(output),
-        steps=sim.steps,
-        time_ns=sim.now_ns,
-        reason=reason,
-        failure=None if failure is None else describe_exception(failure),
-        records=writer.records_written,
-        bytes=writer.bytes_written,
-        decisions=rec.decisions,
-        digest=sim.digest,
-        exception=failure,
-    )
+    return _record_result(output, sim, writer, rec, reason, failure)
 
 
 def is_host_trace(header: TraceHeader) -> bool:
