@@ -83,8 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     figures: list[Figure] = []
     for name in args.only:
-        print(f"bench: running {name} ...", file=sys.stderr, flush=True)
+        print(f"bench: running {name} ...", file=sys.stderr, end="", flush=True)
+        began = time.perf_counter()
         figures += WORKLOADS[name](settings, sizes)
+        print(f" {time.perf_counter() - began:.1f} s", file=sys.stderr, flush=True)
     wall_s = round(time.perf_counter() - start, 3)
     info = machine()
     header = (

@@ -194,14 +194,25 @@ def cost_ns(prepare: Prepare, expect: int | None = None) -> Sampler:
     return sample
 
 
-def rounds(samplers: Mapping[str, Sampler], settings: Settings) -> dict[str, Series]:
-    """Warm-up rounds, then ``settings.repeat`` interleaved rounds of every sampler."""
+def rounds(
+    samplers: Mapping[str, Sampler],
+    settings: Settings,
+    warmup: Mapping[str, Sampler] | None = None,
+) -> dict[str, Series]:
+    """Warm-up rounds, then ``settings.repeat`` interleaved rounds of every sampler.
+
+    ``warmup`` gives smaller samplers for the warm-up rounds (by name), for
+    workloads too long to run whole only to be thrown away.
+    """
     names = list(samplers)
     series = {name: Series() for name in names}
     for index in range(settings.warmup + settings.repeat):
         shift = index % len(names) if names else 0
         for name in names[shift:] + names[:shift]:
-            value = _sample(name, samplers[name], series[name])
+            sampler = samplers[name]
+            if index < settings.warmup and warmup is not None:
+                sampler = warmup.get(name, sampler)
+            value = _sample(name, sampler, series[name])
             if value is not None and index >= settings.warmup:
                 series[name].runs.append(value)
     return series

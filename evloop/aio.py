@@ -203,6 +203,9 @@ class AioContext:
         # notify() protocol: notified is the flag, notify_me says someone waits.
         self._notified = False
         self._notify_me = 0
+        #: Set by a simulation's fast path while it models this context's
+        #: notify flags: a nested poll calls it first, to make them real.
+        self._on_poll: Callable[[], None] | None = None
         # Adaptive polling parameters (set_poll_params).
         self.poll_max_ns = 0
         self.poll_grow = 0
@@ -272,6 +275,7 @@ class AioContext:
         self._bh_enqueue(BH(self, cb, name), BH_SCHEDULED | BH_ONESHOT)
 
     def _bh_enqueue(self, bh: BH, new_flags: int) -> None:
+        # BH.schedule inlines this: keep the two in step.
         old = bh._flags
         bh._flags = old | BH_PENDING | new_flags
         if not old & BH_PENDING:
@@ -288,6 +292,11 @@ class AioContext:
             self._bh_list = []
         elif not slices:
             return False
+        return self._bh_run_slices()
+
+    def _bh_run_slices(self) -> bool:
+        """Run the bottom halves of the slices that ``_bh_poll`` set aside."""
+        slices = self._bh_slices
         observer = self._observer
         halt = self.halt
         progress = False
@@ -581,6 +590,10 @@ class AioContext:
             # (a scheduling point) instead of spinning on work it may not do.
             self.blocker.block(self._wait_cond, 0)
             return False
+        on_poll = self._on_poll
+        if on_poll is not None:
+            self._on_poll = None
+            on_poll()
         clock = self.clock
         start = clock._now[ClockType.REALTIME] if self.poll_max_ns else 0
         timeout = self.compute_timeout() if blocking else 0

@@ -79,9 +79,17 @@ class BH:
 
     def schedule(self) -> None:
         """Run the callback in the context's next poll (``qemu_bh_schedule``)."""
-        if self._flags & BH_FREED:
+        # AioContext._bh_enqueue, inlined (the hot path of every BH workload).
+        old = self._flags
+        if old & BH_FREED:
             self._use_after_free("schedule")
-        self.ctx._bh_enqueue(self, BH_SCHEDULED)
+        self._flags = old | BH_PENDING | BH_SCHEDULED
+        ctx = self.ctx
+        if not old & BH_PENDING:
+            ctx._bh_list.append(self)
+        ctx._notified = True
+        if ctx._notify_me:
+            ctx.notifier.set()
 
     def schedule_idle(self) -> None:
         """Like :meth:`schedule`, but polled at least every 10 ms and never progress."""

@@ -30,7 +30,15 @@ from heapq import heappop
 from typing import Any
 
 from .aio import AioContext, DispatchKind, DispatchObserver
-from .bh import BH_DELETED, BH_IDLE, BH_SCHEDULED, callback_name
+from .bh import (
+    BH_DELETED,
+    BH_FREED,
+    BH_IDLE,
+    BH_ONESHOT,
+    BH_PENDING,
+    BH_SCHEDULED,
+    callback_name,
+)
 from .chooser import Chooser, FifoChooser
 from .clock import ClockType, VirtualClock
 from .errors import SimulationError
@@ -120,8 +128,10 @@ class SimEvent:
         return f"<SimEvent {self.name!r} {'set' if self._set else 'clear'}>"
 
 
-_FNV_PRIME = 0x100000001B3
+_PRIME = 0x100000001B3  # FNV's 64-bit prime
 _MASK64 = (1 << 64) - 1
+#: A BH's flags once dequeued (``aio_bh_dequeue``).
+_BH_DEQUEUED = ~(BH_PENDING | BH_SCHEDULED | BH_IDLE)
 _RawStep = tuple[int, int, str, int, Any, Any]
 
 
@@ -233,18 +243,22 @@ class Simulation:
     # -- observation --------------------------------------------------------------
     #
     # Every step passes through _step: it advances the position counter, folds
-    # the step into the rolling digest (FNV-1a style over integers only, so it
-    # is the same in every process), keeps the optional log and ring of recent
-    # steps, and fires the periodic checkpoint hook. It is on the hot path.
+    # the step into the rolling digest, keeps the optional log and ring of
+    # recent steps, and fires the periodic checkpoint hook. It is on the hot
+    # path. The digest is a polynomial hash over integers only, so it is the
+    # same in every process and on every Python:
+    #     digest = ((digest ^ time) * _PRIME + key) mod 2**64
+    # where key packs the step's kind, thread, owner and callback identity.
 
     def _observe(self, kind: int, ctx: Any, what: Any) -> None:
         # The dispatch observer of every context: _step, inlined (hot path).
         self.steps = steps = self.steps + 1
         now = self.clock._now[0]
         thread = self._sched.current
-        acc = self.digest ^ ((kind << 56) | (thread.index << 48) | (ctx.uid << 32) | what.uid)
-        acc = ((acc * _FNV_PRIME) & _MASK64) ^ now
-        self.digest = (acc * _FNV_PRIME) & _MASK64
+        self.digest = (
+            (self.digest ^ now) * _PRIME
+            + ((kind << 56) | (thread.index << 48) | (ctx.uid << 32) | what.uid)
+        ) & _MASK64
         if self._recent is not None:
             self._recent.append((steps, now, thread.name, kind, ctx, what))
         if self._sink is not None:
@@ -260,9 +274,10 @@ class Simulation:
         self.steps = steps = self.steps + 1
         now = self.clock._now[0]
         thread = self._sched.current
-        acc = self.digest ^ ((kind << 56) | (thread.index << 48) | (owner_uid << 32) | what_uid)
-        acc = ((acc * _FNV_PRIME) & _MASK64) ^ now
-        self.digest = (acc * _FNV_PRIME) & _MASK64
+        self.digest = (
+            (self.digest ^ now) * _PRIME
+            + ((kind << 56) | (thread.index << 48) | (owner_uid << 32) | what_uid)
+        ) & _MASK64
         recent = self._recent
         if recent is not None:
             recent.append((steps, now, thread.name, kind, ctx, what))
@@ -554,10 +569,39 @@ class Simulation:
         now = self.clock._now
         bh_timeout = aio._bh_timeout
         bh_poll = aio._bh_poll
+        slices = aio._bh_slices
+        # Without log, ring or hooks, the observer only counts and digests.
+        plain = (
+            aio._observer == self._observe
+            and self._sink is None and self._recent is None and self.hooks is None
+            and step_limit is None
+        )
+        tag = (0 << 56) | (sched.main.index << 48) | (aio.uid << 32)
         # The notifier's eventfd, modelled: "kicked" is whether it is set at
         # this iteration's readiness snapshot. A kick written by the last batch
         # and not yet read is materialised when we leave.
         kicked = notifier.seq in aio._ready
+        was_notified = False
+        in_batch = False
+
+        def materialize() -> None:
+            # A callback polls aio_context itself (aio_poll from a BH or a
+            # timer): make the modelled state real first, as the full loop
+            # would have it. Then it is the full loop's again: poll() drops
+            # this hook, which tells the loop below to hand back.
+            if in_batch:
+                # notify_me is set while the batch runs, so the eventfd is
+                # set by a kick of the last batch or any notify() so far.
+                called = aio._notified
+                aio._notified = was_notified or called
+                aio._notify_me |= 1
+                pending = kicked or called
+            else:
+                pending = kicked  # the batch's kick, not read yet
+            if pending and notifier.seq not in aio._ready:
+                aio.notifier.set()
+
+        aio._on_poll = materialize
         try:
             while True:
                 ready = aio._ready
@@ -597,12 +641,54 @@ class Simulation:
                 aio._notify_me &= ~1
                 was_notified = aio._notified
                 aio._notified = False
+                in_batch = True
                 try:
-                    bh_poll()
+                    if plain:
+                        # bh_poll, inlined with the observer: one slice, the
+                        # list as it stands, newest first.
+                        batch = bhs
+                        aio._bh_list = []
+                        slices.append(batch)
+                        while batch:
+                            bh = batch.pop()
+                            flags = bh._flags
+                            bh._flags = flags & _BH_DEQUEUED
+                            if flags & (BH_DELETED | BH_ONESHOT):
+                                bh._flags |= BH_FREED
+                            if flags & (BH_SCHEDULED | BH_DELETED) == BH_SCHEDULED:
+                                self.steps += 1
+                                self.digest = (
+                                    (self.digest ^ now[0]) * _PRIME + (tag | bh.uid)
+                                ) & _MASK64
+                                bh.cb()
+                        # A nested poll from a callback may have run (and
+                        # dropped) the slice; anything else left runs as
+                        # bh_poll would run it.
+                        if slices and slices[0] is batch:
+                            slices.popleft()
+                        if slices:
+                            aio._bh_run_slices()
+                    else:
+                        bh_poll()
                 finally:
-                    called = aio._notified
-                    aio._notified = was_notified or called
-                    aio._notify_me |= 1
+                    in_batch = False
+                    if aio._on_poll is not None:  # still modelled
+                        called = aio._notified
+                        aio._notified = was_notified or called
+                        aio._notify_me |= 1
+                if aio._on_poll is None:
+                    # A nested poll made the flags real: finish this iteration
+                    # as the full loop would (the snapshot's notifier, then
+                    # the timers) and hand back to it.
+                    if kicked:
+                        kicked = False
+                        notifier.revents = notifier.mask & notifier.events
+                        aio._dispatch_handler(notifier)
+                    if aio_heaps[0] or aio_heaps[1] or aio_heaps[2] or aio_heaps[3]:
+                        aio.tlg.run_timers()
+                    if main_heaps[0] or main_heaps[1] or main_heaps[2] or main_heaps[3]:
+                        ml.tlg.run_timers()
+                    return None
                 if kicked:
                     # The snapshot's notifier runs after the batch and reads
                     # the eventfd, consuming this batch's kick too. Run it for
@@ -620,7 +706,13 @@ class Simulation:
                     aio.tlg.run_timers()
                 if main_heaps[0] or main_heaps[1] or main_heaps[2] or main_heaps[3]:
                     ml.tlg.run_timers()
+                if aio._on_poll is None:  # a timer polled: the flags are real
+                    return None
         finally:
+            if aio._on_poll is None:
+                kicked = False  # made real by materialize, or read since
+            else:
+                aio._on_poll = None
             if kicked and notifier.seq not in aio._ready:
                 aio.notifier.set()
 
@@ -644,7 +736,7 @@ class Simulation:
         clock = self.clock
         now = clock._now
         enabled = clock._enabled
-        ct = tl.clock_type
+        ct = int(tl.clock_type)  # a plain int indexes lists faster than the IntEnum
         heap = tl._heap
         observer = tl.observer
         owner = tl.owner
@@ -655,13 +747,16 @@ class Simulation:
             and self._sink is None and self._recent is None and self.hooks is None
             and step_limit is None
         )
-        tag = (4 << 56) | (sched.main.index << 48) | (owner.uid << 32)
+        main = sched.main  # threads only grow, main first: alone while it is the last
+        entry: Any = None
+        timer: Any = None
+        tag = (4 << 56) | (main.index << 48) | (owner.uid << 32)
         halt = self._halt
         while True:
             if (
                 aio._notified or ioh._notified or aio._ready or ioh._ready
                 or others[0] or others[1] or others[2]
-                or len(threads) != 1 or external or tl.checkpoint is not None
+                or threads[-1] is not main or external or tl.checkpoint is not None
             ):
                 return None
             if self._shutdown is not None:
@@ -670,12 +765,19 @@ class Simulation:
                 return StopReason.MAX_STEPS
             if until_ns is not None and now[0] >= until_ns:
                 return StopReason.UNTIL
-            while heap and heap[0][2] is None:
-                pop(heap)
-                tl._dead -= 1
-            if not heap or not enabled[ct]:
+            if entry is None:  # the head, unless the last pass left it checked
+                if not heap:
+                    return None
+                entry = heap[0]
+                timer = entry[2]
+                if timer._entry is not entry:  # dead: drop it and look again
+                    pop(heap)
+                    tl._dead -= 1
+                    entry = None
+                    continue
+            if not enabled[ct]:
                 return None
-            delta = heap[0][0] - now[ct]
+            delta = entry[0] - now[ct]
             if delta > 0:
                 if until_ns is not None and now[0] + delta > until_ns:
                     clock.advance_to(until_ns)
@@ -686,29 +788,37 @@ class Simulation:
                     now[1] += delta
                 now[2] += delta
                 now[3] += delta
+            # run_timers, inlined: sample the clock once, then run every timer
+            # expired at the sample. The head is, and halt is down (the step
+            # limit was checked above), so its checks are skipped.
             current = now[ct]
-            while heap:
-                if halt[0]:
-                    break
-                entry = heap[0]
-                timer = entry[2]
-                if timer is None:
-                    pop(heap)
-                    tl._dead -= 1
-                    continue
-                if entry[0] > current:
-                    break
+            while True:
                 pop(heap)
                 timer._entry = None
                 if plain:
                     # self._observe inlined: count the step, fold it into the digest.
                     self.steps += 1
-                    acc = self.digest ^ (tag | timer.uid)
-                    acc = ((acc * _FNV_PRIME) & _MASK64) ^ now[0]
-                    self.digest = (acc * _FNV_PRIME) & _MASK64
+                    self.digest = ((self.digest ^ now[0]) * _PRIME + (tag | timer.uid)) & _MASK64
                 elif observer is not None:
                     observer(4, owner, timer)
                 timer.cb()
+                if not heap or halt[0]:
+                    entry = None
+                    break
+                entry = heap[0]
+                timer = entry[2]
+                while timer._entry is not entry:  # dead: drop it, same pass
+                    pop(heap)
+                    tl._dead -= 1
+                    if not heap:
+                        break
+                    entry = heap[0]
+                    timer = entry[2]
+                if not heap:
+                    entry = None
+                    break
+                if entry[0] > current:
+                    break  # the next pass starts from this head, already checked
 
     def close(self) -> None:
         """Unwind every thread of control; the simulation cannot run afterwards."""

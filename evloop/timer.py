@@ -17,10 +17,12 @@ Rules kept here:
   (``timerlist_rearm``): that is how a loop blocked with a longer timeout
   learns it must wake earlier.
 
-Storage is a binary heap with lazy deletion: cancelling or re-arming a timer
-marks its old heap entry dead (``entry[2] = None``) instead of searching for
-it, and dead entries are dropped when they reach the top or when they
-outnumber live ones. Every operation is O(log n) in the pending timers.
+Storage is a binary heap of ``(expire_ns, arm_seq, timer)`` tuples with lazy
+deletion: an entry is live while its timer's ``_entry`` is that very tuple,
+so cancelling or re-arming a timer just points ``_entry`` elsewhere instead
+of searching the heap. Dead entries are dropped when they reach the top or
+when they outnumber live ones. Every operation is O(log n) in the pending
+timers.
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ __all__ = ["Timer", "TimerList", "TimerListGroup"]
 #: Dispatch kind reported to observers for a timer callback.
 DISPATCH_TIMER = 4
 
-# A heap entry: [expire_ns, arm_seq, timer or None when dead].
-_Entry = list[Any]
+# A heap entry: (expire_ns, arm_seq, timer); live while ``timer._entry is entry``.
+_Entry = tuple[int, int, "Timer"]
 
 #: Gate called before a list runs its expired timers; False skips the run.
 #: The replay layer plugs QEMU's ``replay_checkpoint`` in here.
@@ -92,7 +94,7 @@ class TimerList:
         heap = self._heap
         while heap:
             entry = heap[0]
-            if entry[2] is not None:
+            if entry[2]._entry is entry:
                 return entry
             heappop(heap)
             self._dead -= 1
@@ -114,18 +116,17 @@ class TimerList:
         return head is not None and head[0] <= self.clock._now[self.clock_type]
 
     def _arm(self, timer: Timer, expire_ns: int) -> None:
-        old = timer._entry
-        if old is not None:
-            old[2] = None
+        # Timer.mod_ns inlines this (hot path): keep the two in step.
+        if timer._entry is not None:
             self._dead += 1
         if expire_ns < 0:
             # QEMU walks the list with the raw negative time, so the timer goes
             # to the very head (ahead of every timer due at 0, newest first),
             # and only then stores 0.
-            entry = [0, self._front_seq, timer]
+            entry = (0, self._front_seq, timer)
             self._front_seq -= 1
         else:
-            entry = [expire_ns, self._seq, timer]
+            entry = (expire_ns, self._seq, timer)
             self._seq += 1
         timer._entry = entry
         heap = self._heap
@@ -135,13 +136,11 @@ class TimerList:
         notify = self.notify
         if notify is not None:
             head = heap[0]
-            if head is entry or (head[2] is None and self._head() is entry):
+            if head is entry or (head[2]._entry is not head and self._head() is entry):
                 notify()
 
     def _disarm(self, timer: Timer) -> None:
-        entry = timer._entry
-        if entry is not None:
-            entry[2] = None
+        if timer._entry is not None:
             timer._entry = None
             self._dead += 1
 
@@ -149,7 +148,7 @@ class TimerList:
         # In place: run_timers holds a reference to the list while callbacks
         # (which may arm timers, and so compact) run.
         heap = self._heap
-        heap[:] = [e for e in heap if e[2] is not None]
+        heap[:] = [e for e in heap if e[2]._entry is e]
         heapify(heap)
         self._dead = 0
 
@@ -174,7 +173,7 @@ class TimerList:
                 break
             entry = heap[0]
             timer = entry[2]
-            if timer is None:
+            if timer._entry is not entry:
                 heappop(heap)
                 self._dead -= 1
                 continue
@@ -222,7 +221,20 @@ class Timer:
 
     def mod_ns(self, expire_ns: int) -> None:
         """Arm (or re-arm) to fire when the clock reaches ``expire_ns`` (``timer_mod_ns``)."""
-        self._list._arm(self, expire_ns)
+        # TimerList._arm, inlined for its commonest case (the hot path of
+        # every timer-driven simulation); anything unusual goes to _arm.
+        tl = self._list
+        if expire_ns < 0 or self._entry is not None or tl._dead:
+            tl._arm(self, expire_ns)
+            return
+        self._entry = entry = (expire_ns, tl._seq, self)
+        tl._seq += 1
+        heap = tl._heap
+        heappush(heap, entry)
+        if heap[0] is entry:
+            notify = tl.notify
+            if notify is not None:
+                notify()
 
     def mod(self, expire: int) -> None:
         """Arm in the timer's own scale (``timer_mod``)."""

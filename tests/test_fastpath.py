@@ -39,6 +39,9 @@ ops = st.lists(
                 "rt_timer",
                 "disable_virtual",
                 "peer",
+                "bh_family",
+                "nested_poll",
+                "rearm_other",
             ]
         ),
         st.integers(0, 5),
@@ -107,6 +110,87 @@ def build(sim: Simulation, script: list[Op]) -> list[object]:
             bh = aio.bh_new(run_bh)
             bhs.append(bh)
             bh.schedule()
+        elif op.kind == "bh_family":
+            # A BH that schedules a oneshot, deletes or cancels a sibling, and
+            # re-schedules itself: the flag machine inside one batch.
+            sibling = aio.bh_new(lambda i=i: seen.append(("sibling", i)))
+            left = [op.a + 1]
+
+            me: list[BH] = []
+
+            def parent(
+                i: int = i, op: Op = op, left: list[int] = left, sibling: BH = sibling,
+                me: list[BH] = me,
+            ) -> None:
+                seen.append(("parent", i, left[0]))
+                left[0] -= 1
+                aio.bh_schedule_oneshot(lambda: seen.append(("oneshot", i)))
+                if left[0] == 1 and op.b % 3 == 0:
+                    sibling.delete()
+                elif left[0] > 0:
+                    sibling.schedule()
+                    if op.b % 3 == 1:
+                        sibling.cancel()
+                if left[0] > 0:
+                    me[0].schedule()
+
+            me.append(aio.bh_new(parent))
+            me[0].schedule()
+            sibling.schedule()
+        elif op.kind == "rearm_other":
+            # Timers that move, cancel or re-arm each other (dead heap entries
+            # at the head, ties at the sampled time), some scheduling a BH.
+            pair: list[Timer] = []
+
+            def first(i: int = i, op: Op = op, pair: list[Timer] = pair) -> None:
+                seen.append(("first", i, sim.now_ns))
+                other = pair[1]
+                if op.a % 4 == 0:
+                    other.cancel()
+                elif op.a % 4 == 1:
+                    other.mod_ns(sim.clock.get_ns(ClockType.VIRTUAL))  # due now: same pass
+                elif op.a % 4 == 2:
+                    other.mod_ns(sim.clock.get_ns(ClockType.VIRTUAL) + op.b // 7 + 1)
+                if op.b % 2:
+                    aio.bh_schedule_oneshot(lambda: seen.append(("bh-from-first", i)))
+
+            def second(i: int = i, pair: list[Timer] = pair) -> None:
+                seen.append(("second", i, sim.now_ns))
+
+            pair.append(ml.timer_new_ns(ClockType.VIRTUAL, first))
+            pair.append(ml.timer_new_ns(ClockType.VIRTUAL, second))
+            pair[0].mod_ns(op.b)
+            pair[1].mod_ns(op.b)
+            pair[1].mod_ns(op.b + op.a // 4)  # a dead entry left behind, between
+        elif op.kind == "nested_poll":
+            # A BH that polls its own context from inside (AIO_WAIT_WHILE style).
+            other = aio.bh_new(lambda i=i: seen.append(("polled", i)))
+            rounds = [op.a]
+            slot: list[BH] = []
+
+            def waiter(
+                i: int = i, rounds: list[int] = rounds, other: BH = other, slot: list[BH] = slot
+            ) -> None:
+                other.schedule()
+                seen.append(("waiter", i, aio.poll(False)))
+                if rounds[0] > 0:
+                    rounds[0] -= 1
+                    slot[0].schedule()
+
+            slot.append(aio.bh_new(waiter))
+            if op.a < 5:
+                slot[0].schedule()
+            if op.b % 2:
+                # ... and a timer that does the same, armed by a BH to run
+                # right after its batch (due at once).
+                def timer_polls(i: int = i, other: BH = other) -> None:
+                    other.schedule()
+                    seen.append(("timer-polled", i, aio.poll(False)))
+
+                poller = ml.timer_new_ns(ClockType.VIRTUAL, timer_polls)
+                aio.bh_schedule_oneshot(
+                    lambda poller=poller: poller.mod_ns(sim.clock.get_ns(ClockType.VIRTUAL))
+                )
         elif op.kind == "pipe":
             sim.fds.write(w, bytes([65 + op.a]))
         elif op.kind == "thread":
@@ -191,3 +275,14 @@ def test_a_step_limit_reached_inside_the_fast_path_is_not_overrun() -> None:
     fast = run(script, True, False, None, 1)
     assert fast == run(script, False, False, None, 1)
     assert fast[0].steps == 1
+
+
+def test_a_dead_entry_between_two_due_timers_does_not_end_the_pass() -> None:
+    # The first timer schedules a BH; a dead heap entry sits between it and a
+    # second timer due at the same time. run_timers runs both in one pass,
+    # before the BH: the fast path must not stop at the dead entry.
+    script = [Op("rearm_other", 3, 1001)]
+    fast = run(script, True, False, None, None)
+    assert fast == run(script, False, False, None, None)
+    names = [e[0] for e in fast[4]]
+    assert names.index("second") < names.index("bh-from-first")

@@ -32,8 +32,10 @@ INI = (
 
 
 @pytest.fixture
-def suite(pytester: pytest.Pytester) -> pytest.Pytester:
+def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     pytester.makeini(INI)
+    # The inner runs are not xdist workers, even when this suite runs under -n.
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
     return pytester
 
 
