@@ -78,6 +78,10 @@ class MainLoop:
         #: Digest identity of the main-loop timer list group's owner.
         self.uid = 0xFF
         self._warp: WarpBlocker | None = None
+        #: Raised by every notify_event (a main-loop timer became the head of
+        #: its list, a shutdown, ...); a simulation's fast path lowers it and
+        #: reads it as "main-loop timers may have changed".
+        self._kicked = False
 
     @property
     def blocker(self) -> Blocker:
@@ -100,6 +104,7 @@ class MainLoop:
         ``notify_me`` is set) needs the kick; otherwise it will see the change
         when it next prepares, so nothing is done.
         """
+        self._kicked = True
         ctx = self.aio_context
         if ctx._notify_me:
             ctx.notify()

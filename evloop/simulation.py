@@ -562,7 +562,6 @@ class Simulation:
         notifier = aio._handlers[aio.notifier.fd]
         main_heaps = [tl._heap for tl in ml.tlg.lists]
         aio_heaps = [tl._heap for tl in aio.tlg.lists]
-        ioh_heaps = [tl._heap for tl in ioh.tlg.lists]
         sched = self._sched
         threads = sched.threads
         external = sched._external
@@ -583,6 +582,8 @@ class Simulation:
         kicked = notifier.seq in aio._ready
         was_notified = False
         in_batch = False
+        main = sched.main  # threads only grow, main first: alone while it is the last
+        ml._kicked = True  # check the main-loop timers on the first pass
 
         def materialize() -> None:
             # A callback polls aio_context itself (aio_poll from a BH or a
@@ -602,16 +603,19 @@ class Simulation:
                 aio.notifier.set()
 
         aio._on_poll = materialize
+        ioh._on_poll = _nothing
         try:
             while True:
                 ready = aio._ready
                 if ready and (len(ready) > 1 or notifier.seq not in ready):
                     return None
+                # iohandler_context has no work: checked in full on entry, and
+                # since then anything giving it a BH or a timer notified it
+                # (unless a callback polled it, which drops its hook).
                 if (
-                    ioh._ready or ioh._bh_list or ioh._bh_slices or aio._bh_slices
-                    or len(threads) != 1 or external
+                    ioh._ready or ioh._notified or ioh._on_poll is None or aio._bh_slices
+                    or threads[-1] is not main or external
                     or aio_heaps[0] or aio_heaps[1] or aio_heaps[2] or aio_heaps[3]
-                    or ioh_heaps[0] or ioh_heaps[1] or ioh_heaps[2] or ioh_heaps[3]
                 ):
                     return None
                 if self._shutdown is not None:
@@ -630,9 +634,13 @@ class Simulation:
                     bh_timeout(bhs, -1) != 0
                 ):
                     return None
-                timers = main_heaps[0] or main_heaps[1] or main_heaps[2] or main_heaps[3]
-                if timers and ml.tlg.deadline_ns() == 0:
-                    return None
+                # A main-loop timer due now ends the batches. Time stands
+                # still here, so one can only fall due by being armed, and
+                # that makes it the head of its list, which kicks the loop.
+                if ml._kicked:
+                    ml._kicked = False
+                    if ml.tlg.deadline_ns() == 0:
+                        return None
                 ioh._notify_me &= ~1  # ioh: prepared, then checked
                 ioh._notified = False
                 # prepare sets notify_me and glib skips check (aio is ready at
@@ -704,11 +712,12 @@ class Simulation:
                     kicked = called
                 if aio_heaps[0] or aio_heaps[1] or aio_heaps[2] or aio_heaps[3]:
                     aio.tlg.run_timers()
-                if main_heaps[0] or main_heaps[1] or main_heaps[2] or main_heaps[3]:
-                    ml.tlg.run_timers()
+                if ml._kicked:
+                    ml.tlg.run_timers()  # the batch armed one (see above)
                 if aio._on_poll is None:  # a timer polled: the flags are real
                     return None
         finally:
+            ioh._on_poll = None
             if aio._on_poll is None:
                 kicked = False  # made real by materialize, or read since
             else:
@@ -841,6 +850,10 @@ class Simulation:
             f"<Simulation seed={self.seed} t={self.now_ns} steps={self.steps} "
             f"threads={[t.name for t in self._sched.threads]}>"
         )
+
+
+def _nothing() -> None:
+    pass
 
 
 def _get_ident() -> int:

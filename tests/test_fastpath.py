@@ -42,6 +42,7 @@ ops = st.lists(
                 "bh_family",
                 "nested_poll",
                 "rearm_other",
+                "ioh_work",
             ]
         ),
         st.integers(0, 5),
@@ -56,6 +57,7 @@ def build(sim: Simulation, script: list[Op]) -> list[object]:
     seen: list[object] = []
     ml = sim.main_loop
     aio = ml.aio_context
+    ioh = ml.iohandler_context
     r, w = sim.fds.pipe()
 
     def on_read() -> None:
@@ -162,6 +164,23 @@ def build(sim: Simulation, script: list[Op]) -> list[object]:
             pair[0].mod_ns(op.b)
             pair[1].mod_ns(op.b)
             pair[1].mod_ns(op.b + op.a // 4)  # a dead entry left behind, between
+        elif op.kind == "ioh_work":
+            # A BH gives iohandler_context work (a BH, or a timer due at once
+            # or later), sometimes polling it right away.
+
+            def give(i: int = i, op: Op = op) -> None:
+                seen.append(("give", i))
+                if op.a % 3 == 0:
+                    ioh.bh_schedule_oneshot(lambda: seen.append(("ioh-bh", i)))
+                else:
+                    t = ioh.timer_new_ns(
+                        ClockType.VIRTUAL, lambda: seen.append(("ioh-timer", i, sim.now_ns))
+                    )
+                    t.mod_ns(sim.clock.get_ns(ClockType.VIRTUAL) + (op.a % 3 - 1) * op.b)
+                if op.b % 2:
+                    seen.append(("ioh-polled", i, ioh.poll(False)))
+
+            aio.bh_schedule_oneshot(give)
         elif op.kind == "nested_poll":
             # A BH that polls its own context from inside (AIO_WAIT_WHILE style).
             other = aio.bh_new(lambda i=i: seen.append(("polled", i)))
