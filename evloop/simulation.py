@@ -761,15 +761,22 @@ class Simulation:
         timer: Any = None
         tag = (4 << 56) | (main.index << 48) | (owner.uid << 32)
         halt = self._halt
+        ml._kicked = True  # check the other lists and shutdown on the first pass
         while True:
             if (
                 aio._notified or ioh._notified or aio._ready or ioh._ready
-                or others[0] or others[1] or others[2]
                 or threads[-1] is not main or external or tl.checkpoint is not None
             ):
                 return None
-            if self._shutdown is not None:
-                return StopReason.SHUTDOWN
+            if ml._kicked:
+                # Arming a timer on an empty list makes it the head, which
+                # calls notify_event; so does shutdown(). Otherwise the other
+                # lists are still empty and no shutdown was asked.
+                ml._kicked = False
+                if others[0] or others[1] or others[2]:
+                    return None
+                if self._shutdown is not None:
+                    return StopReason.SHUTDOWN
             if step_limit is not None and self.steps >= step_limit:
                 return StopReason.MAX_STEPS
             if until_ns is not None and now[0] >= until_ns:
