@@ -264,11 +264,14 @@ class Simulation:
         if self._sink is not None:
             self._sink(_materialize((steps, now, thread.name, kind, ctx, what)))
         if steps == self._next_checkpoint:
-            self._next_checkpoint += self.checkpoint_interval
-            assert self.hooks is not None
-            self.hooks.checkpoint(steps)
+            self._checkpoint(steps)
         if steps == self._step_limit:
             self._halt[0] = True
+
+    def _checkpoint(self, steps: int) -> None:
+        self._next_checkpoint += self.checkpoint_interval
+        assert self.hooks is not None
+        self.hooks.checkpoint(steps)
 
     def _step(self, kind: int, owner_uid: int, what_uid: int, ctx: Any, what: Any) -> None:
         self.steps = steps = self.steps + 1
@@ -284,9 +287,7 @@ class Simulation:
         if self._sink is not None:
             self._sink(_materialize((steps, now, thread.name, kind, ctx, what)))
         if steps == self._next_checkpoint:
-            self._next_checkpoint += self.checkpoint_interval
-            assert self.hooks is not None
-            self.hooks.checkpoint(steps)
+            self._checkpoint(steps)
         if steps == self._step_limit:
             self._halt[0] = True
 
@@ -569,12 +570,10 @@ class Simulation:
         bh_timeout = aio._bh_timeout
         bh_poll = aio._bh_poll
         slices = aio._bh_slices
-        # Without log, ring or hooks, the observer only counts and digests.
-        plain = (
-            aio._observer == self._observe
-            and self._sink is None and self._recent is None and self.hooks is None
-            and step_limit is None
-        )
+        # Without a log sink or an exact step limit, the observer is inlined.
+        plain = aio._observer == self._observe and self._sink is None and step_limit is None
+        recent = self._recent
+        main_name = sched.main.name
         tag = (0 << 56) | (sched.main.index << 48) | (aio.uid << 32)
         # The notifier's eventfd, modelled: "kicked" is whether it is set at
         # this iteration's readiness snapshot. A kick written by the last batch
@@ -664,10 +663,15 @@ class Simulation:
                             if flags & (BH_DELETED | BH_ONESHOT):
                                 bh._flags |= BH_FREED
                             if flags & (BH_SCHEDULED | BH_DELETED) == BH_SCHEDULED:
-                                self.steps += 1
+                                # self._observe, inlined (keep the two in step).
+                                self.steps = steps = self.steps + 1
                                 self.digest = (
                                     (self.digest ^ now[0]) * _PRIME + (tag | bh.uid)
                                 ) & _MASK64
+                                if recent is not None:
+                                    recent.append((steps, now[0], main_name, 0, aio, bh))
+                                if steps == self._next_checkpoint:
+                                    self._checkpoint(steps)
                                 bh.cb()
                         # A nested poll from a callback may have run (and
                         # dropped) the slice; anything else left runs as
@@ -750,12 +754,9 @@ class Simulation:
         observer = tl.observer
         owner = tl.owner
         pop = heappop
-        # Without log, ring or hooks, the observer only counts and digests.
-        plain = (
-            observer == self._observe
-            and self._sink is None and self._recent is None and self.hooks is None
-            and step_limit is None
-        )
+        # Without a log sink or an exact step limit, the observer is inlined.
+        plain = observer == self._observe and self._sink is None and step_limit is None
+        recent = self._recent
         main = sched.main  # threads only grow, main first: alone while it is the last
         entry: Any = None
         timer: Any = None
@@ -812,9 +813,13 @@ class Simulation:
                 pop(heap)
                 timer._entry = None
                 if plain:
-                    # self._observe inlined: count the step, fold it into the digest.
-                    self.steps += 1
+                    # self._observe, inlined (keep the two in step).
+                    self.steps = steps = self.steps + 1
                     self.digest = ((self.digest ^ now[0]) * _PRIME + (tag | timer.uid)) & _MASK64
+                    if recent is not None:
+                        recent.append((steps, now[0], main.name, 4, owner, timer))
+                    if steps == self._next_checkpoint:
+                        self._checkpoint(steps)
                 elif observer is not None:
                     observer(4, owner, timer)
                 timer.cb()

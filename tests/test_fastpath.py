@@ -236,8 +236,40 @@ def build(sim: Simulation, script: list[Op]) -> list[object]:
     return seen
 
 
-def run(script: list[Op], fast: bool, log: bool, until: int | None, steps: int | None):
-    with Simulation(seed=1, log=log, fast_path=fast) as sim:
+class Hooks:
+    """What the replay layer sees: checkpoints (with the digest and the recent steps)."""
+
+    def __init__(self) -> None:
+        self.sim: Simulation | None = None
+        self.seen: list[object] = []
+
+    def checkpoint(self, step: int) -> None:
+        assert self.sim is not None
+        recent = [e.as_tuple() for e in self.sim.recent_events()]
+        self.seen.append(("checkpoint", step, self.sim.digest, recent))
+
+    def input(self, channel: str, data: bytes, close: bool) -> None:
+        self.seen.append(("input", channel, data, close))
+
+    def shutdown(self, cause: str) -> None:
+        self.seen.append(("shutdown", cause))
+
+
+def run(
+    script: list[Op],
+    fast: bool,
+    log: bool,
+    until: int | None,
+    steps: int | None,
+    hooked: bool = False,
+):
+    hooks = Hooks() if hooked else None
+    with Simulation(
+        seed=1, log=log, fast_path=fast, hooks=hooks,
+        recent=3 if hooked else 0, checkpoint_interval=3,
+    ) as sim:
+        if hooks is not None:
+            hooks.sim = sim
         seen = build(sim, script)
         result = sim.run(until_ns=until, max_steps=steps)
         return (
@@ -247,6 +279,7 @@ def run(script: list[Op], fast: bool, log: bool, until: int | None, steps: int |
             sim.now_ns,
             seen,
             None if sim.log is None else [e.as_tuple() for e in sim.log],
+            None if hooks is None else hooks.seen,
         )
 
 
@@ -256,9 +289,13 @@ def run(script: list[Op], fast: bool, log: bool, until: int | None, steps: int |
     log=st.booleans(),
     until=st.none() | st.integers(0, 20 * SCALE_MS),
     steps=st.none() | st.integers(0, 60),
+    hooked=st.booleans(),
 )
-def test_fast_path_is_observably_identical_to_the_full_loop(script, log, until, steps):
-    assert run(script, True, log, until, steps) == run(script, False, log, until, steps)
+def test_fast_path_is_observably_identical_to_the_full_loop(script, log, until, steps, hooked):
+    # hooked: as under record and play, with checkpoints every 3 steps that
+    # see the digest and the ring of recent steps.
+    fast = run(script, True, log, until, steps, hooked)
+    assert fast == run(script, False, log, until, steps, hooked)
 
 
 def test_fast_path_handles_many_timers_like_the_full_loop() -> None:
