@@ -8,10 +8,12 @@ source of nondeterminism like any other, so it goes through the log.
 * ``RECORD``: a real lock; each grant is logged as the stable index of the
   thread that got it (threads are numbered by :meth:`register`, in the order
   they register; never by OS id).
-* ``PLAY``: grants follow the log. A thread asking out of turn waits. If the
-  thread the log names can never arrive (it has finished, or was never
-  registered, or the log has run out while threads still ask), play fails with
-  :class:`ReplayDivergence` naming it; if nobody makes progress for
+* ``PLAY``: grants follow the log. A thread asking out of turn waits on its
+  own condition, and an unlock wakes only the thread the log names next, so
+  playing costs one wake-up per grant, as recording does. If the thread the
+  log names can never arrive (it has finished, or was never registered, or
+  the log has run out while threads still ask), play fails with
+  :class:`ReplayDivergence` naming it; if no grant is made for
   ``stall_timeout`` seconds it fails the same way, rather than hang.
 
 Inside a :class:`~evloop.Simulation` the turn lock plays this role and its
@@ -48,7 +50,10 @@ class ReplayMutex:
             raise ValueError("a recording ReplayMutex starts with an empty log")
         self._on_grant = on_grant
         self._stall_timeout = stall_timeout
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        # PLAY: one condition per registered thread, all on the same lock.
+        self._conds: list[threading.Condition] = []
         self._held_by: int | None = None
         self._cursor = 0
         self._names: list[str] = []
@@ -68,9 +73,10 @@ class ReplayMutex:
             index = len(self._names)
             self._names.append(name)
             self._threads.append(thread if thread is not None else threading.current_thread())
+            self._conds.append(threading.Condition(self._lock))
             if thread is None or thread is threading.current_thread():
                 self._local.index = index
-            self._cond.notify_all()
+            self._wake_all()
             return index
 
     def bind(self, index: int) -> None:
@@ -81,7 +87,13 @@ class ReplayMutex:
         """The calling thread will not ask for the mutex again."""
         with self._cond:
             self._finished.add(self._my_index("finished"))
-            self._cond.notify_all()
+            self._wake_all()
+
+    def _wake_all(self) -> None:
+        # Called with the lock held: every waiter re-checks (a thread came or went).
+        self._cond.notify_all()
+        for cond in self._conds:
+            cond.notify_all()
 
     def _my_index(self, op: str) -> int:
         index = getattr(self._local, "index", None)
@@ -110,12 +122,14 @@ class ReplayMutex:
                     self._on_grant(me)
                 return
             self._waiting.add(me)
+            mine = self._conds[me]
             try:
                 while True:
                     self._check_can_arrive()
                     if self._held_by is None and self.grants[self._cursor] == me:
                         break
-                    if not self._cond.wait(self._stall_timeout):
+                    cursor = self._cursor
+                    if not mine.wait(self._stall_timeout) and self._cursor == cursor:
                         self._fail(
                             f"thread {self._expected_name()!r} (the log's next grant) did not "
                             f"ask for the replay mutex within {self._stall_timeout:g} s"
@@ -165,7 +179,7 @@ class ReplayMutex:
                 self._names[i] for i in self.grants[max(0, self._cursor - 8) : self._cursor]
             ),
         )
-        self._cond.notify_all()
+        self._wake_all()
         raise self.divergence
 
     def unlock(self) -> None:
@@ -176,7 +190,18 @@ class ReplayMutex:
             if self._held_by != me:
                 raise ReplayError(f"thread {self._names[me]!r} does not hold the replay mutex")
             self._held_by = None
-            self._cond.notify_all()
+            if self.mode is ReplayMode.RECORD:
+                self._cond.notify_all()
+                return
+            # PLAY: wake the thread the log names next, if it is waiting; if it
+            # is not, it will find the mutex free when it asks. When the log
+            # has ended or names a thread that never registered, every waiter
+            # must look (one of them reports it).
+            cursor = self._cursor
+            if cursor < len(self.grants) and self.grants[cursor] < len(self._conds):
+                self._conds[self.grants[cursor]].notify()
+            else:
+                self._wake_all()
 
     def locked(self) -> bool:
         """True if the calling thread holds the mutex (always False in NONE mode)."""

@@ -330,6 +330,41 @@ def test_a_log_naming_a_thread_that_never_asks_fails_after_the_stall_timeout() -
     )
 
 
+def test_waiting_for_a_late_turn_while_others_take_theirs_is_not_a_stall() -> None:
+    # w1 asks at once but the log gives it the last grant; w0 takes 30 grants,
+    # 0.3 s in all, longer than the stall timeout. Progress is being made, so
+    # w1 must wait on, not report a stall.
+    grants = [0] * 30 + [1]
+    mutex = ReplayMutex(ReplayMode.PLAY, grants, stall_timeout=0.15)
+    errors: list[BaseException] = []
+    order: list[str] = []
+
+    def body(index: int, name: str, count: int) -> None:
+        mutex.bind(index)
+        try:
+            for _ in range(count):
+                with mutex:
+                    order.append(name)
+                    time.sleep(0.01)
+            mutex.finished()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=body, args=(i, f"w{i}", count), name=f"w{i}")
+        for i, count in enumerate([30, 1])
+    ]
+    for i, thread in enumerate(threads):
+        assert mutex.register(f"w{i}", thread) == i
+    for thread in reversed(threads):  # w1 first: it waits from the start
+        thread.start()
+    for thread in threads:
+        thread.join(JOIN_TIMEOUT)
+        assert not thread.is_alive()
+    assert errors == []
+    assert order == ["w0"] * 30 + ["w1"]
+
+
 def test_a_log_naming_a_thread_that_never_registered_fails() -> None:
     run = run_threads(ReplayMode.PLAY, [1, 2], [0, 1, 7], stall_timeout=10.0)
     assert set(run.errors) == {"w1"}
