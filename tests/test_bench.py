@@ -201,6 +201,38 @@ def test_rounds_discard_warmup_and_interleave() -> None:
     assert series["b"].runs == [2.0, 2.0]
 
 
+def test_warmup_rounds_use_the_smaller_samplers_when_given() -> None:
+    calls: list[str] = []
+
+    def sampler(name: str, value: float) -> Any:
+        def sample() -> float:
+            calls.append(name)
+            return value
+
+        return sample
+
+    series = rounds(
+        {"a": sampler("a", 1.0), "b": sampler("b", 2.0)},
+        Settings(False, 2, 1),
+        warmup={"a": sampler("small-a", 9.0)},
+    )
+    assert calls == ["small-a", "b", "b", "a", "a", "b"]
+    assert series["a"].runs == [1.0, 1.0]  # the warm-up value is thrown away
+    assert series["b"].runs == [2.0, 2.0]
+
+
+@pytest.mark.parametrize("guard", [False, True])
+@pytest.mark.parametrize("digest", [False, True])
+@pytest.mark.parametrize("clocks", [False, True])
+def test_the_dispatch_anatomy_model_does_the_whole_workload(
+    guard: bool, digest: bool, clocks: bool
+) -> None:
+    from bench.anatomy import model
+
+    # model() raises unless every one of the 500 dispatches happened.
+    assert model(10, 500, guard=guard, digest=digest, clocks=clocks) > 0
+
+
 def test_ratio_is_the_median_of_per_round_ratios() -> None:
     series = rounds(
         {"a": _values(10.0, 30.0, 8.0), "b": _values(5.0, 10.0, 8.0)}, Settings(False, 3, 0)
