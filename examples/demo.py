@@ -74,7 +74,9 @@ def main() -> int:
     if exported:
         say(f"   Perfetto timeline -> {timeline.relative_to(ROOT)} (open it in ui.perfetto.dev)")
 
-    say(f"\ndone in {time.monotonic() - started:.1f} s. Next:")
+    elapsed = time.monotonic() - started
+    took = f"{elapsed * 1000:.0f} ms" if elapsed < 1 else f"{elapsed:.1f} s"
+    say(f"\ndone in {took}. Next:")
     rel = found.trace_path.relative_to(ROOT)
     say(f"   .venv/bin/replay play {rel}            # reproduce the bug anywhere")
     say(f"   .venv/bin/replay dump {rel} --kinds turn,bh,timer   # what happened, step by step")
