@@ -251,22 +251,9 @@ class Simulation:
     # where key packs the step's kind, thread, owner and callback identity.
 
     def _observe(self, kind: int, ctx: Any, what: Any) -> None:
-        # The dispatch observer of every context: _step, inlined (hot path).
-        self.steps = steps = self.steps + 1
-        now = self.clock._now[0]
-        thread = self._sched.current
-        self.digest = (
-            (self.digest ^ now) * _PRIME
-            + ((kind << 56) | (thread.index << 48) | (ctx.uid << 32) | what.uid)
-        ) & _MASK64
-        if self._recent is not None:
-            self._recent.append((steps, now, thread.name, kind, ctx, what))
-        if self._sink is not None:
-            self._sink(_materialize((steps, now, thread.name, kind, ctx, what)))
-        if steps == self._next_checkpoint:
-            self._checkpoint(steps)
-        if steps == self._step_limit:
-            self._halt[0] = True
+        # The dispatch observer of every context. The fast paths inline it
+        # (and _step) for their own steps; keep them in step with _step.
+        self._step(kind, ctx.uid, what.uid, ctx, what)
 
     def _checkpoint(self, steps: int) -> None:
         self._next_checkpoint += self.checkpoint_interval
@@ -561,7 +548,6 @@ class Simulation:
         aio = ml.aio_context
         ioh = ml.iohandler_context
         notifier = aio._handlers[aio.notifier.fd]
-        main_heaps = [tl._heap for tl in ml.tlg.lists]
         aio_heaps = [tl._heap for tl in aio.tlg.lists]
         sched = self._sched
         threads = sched.threads
@@ -602,17 +588,17 @@ class Simulation:
                 aio.notifier.set()
 
         aio._on_poll = materialize
-        ioh._on_poll = _nothing
         try:
             while True:
                 ready = aio._ready
                 if ready and (len(ready) > 1 or notifier.seq not in ready):
                     return None
                 # iohandler_context has no work: checked in full on entry, and
-                # since then anything giving it a BH or a timer notified it
-                # (unless a callback polled it, which drops its hook).
+                # since then anything giving it a BH or a timer notified it.
+                # (A callback polling it clears the flag, but runs what is due;
+                # what is not due cannot fall due while time stands still.)
                 if (
-                    ioh._ready or ioh._notified or ioh._on_poll is None or aio._bh_slices
+                    ioh._ready or ioh._notified or aio._bh_slices
                     or threads[-1] is not main or external
                     or aio_heaps[0] or aio_heaps[1] or aio_heaps[2] or aio_heaps[3]
                 ):
@@ -689,19 +675,14 @@ class Simulation:
                         aio._notified = was_notified or called
                         aio._notify_me |= 1
                 if aio._on_poll is None:
-                    # A nested poll made the flags real: finish this iteration
-                    # as the full loop would (the snapshot's notifier, then
-                    # the timers) and hand back to it.
+                    # A nested poll made the flags real: the snapshot's
+                    # notifier runs for real, then the timers below, and then
+                    # the full loop takes over.
                     if kicked:
                         kicked = False
                         notifier.revents = notifier.mask & notifier.events
                         aio._dispatch_handler(notifier)
-                    if aio_heaps[0] or aio_heaps[1] or aio_heaps[2] or aio_heaps[3]:
-                        aio.tlg.run_timers()
-                    if main_heaps[0] or main_heaps[1] or main_heaps[2] or main_heaps[3]:
-                        ml.tlg.run_timers()
-                    return None
-                if kicked:
+                elif kicked:
                     # The snapshot's notifier runs after the batch and reads
                     # the eventfd, consuming this batch's kick too. Run it for
                     # real when the fd is really set or it must join the
@@ -718,10 +699,9 @@ class Simulation:
                     aio.tlg.run_timers()
                 if ml._kicked:
                     ml.tlg.run_timers()  # the batch armed one (see above)
-                if aio._on_poll is None:  # a timer polled: the flags are real
+                if aio._on_poll is None:  # a nested poll: the flags are real
                     return None
         finally:
-            ioh._on_poll = None
             if aio._on_poll is None:
                 kicked = False  # made real by materialize, or read since
             else:
@@ -862,10 +842,6 @@ class Simulation:
             f"<Simulation seed={self.seed} t={self.now_ns} steps={self.steps} "
             f"threads={[t.name for t in self._sched.threads]}>"
         )
-
-
-def _nothing() -> None:
-    pass
 
 
 def _get_ident() -> int:

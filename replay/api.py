@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 from evloop import Chooser, DispatchEvent, Simulation
 from evloop import __version__ as evloop_version
 
-from .errors import ReplayDivergence, ReplayError
+from .errors import ReplayError
 from .format import TraceHeader
 from .scenario import (
     RECORDED_ONLY,
@@ -287,17 +287,10 @@ def _play(
     on_step: Callable[[DispatchEvent], object] | None,
 ) -> PlayResult:
     header = reader.header
-    try:
-        fn = load_scenario(header.scenario)
-    except ScenarioError as exc:
-        raise ScenarioError(f"{path}: {exc}") from None
+    fn = _scenario_of(header, path)
     if header.chooser not in RECORDED_ONLY:
         chooser_from_spec(header.chooser)  # a bad header is a bad trace, said now
-    until_ns = _option(header, "run.until_ns", None)
-    max_steps = _option(header, "run.max_steps", None)
-    interval = int(_option(header, "run.checkpoint_interval", 1024))
-    if until_step is not None:
-        max_steps = until_step if max_steps is None else min(max_steps, until_step)
+    until_ns, max_steps, interval = _play_limits(header, until_step)
     sink = _HashSink()
     writer = TraceWriter(sink, header)  # type: ignore[arg-type]
     player = Player(reader, writer)
@@ -311,13 +304,54 @@ def _play(
         faults=header.faults,
         sanitize=_option(header, "run.sanitize", False),
     )
+    return _drive_play(path, reader, sink, sim, player, fn, until_ns, max_steps, until_step)
+
+
+def _scenario_of(header: TraceHeader, path: str | Path) -> Scenario:
+    """The trace's scenario function; a ScenarioError names the trace."""
+    try:
+        return load_scenario(header.scenario)
+    except ScenarioError as exc:
+        raise ScenarioError(f"{path}: {exc}") from None
+
+
+def _play_limits(
+    header: TraceHeader, until_step: int | None
+) -> tuple[int | None, int | None, int]:
+    """``until_ns``, ``max_steps`` and the checkpoint interval of a play, from its header."""
+    until_ns = _option(header, "run.until_ns", None)
+    max_steps = _option(header, "run.max_steps", None)
+    interval = int(_option(header, "run.checkpoint_interval", 1024))
+    if until_step is not None:
+        max_steps = until_step if max_steps is None else min(max_steps, until_step)
+    return until_ns, max_steps, interval
+
+
+def _drive_play(
+    path: str | Path,
+    reader: TraceReader,
+    sink: _HashSink,
+    sim: Simulation,
+    player: Player,
+    fn: Scenario,
+    until_ns: int | None,
+    max_steps: int | None,
+    until_step: int | None,
+    started: Callable[[], object] | None = None,
+) -> PlayResult:
+    """Run a built play (either mode) to its end, check it, and say what it found.
+
+    ``started`` runs once the player is attached and has checked INIT.
+    """
     try:
         player.attach(sim)
         player.start()
+        if started is not None:
+            started()
         failure: Exception | None = None
         reason = "failure"
         try:
-            fn(sim, **dict(header.parameters))
+            fn(sim, **dict(reader.header.parameters))
             exact = until_step is not None and max_steps == until_step
             result = sim.run(until_ns=until_ns, max_steps=max_steps, exact_steps=exact)
             reason = result.reason.value
@@ -330,8 +364,6 @@ def _play(
         stopped_early = until_step is not None and reason == "max_steps"
         if not stopped_early and not player.exhausted:
             player.finish(failure)
-    except ReplayDivergence:
-        raise
     finally:
         sim.close()
     return _play_result(

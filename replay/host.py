@@ -98,15 +98,16 @@ from .api import (
     RECENT_STEPS,
     PlayResult,
     RecordResult,
+    _drive_play,
     _HashSink,
-    _option,
-    _play_result,
+    _play_limits,
     _record_result,
     _run_options,
+    _scenario_of,
 )
 from .errors import ReplayError
 from .format import EventKind, TraceHeader
-from .scenario import Scenario, ScenarioError, chooser_from_spec, load_scenario, scenario_name
+from .scenario import Scenario, chooser_from_spec, load_scenario, scenario_name
 from .session import Player, Recorder, _show
 from .trace import TraceReader, TraceWriter
 
@@ -907,16 +908,9 @@ def _play_host(
 ) -> PlayResult:
     header = reader.header
     channels = _channels_from_header(header, path)
-    try:
-        fn = load_scenario(header.scenario)
-    except ScenarioError as exc:
-        raise ScenarioError(f"{path}: {exc}") from None
+    fn = _scenario_of(header, path)
     chooser_from_spec(header.chooser)  # validate
-    until_ns = _option(header, "run.until_ns", None)
-    max_steps = _option(header, "run.max_steps", None)
-    interval = int(_option(header, "run.checkpoint_interval", 1024))
-    if until_step is not None:
-        max_steps = until_step if max_steps is None else min(max_steps, until_step)
+    until_ns, max_steps, interval = _play_limits(header, until_step)
     sink = _HashSink()
     player = HostPlayer(reader, TraceWriter(sink, header))  # type: ignore[arg-type]
     sim = HostSimulation(
@@ -924,30 +918,12 @@ def _play_host(
         checkpoint_interval=interval, recent=RECENT_STEPS,
         log=on_step if on_step is not None else False,
     )
-    stopped_early = False
-    try:
+
+    def started() -> None:
         TraceMonitor(sim, player)
-        player.attach(sim)
-        player.start()
         sim.start_host_clock(player.host_start(0))
-        failure: Exception | None = None
-        reason = "failure"
-        try:
-            fn(sim, **dict(header.parameters))
-            exact = until_step is not None and max_steps == until_step
-            reason = sim.run(until_ns=until_ns, max_steps=max_steps, exact_steps=exact).reason.value
-        except ReplayError:
-            raise
-        except Exception as exc:
-            failure = exc
-        if player.divergence is not None:
-            raise player.divergence
-        stopped_early = until_step is not None and reason == "max_steps"
-        if not stopped_early and not player.exhausted:
-            player.finish(failure)
-    finally:
-        sim.close()
-    return _play_result(
-        path, reader, sink, sim, player, reason, failure, stopped_early=stopped_early
+
+    return _drive_play(
+        path, reader, sink, sim, player, fn, until_ns, max_steps, until_step, started
     )
 
