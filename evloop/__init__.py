@@ -8,10 +8,16 @@ See ``docs/design.md`` for the layers and what depends on what.
 PYTEST_DONT_REWRITE
 """
 
-from .aio import AioContext, DispatchKind
-from .bh import BH, BHFlags
-from .chooser import ChoiceKind, Chooser, FifoChooser, PCTChooser, RandomChooser
-from .clock import (
+from .errors import (
+    DeadlockError,
+    EvloopError,
+    EvloopInternalError,
+    NondeterminismError,
+    SimulationError,
+)
+from .loop.aio import AioContext, DispatchKind
+from .loop.bh import BH, BHFlags
+from .loop.clock import (
     HOST_EPOCH_NS,
     SCALE_MS,
     SCALE_NS,
@@ -21,24 +27,18 @@ from .clock import (
     soonest_timeout,
     timeout_ns_to_ms,
 )
-from .errors import (
-    DeadlockError,
-    EvloopError,
-    EvloopInternalError,
-    NondeterminismError,
-    SimulationError,
-)
-from .external import ScriptedPeer
-from .fds import FdTable
-from .hooks import SimulationHooks
-from .iothread import IOThread
-from .mainloop import MainLoop
-from .notifier import EventNotifier
-from .rng import SimRandom
-from .scheduler import ThreadOfControl, ThreadState
-from .simulation import DispatchEvent, RunResult, SimEvent, Simulation, StopReason
-from .timer import Timer
-from .waiting import Blocker, WaitCondition, WarpBlocker
+from .loop.fds import FdTable
+from .loop.mainloop import MainLoop
+from .loop.notifier import EventNotifier
+from .loop.timer import Timer
+from .loop.waiting import Blocker, WaitCondition, WarpBlocker
+from .machine.chooser import ChoiceKind, Chooser, FifoChooser, PCTChooser, RandomChooser
+from .machine.external import ScriptedPeer
+from .machine.hooks import SimulationHooks
+from .machine.iothread import IOThread
+from .machine.rng import SimRandom
+from .machine.scheduler import ThreadOfControl, ThreadState
+from .machine.simulation import DispatchEvent, RunResult, SimEvent, Simulation, StopReason
 
 __all__ = [
     "BH",

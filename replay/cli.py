@@ -170,7 +170,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 def _faults(args: argparse.Namespace) -> list[str]:
     faults = [f.strip() for arg in args.faults for f in arg.split(",") if f.strip()]
     if faults:
-        from evloop.faults import parse_faults
+        from evloop.machine.faults import parse_faults
 
         try:
             parse_faults(faults)

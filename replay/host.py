@@ -92,7 +92,7 @@ from evloop import (
     WaitCondition,
 )
 from evloop import __version__ as evloop_version
-from evloop.fds import SOCKET_CAPACITY
+from evloop.loop.fds import SOCKET_CAPACITY
 
 from .api import (
     RECENT_STEPS,

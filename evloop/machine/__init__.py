@@ -1,0 +1,1 @@
+"""The simulated machine: threads of control, scheduler, choosers, peers, faults."""

@@ -1,0 +1,850 @@
+"""``Simulation``: a whole simulated machine, run deterministically.
+
+A simulation bundles one :class:`~evloop.VirtualClock`, one
+:class:`~evloop.FdTable`, one :class:`~evloop.MainLoop` and the threads of
+control (the main thread, IOThreads, thread-pool workers, user threads such
+as vCPU-like workers), and runs them under one turn lock (see
+``scheduler.py``). Its event order is a pure function of the scenario, the
+seed and the chooser's answers.
+
+The main thread is the OS thread that built the simulation; :meth:`run`
+drives the main loop from it (``while not stop: main_loop_wait()``) until
+nothing can ever happen again, a limit is reached, or :meth:`shutdown` is
+requested. The simulation starts with the VM running: the VIRTUAL clock is
+enabled, as ``vm_start`` does; simulation time is the REALTIME clock, which
+reads the same as VIRTUAL while the VM runs.
+
+Every callback the loops dispatch and every turn handed to another thread is
+one *step*; :attr:`Simulation.steps` is the position counter the replay layer
+aligns recorded input with. With ``log=True`` each step is also kept as a
+:class:`DispatchEvent` in :attr:`Simulation.log`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import Enum
+from heapq import heappop
+from typing import Any
+
+from ..errors import SimulationError
+from ..loop.aio import AioContext, DispatchKind, DispatchObserver
+from ..loop.bh import (
+    BH_DELETED,
+    BH_FREED,
+    BH_IDLE,
+    BH_ONESHOT,
+    BH_PENDING,
+    BH_SCHEDULED,
+    callback_name,
+)
+from ..loop.clock import ClockType, VirtualClock
+from ..loop.fds import FdTable
+from ..loop.mainloop import MainLoop
+from ..loop.timer import TimerList
+from .chooser import Chooser, FifoChooser
+from .external import ExternalEvent, ScriptedPeer
+from .faults import FaultInjector, parse_faults
+from .hooks import SimulationHooks
+from .iothread import IOThread
+from .rng import SimRandom
+from .scheduler import Scheduler, ThreadOfControl
+
+__all__ = ["DispatchEvent", "RunResult", "SimEvent", "Simulation", "StopReason"]
+
+
+class StopReason(Enum):
+    IDLE = "idle"  #: nothing can ever happen again
+    UNTIL = "until"  #: the time limit was reached
+    MAX_STEPS = "max_steps"  #: the step limit was reached
+    SHUTDOWN = "shutdown"  #: :meth:`Simulation.shutdown` was called
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    reason: StopReason
+    steps: int
+    time_ns: int
+    shutdown_cause: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchEvent:
+    """One step: a callback dispatched, input delivered, or a turn handed over."""
+
+    step: int
+    time_ns: int
+    thread: str
+    context: str
+    kind: str
+    name: str
+
+    def as_tuple(self) -> tuple[int, int, str, str, str, str]:
+        return (self.step, self.time_ns, self.thread, self.context, self.kind, self.name)
+
+
+class _EventCondition:
+    __slots__ = ("event",)
+
+    def __init__(self, event: SimEvent) -> None:
+        self.event = event
+
+    def ready(self) -> bool:
+        return self.event._set
+
+    def describe(self) -> str:
+        return f"event {self.event.name!r}"
+
+
+class SimEvent:
+    """A flag threads of control can wait on (like ``threading.Event``, in virtual time)."""
+
+    __slots__ = ("_cond", "_sched", "_set", "name")
+
+    def __init__(self, sched: Scheduler, name: str) -> None:
+        self._sched = sched
+        self.name = name
+        self._set = False
+        self._cond = _EventCondition(self)
+
+    def set(self) -> None:
+        self._set = True
+
+    def clear(self) -> None:
+        self._set = False
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, timeout_ns: int = -1) -> bool:
+        """Block until set or timed out; True if set."""
+        if not self._set:
+            self._sched.block(self._cond, timeout_ns)
+        return self._set
+
+    def __repr__(self) -> str:
+        return f"<SimEvent {self.name!r} {'set' if self._set else 'clear'}>"
+
+
+_PRIME = 0x100000001B3  # FNV's 64-bit prime
+_MASK64 = (1 << 64) - 1
+#: A BH's flags once dequeued (``aio_bh_dequeue``).
+_BH_DEQUEUED = ~(BH_PENDING | BH_SCHEDULED | BH_IDLE)
+_RawStep = tuple[int, int, str, int, Any, Any]
+
+
+def _materialize(raw: _RawStep) -> DispatchEvent:
+    steps, now, thread, kind, ctx, what = raw
+    if kind == DispatchKind.TURN:
+        return DispatchEvent(steps, now, what.name, "-", "turn", what.name)
+    if kind == DispatchKind.FAULT:
+        return DispatchEvent(steps, now, thread, "-", "fault", str(what))
+    if kind == DispatchKind.INPUT:
+        peer, chunk, closed = what
+        return DispatchEvent(
+            steps, now, peer.name, "-", "input", "close" if closed else f"{len(chunk)} bytes"
+        )
+    return DispatchEvent(steps, now, thread, ctx.name, DispatchKind.NAMES[kind],
+                         _describe_owner(kind, what))
+
+
+def _describe_owner(kind: int, what: Any) -> str:
+    if kind == DispatchKind.BH:
+        return str(what.name) if what.name is not None else callback_name(what.cb)
+    if kind == DispatchKind.TIMER:
+        return str(what.name) if what.name is not None else callback_name(what.cb)
+    if kind == DispatchKind.READ:
+        return f"fd {what.fd}: {callback_name(what.io_read)}"
+    if kind == DispatchKind.WRITE:
+        return f"fd {what.fd}: {callback_name(what.io_write)}"
+    if kind == DispatchKind.POLL_READY:
+        return f"fd {what.fd}: {callback_name(what.io_poll_ready)}"
+    return str(what)
+
+
+class Simulation:
+    """A deterministic simulated machine: clock, fds, main loop, threads of control."""
+
+    def __init__(
+        self,
+        seed: int = 0,
+        *,
+        chooser: Chooser | None = None,
+        log: bool | Callable[[DispatchEvent], object] = False,
+        recent: int = 0,
+        hooks: SimulationHooks | None = None,
+        checkpoint_interval: int = 1024,
+        fast_path: bool = True,
+        sanitize: bool | str = False,
+        faults: Iterable[str] = (),
+    ) -> None:
+        if not isinstance(seed, int):
+            raise TypeError(f"seed must be an int, not {type(seed).__name__}")
+        if checkpoint_interval <= 0:
+            raise ValueError(f"checkpoint_interval must be positive, not {checkpoint_interval}")
+        self.seed = seed
+        self.clock = VirtualClock()
+        self.clock.enable(ClockType.VIRTUAL, True)
+        self.random = SimRandom(seed)
+        self.chooser: Chooser = chooser if chooser is not None else FifoChooser()
+        self._sched = Scheduler(self.clock, self.chooser)
+        self._sched.on_turn = self._on_turn
+        self._sched.deliver = self._deliver
+        self.fds = FdTable(blocker=self._sched)
+        # Fault injection (faults.py): none unless the scenario accepts some.
+        specs = faults if isinstance(faults, str) else tuple(faults)
+        plan = parse_faults(specs)
+        #: The fault specs this simulation accepts (empty: no fault is ever injected).
+        self.faults: frozenset[str] = frozenset(specs)
+        self._faults: FaultInjector | None = None
+        observer: DispatchObserver = self._observe
+        if plan:
+            self._faults = FaultInjector(
+                plan, sched=self._sched, fds=self.fds, clock=self.clock, step=self._step,
+                outside=lambda fd: any(p.fd == fd and not p.closed for p in self._peers),
+            )
+            if self._faults.preempts:
+                observer = self._faults.preempting(self._observe)
+        self._dispatch_observer = observer
+        self.steps = 0
+        #: Rolling 64-bit digest of every step so far (kind, thread, what, time).
+        self.digest = 0
+        self.hooks = hooks
+        self.checkpoint_interval = checkpoint_interval
+        self._next_checkpoint = checkpoint_interval if hooks is not None else -1
+        #: Every step as a DispatchEvent, when built with ``log=True``.
+        self.log: list[DispatchEvent] | None = [] if log is True else None
+        self._sink: Callable[[DispatchEvent], object] | None = (
+            self.log.append if self.log is not None else (log if callable(log) else None)
+        )
+        self._recent: deque[_RawStep] | None = deque(maxlen=recent) if recent else None
+        self._contexts = 0
+        self.main_loop = MainLoop(self.clock, self.fds, observer=self._dispatch_observer)
+        self.main_loop.aio_context.uid = self._next_context_uid()
+        self.main_loop.iohandler_context.uid = self._next_context_uid()
+        #: Raised when the step limit of run() is reached; shared by every context.
+        self._halt = self.main_loop.halt
+        self._sched.halt = self._halt
+        self._step_limit = -1
+        self._sched.idle_cond = self.main_loop._cond
+        self.iothreads: list[IOThread] = []
+        self._peers: list[ScriptedPeer] = []
+        self._shutdown: str | None = None
+        self._closed = False
+        #: Run main-loop timers qtest-style when the full loop would do the same.
+        self.fast_path = fast_path
+        if sanitize not in (False, True, "strict"):
+            raise ValueError(f"sanitize must be False, True or 'strict', not {sanitize!r}")
+        #: Route (or, "strict", refuse) real nondeterminism while the simulation runs.
+        self.sanitize = sanitize
+
+    # -- observation --------------------------------------------------------------
+    #
+    # Every step passes through _step: it advances the position counter, folds
+    # the step into the rolling digest, keeps the optional log and ring of
+    # recent steps, and fires the periodic checkpoint hook. It is on the hot
+    # path. The digest is a polynomial hash over integers only, so it is the
+    # same in every process and on every Python:
+    #     digest = ((digest ^ time) * _PRIME + key) mod 2**64
+    # where key packs the step's kind, thread, owner and callback identity.
+
+    def _observe(self, kind: int, ctx: Any, what: Any) -> None:
+        # The dispatch observer of every context. The fast paths inline it
+        # (and _step) for their own steps; keep them in step with _step.
+        self._step(kind, ctx.uid, what.uid, ctx, what)
+
+    def _checkpoint(self, steps: int) -> None:
+        self._next_checkpoint += self.checkpoint_interval
+        assert self.hooks is not None
+        self.hooks.checkpoint(steps)
+
+    def _step(self, kind: int, owner_uid: int, what_uid: int, ctx: Any, what: Any) -> None:
+        self.steps = steps = self.steps + 1
+        now = self.clock._now[0]
+        thread = self._sched.current
+        self.digest = (
+            (self.digest ^ now) * _PRIME
+            + ((kind << 56) | (thread.index << 48) | (owner_uid << 32) | what_uid)
+        ) & _MASK64
+        recent = self._recent
+        if recent is not None:
+            recent.append((steps, now, thread.name, kind, ctx, what))
+        if self._sink is not None:
+            self._sink(_materialize((steps, now, thread.name, kind, ctx, what)))
+        if steps == self._next_checkpoint:
+            self._checkpoint(steps)
+        if steps == self._step_limit:
+            self._halt[0] = True
+
+    def _on_turn(self, t: ThreadOfControl) -> None:
+        self._step(DispatchKind.TURN, 0, t.index, None, t)
+
+    def _deliver(self, event: ExternalEvent) -> None:
+        if not isinstance(event, ExternalEvent):  # bytes a fault held back (faults.py)
+            assert self._faults is not None
+            self._faults.deliver(event)
+            return
+        peer = event.peer
+        before = event.sent
+        if not peer.deliver(event):
+            self._sched.stalled.append(event)
+        if event.close or event.sent > before:
+            chunk = b"" if event.close else event.data[before : event.sent]
+            if self.hooks is not None:
+                self.hooks.input(peer.name, chunk, event.close)
+            self._step(DispatchKind.INPUT, peer.uid, len(chunk), None, (peer, chunk, event.close))
+
+    def recent_events(self) -> list[DispatchEvent]:
+        """The last steps (kept when built with ``recent=N``), oldest first."""
+        if self._recent is None:
+            return []
+        return [_materialize(raw) for raw in self._recent]
+
+    # -- the public surface ---------------------------------------------------------
+
+    @property
+    def now_ns(self) -> int:
+        """Simulation time: the REALTIME clock."""
+        return self.clock._now[0]
+
+    @property
+    def threads(self) -> tuple[ThreadOfControl, ...]:
+        return tuple(self._sched.threads)
+
+    @property
+    def current_thread(self) -> ThreadOfControl:
+        return self._sched.current
+
+    def thread(self, name: str, fn: Callable[[], object]) -> ThreadOfControl:
+        """Start a thread of control (a vCPU-like worker) running ``fn()``."""
+        self._check_open()
+        return self._sched.spawn(name, fn)
+
+    def iothread(self, name: str) -> IOThread:
+        """Start an IOThread: a thread of control polling its own AioContext."""
+        self._check_open()
+        self._sched.check_name(name)  # before the context allocates its eventfd
+        io = IOThread(name, self.new_aio_context(name))
+        io.thread = self._sched.spawn(name, io.run, idle_ok=True)
+        self.iothreads.append(io)
+        return io
+
+    def new_aio_context(self, name: str) -> AioContext:
+        """An AioContext on this simulation's clock and fds, with its steps observed."""
+        ctx = AioContext(self.clock, self.fds, name=name, observer=self._dispatch_observer)
+        ctx.uid = self._next_context_uid()
+        ctx.halt = self._halt
+        ctx.tlg.set_halt(self._halt)
+        return ctx
+
+    def _next_context_uid(self) -> int:
+        self._contexts += 1
+        return self._contexts
+
+    def sleep(self, ns: int) -> None:
+        """Block the calling thread of control for ``ns`` of virtual time."""
+        self._sched.sleep(ns)
+
+    def yield_now(self) -> None:
+        """A preemption point: any other runnable thread of control may go first."""
+        self._sched.yield_now()
+
+    def event(self, name: str) -> SimEvent:
+        return SimEvent(self._sched, name)
+
+    def peer(self, fd: int, name: str | None = None) -> ScriptedPeer:
+        """A scripted peer writing into (and reading from) ``fd``, from outside the system."""
+        self._check_open()
+        if not self.fds.is_open(fd):
+            raise ValueError(f"peer on fd {fd}: the fd is not open")
+        peer = ScriptedPeer(
+            self.fds, fd, name if name is not None else f"peer-fd{fd}",
+            self._sched.add_external, lambda: self.clock._now[0],
+        )
+        peer.uid = len(self._peers) + 1
+        self._peers.append(peer)
+        return peer
+
+    def shutdown(self, cause: str = "shutdown") -> None:
+        """Ask :meth:`run` to return after the current main-loop iteration."""
+        if self._shutdown is None:
+            self._shutdown = cause
+            if self.hooks is not None:
+                self.hooks.shutdown(cause)
+        self.main_loop.notify_event()
+
+    def run(
+        self,
+        until_ns: int | None = None,
+        max_steps: int | None = None,
+        *,
+        exact_steps: bool = False,
+    ) -> RunResult:
+        """Run the main loop until idle, ``until_ns``, ``max_steps`` more steps, or shutdown.
+
+        ``max_steps`` stops at the first main-loop iteration boundary at or
+        after that many steps, where every other thread of control is waiting:
+        calling ``run`` again then goes on exactly as if it had never stopped.
+        With ``exact_steps=True`` it stops right after the step itself, even
+        inside an iteration or a thread's turn (to inspect the state at that
+        step, as ``replay play --until-step`` does); such a run is not meant
+        to be resumed.
+        """
+        self._check_open()
+        sched = self._sched
+        if sched.current is not sched.main or sched.main._ident != _get_ident():
+            raise SimulationError(
+                "Simulation.run() must be called from the thread that created the simulation, "
+                "outside any callback"
+            )
+        if sched.in_run:
+            raise SimulationError("Simulation.run() is already running (called from a callback?)")
+        if until_ns is not None and until_ns < self.now_ns:
+            raise ValueError(f"until_ns={until_ns} is in the past (now is t={self.now_ns} ns)")
+        if max_steps is not None and max_steps < 0:
+            raise ValueError(f"max_steps must be non-negative, not {max_steps}")
+        step_limit = None if max_steps is None else self.steps + max_steps
+        self._step_limit = -1 if step_limit is None or not exact_steps else step_limit
+        self._halt[0] = exact_steps and step_limit is not None and self.steps >= step_limit
+        sched.until_ns = until_ns
+        sched.stop_reason = None
+        sched.in_run = True
+        wait = self.main_loop.wait
+        reason: StopReason
+        sanitizer = None
+        if self.sanitize:
+            from .sanitizer import Sanitizer
+
+            sanitizer = Sanitizer(self, strict=self.sanitize == "strict")
+            sanitizer.__enter__()
+        fell_back = False
+        try:
+            while True:
+                if self._shutdown is not None:
+                    reason = StopReason.SHUTDOWN
+                    break
+                if step_limit is not None and self.steps >= step_limit:
+                    reason = StopReason.MAX_STEPS
+                    break
+                if sched.stop_reason is not None:
+                    reason = StopReason(sched.stop_reason)
+                    break
+                if until_ns is not None and self.now_ns >= until_ns:
+                    reason = StopReason.UNTIL
+                    break
+                if self.fast_path and not fell_back:
+                    fast = self._run_fast(step_limit, until_ns)
+                    if fast is not None:
+                        reason = fast
+                        break
+                    # Back to the full loop: the fast path may have run steps,
+                    # so the limits above are checked again before waiting.
+                    fell_back = True
+                    continue
+                fell_back = False
+                wait()
+        finally:
+            sched.in_run = False
+            sched.until_ns = None
+            sched.stop_reason = None
+            self._step_limit = -1
+            self._halt[0] = False
+            if sanitizer is not None:
+                sanitizer.__exit__(None, None, None)
+        cause = self._shutdown
+        self._shutdown = None
+        return RunResult(reason, self.steps, self.now_ns, cause)
+
+    def _run_fast(self, step_limit: int | None, until_ns: int | None) -> StopReason | None:
+        """Warp to main-loop timer deadlines and run them directly, while that is exact.
+
+        QEMU's qtest driver does this (``qemu_clock_advance_virtual_time``).
+        It is legitimate only while a full ``main_loop_wait`` would do exactly
+        the same: the main thread is the only thread of control, no external
+        input is scheduled, and neither context has a bottom half, a ready fd
+        handler or a timer of its own. Then each full iteration would block
+        (warping the clock by the main-loop timer deadline in ns), find
+        nothing to dispatch, and run the main-loop timers: which is what this
+        loop does, checking the conditions again after every pass. Returns
+        the reason to stop, or None to go back to the full loop.
+        """
+        sched = self._sched
+        ml = self.main_loop
+        aio = ml.aio_context
+        ioh = ml.iohandler_context
+        lists = ml.tlg.lists
+        ctx_heaps = [tl._heap for ctx in (aio, ioh) for tl in ctx.tlg.lists]
+        now = self.clock._now
+        threads = sched.threads
+        external = sched._external
+        clean = False  # check everything on the first pass
+        while True:
+            if aio._notified or ioh._notified or aio._ready or ioh._ready or not clean:
+                if aio._bh_list and not (
+                    aio._bh_slices or ioh._bh_list or ioh._bh_slices
+                    or aio._ready or ioh._ready or any(ctx_heaps)
+                ):
+                    # None: the conditions changed; one full iteration decides.
+                    return self._run_fast_bh(step_limit, until_ns)
+                if (
+                    aio._bh_list or aio._bh_slices or ioh._bh_list or ioh._bh_slices
+                    or aio._ready or ioh._ready or any(ctx_heaps)
+                ):
+                    return None
+                # Neither context is ready at prepare, so each is checked: that
+                # clears its notify flags every iteration.
+                aio._notified = ioh._notified = False
+                aio._notify_me &= ~1
+                ioh._notify_me &= ~1
+                clean = True
+            if len(threads) != 1 or external or sched.stalled:
+                return None
+            if self._shutdown is not None:
+                return StopReason.SHUTDOWN
+            if step_limit is not None and self.steps >= step_limit:
+                return StopReason.MAX_STEPS
+            if until_ns is not None and now[0] >= until_ns:
+                return StopReason.UNTIL
+            active = [tl for tl in lists if tl._heap]
+            if len(active) == 1 and active[0].checkpoint is None:
+                # None: the conditions changed; one full iteration decides.
+                return self._run_fast_one(active[0], step_limit, until_ns)
+            deadline = -1
+            for tl in active:
+                d = tl.deadline_ns()
+                if d >= 0 and (deadline < 0 or d < deadline):
+                    deadline = d
+            if deadline < 0:
+                if until_ns is not None:
+                    self.clock.advance_to(until_ns)
+                    return StopReason.UNTIL
+                return StopReason.IDLE
+            if until_ns is not None and now[0] + deadline > until_ns:
+                self.clock.advance_to(until_ns)
+                return StopReason.UNTIL
+            if deadline:
+                self.clock.advance(deadline)
+            for tl in lists:
+                if tl._heap:
+                    tl.run_timers()
+
+    def _run_fast_bh(self, step_limit: int | None, until_ns: int | None) -> StopReason | None:
+        """:meth:`_run_fast` while bottom halves of ``aio_context`` alone are due.
+
+        A full iteration then sees ``aio_context`` ready at prepare (a zero
+        timeout), so glib skips its check: ``notify_me`` stays set while its
+        bottom halves run, and a bottom half scheduled by one kicks the
+        context's eventfd, whose notifier the next iteration dispatches from
+        its readiness snapshot. ``iohandler_context`` is prepared and checked
+        (a no-op but for its notify flags). Time does not move. After the
+        batch, timers that the batch made due run, the context's, then the
+        main loop's. This loop does exactly that, one batch per iteration,
+        while no other fd is ready, no other context has work and the main
+        thread is alone.
+        """
+        ml = self.main_loop
+        aio = ml.aio_context
+        ioh = ml.iohandler_context
+        notifier = aio._handlers[aio.notifier.fd]
+        aio_heaps = [tl._heap for tl in aio.tlg.lists]
+        sched = self._sched
+        threads = sched.threads
+        external = sched._external
+        now = self.clock._now
+        bh_timeout = aio._bh_timeout
+        bh_poll = aio._bh_poll
+        slices = aio._bh_slices
+        # Without a log sink or an exact step limit, the observer is inlined.
+        plain = aio._observer == self._observe and self._sink is None and step_limit is None
+        recent = self._recent
+        main_name = sched.main.name
+        tag = (0 << 56) | (sched.main.index << 48) | (aio.uid << 32)
+        # The notifier's eventfd, modelled: "kicked" is whether it is set at
+        # this iteration's readiness snapshot. A kick written by the last batch
+        # and not yet read is materialised when we leave.
+        kicked = notifier.seq in aio._ready
+        was_notified = False
+        in_batch = False
+        main = sched.main  # threads only grow, main first: alone while it is the last
+        ml._kicked = True  # check the main-loop timers on the first pass
+
+        def materialize() -> None:
+            # A callback polls aio_context itself (aio_poll from a BH or a
+            # timer): make the modelled state real first, as the full loop
+            # would have it. Then it is the full loop's again: poll() drops
+            # this hook, which tells the loop below to hand back.
+            if in_batch:
+                # notify_me is set while the batch runs, so the eventfd is
+                # set by a kick of the last batch or any notify() so far.
+                called = aio._notified
+                aio._notified = was_notified or called
+                aio._notify_me |= 1
+                pending = kicked or called
+            else:
+                pending = kicked  # the batch's kick, not read yet
+            if pending and notifier.seq not in aio._ready:
+                aio.notifier.set()
+
+        aio._on_poll = materialize
+        try:
+            while True:
+                ready = aio._ready
+                if ready and (len(ready) > 1 or notifier.seq not in ready):
+                    return None
+                # iohandler_context has no work: checked in full on entry, and
+                # since then anything giving it a BH or a timer notified it.
+                # (A callback polling it clears the flag, but runs what is due;
+                # what is not due cannot fall due while time stands still.)
+                if (
+                    ioh._ready or ioh._notified or aio._bh_slices
+                    or threads[-1] is not main or external
+                    or aio_heaps[0] or aio_heaps[1] or aio_heaps[2] or aio_heaps[3]
+                ):
+                    return None
+                if self._shutdown is not None:
+                    return StopReason.SHUTDOWN
+                if step_limit is not None and self.steps >= step_limit:
+                    return StopReason.MAX_STEPS
+                if until_ns is not None and now[0] >= until_ns:
+                    return StopReason.UNTIL
+                bhs = aio._bh_list
+                if not bhs:
+                    return None
+                # aio_compute_timeout is 0 (a scheduled, non-idle BH is due)?
+                # Usually the first BH says so; otherwise ask the real thing.
+                flags = bhs[-1]._flags
+                if flags & (BH_SCHEDULED | BH_DELETED | BH_IDLE) != BH_SCHEDULED and (
+                    bh_timeout(bhs, -1) != 0
+                ):
+                    return None
+                # A main-loop timer due now ends the batches. Time stands
+                # still here, so one can only fall due by being armed, and
+                # that makes it the head of its list, which kicks the loop.
+                if ml._kicked:
+                    ml._kicked = False
+                    if ml.tlg.deadline_ns() == 0:
+                        return None
+                ioh._notify_me &= ~1  # ioh: prepared, then checked
+                ioh._notified = False
+                # prepare sets notify_me and glib skips check (aio is ready at
+                # prepare), so each notify() during the batch writes the
+                # eventfd: modelled by watching the notified flag instead.
+                aio._notify_me &= ~1
+                was_notified = aio._notified
+                aio._notified = False
+                in_batch = True
+                try:
+                    if plain:
+                        # bh_poll, inlined with the observer: one slice, the
+                        # list as it stands, newest first.
+                        batch = bhs
+                        aio._bh_list = []
+                        slices.append(batch)
+                        while batch:
+                            bh = batch.pop()
+                            flags = bh._flags
+                            bh._flags = flags & _BH_DEQUEUED
+                            if flags & (BH_DELETED | BH_ONESHOT):
+                                bh._flags |= BH_FREED
+                            if flags & (BH_SCHEDULED | BH_DELETED) == BH_SCHEDULED:
+                                # self._observe, inlined (keep the two in step).
+                                self.steps = steps = self.steps + 1
+                                self.digest = (
+                                    (self.digest ^ now[0]) * _PRIME + (tag | bh.uid)
+                                ) & _MASK64
+                                if recent is not None:
+                                    recent.append((steps, now[0], main_name, 0, aio, bh))
+                                if steps == self._next_checkpoint:
+                                    self._checkpoint(steps)
+                                bh.cb()
+                        # A nested poll from a callback may have run (and
+                        # dropped) the slice; anything else left runs as
+                        # bh_poll would run it.
+                        if slices and slices[0] is batch:
+                            slices.popleft()
+                        if slices:
+                            aio._bh_run_slices()
+                    else:
+                        bh_poll()
+                finally:
+                    in_batch = False
+                    if aio._on_poll is not None:  # still modelled
+                        called = aio._notified
+                        aio._notified = was_notified or called
+                        aio._notify_me |= 1
+                if aio._on_poll is None:
+                    # A nested poll made the flags real: the snapshot's
+                    # notifier runs for real, then the timers below, and then
+                    # the full loop takes over.
+                    if kicked:
+                        kicked = False
+                        notifier.revents = notifier.mask & notifier.events
+                        aio._dispatch_handler(notifier)
+                elif kicked:
+                    # The snapshot's notifier runs after the batch and reads
+                    # the eventfd, consuming this batch's kick too. Run it for
+                    # real when the fd is really set or it must join the
+                    # poll list (its first dispatch); otherwise it is a no-op.
+                    if notifier.seq in aio._ready or not notifier.in_poll_list:
+                        if notifier.seq not in aio._ready:
+                            aio.notifier.set()
+                        notifier.revents = notifier.mask & notifier.events
+                        aio._dispatch_handler(notifier)
+                    kicked = False
+                else:
+                    kicked = called
+                if aio_heaps[0] or aio_heaps[1] or aio_heaps[2] or aio_heaps[3]:
+                    aio.tlg.run_timers()
+                if ml._kicked:
+                    ml.tlg.run_timers()  # the batch armed one (see above)
+                if aio._on_poll is None:  # a nested poll: the flags are real
+                    return None
+        finally:
+            if aio._on_poll is None:
+                kicked = False  # made real by materialize, or read since
+            else:
+                aio._on_poll = None
+            if kicked and notifier.seq not in aio._ready:
+                aio.notifier.set()
+
+    def _run_fast_one(
+        self, tl: TimerList, step_limit: int | None, until_ns: int | None
+    ) -> StopReason | None:
+        """:meth:`_run_fast` while one main-loop timer list alone has timers.
+
+        Each pass is ``TimerList.run_timers`` inlined: warp to the head's
+        expiry, sample the clock once, run every timer expired at the sample.
+        Returns a stop reason, or None when the conditions changed (the
+        caller re-checks them all).
+        """
+        ml = self.main_loop
+        aio = ml.aio_context
+        ioh = ml.iohandler_context
+        others = [other._heap for other in ml.tlg.lists if other is not tl]
+        sched = self._sched
+        threads = sched.threads
+        external = sched._external
+        clock = self.clock
+        now = clock._now
+        enabled = clock._enabled
+        ct = int(tl.clock_type)  # a plain int indexes lists faster than the IntEnum
+        heap = tl._heap
+        observer = tl.observer
+        owner = tl.owner
+        pop = heappop
+        # Without a log sink or an exact step limit, the observer is inlined.
+        plain = observer == self._observe and self._sink is None and step_limit is None
+        recent = self._recent
+        main = sched.main  # threads only grow, main first: alone while it is the last
+        entry: Any = None
+        timer: Any = None
+        tag = (4 << 56) | (main.index << 48) | (owner.uid << 32)
+        halt = self._halt
+        ml._kicked = True  # check the other lists and shutdown on the first pass
+        while True:
+            if (
+                aio._notified or ioh._notified or aio._ready or ioh._ready
+                or threads[-1] is not main or external or tl.checkpoint is not None
+            ):
+                return None
+            if ml._kicked:
+                # Arming a timer on an empty list makes it the head, which
+                # calls notify_event; so does shutdown(). Otherwise the other
+                # lists are still empty and no shutdown was asked.
+                ml._kicked = False
+                if others[0] or others[1] or others[2]:
+                    return None
+                if self._shutdown is not None:
+                    return StopReason.SHUTDOWN
+            if step_limit is not None and self.steps >= step_limit:
+                return StopReason.MAX_STEPS
+            if until_ns is not None and now[0] >= until_ns:
+                return StopReason.UNTIL
+            if entry is None:  # the head, unless the last pass left it checked
+                if not heap:
+                    return None
+                entry = heap[0]
+                timer = entry[2]
+                if timer._entry is not entry:  # dead: drop it and look again
+                    pop(heap)
+                    tl._dead -= 1
+                    entry = None
+                    continue
+            if not enabled[ct]:
+                return None
+            delta = entry[0] - now[ct]
+            if delta > 0:
+                if until_ns is not None and now[0] + delta > until_ns:
+                    clock.advance_to(until_ns)
+                    return StopReason.UNTIL
+                # clock.advance(delta), inlined
+                now[0] += delta
+                if enabled[1]:
+                    now[1] += delta
+                now[2] += delta
+                now[3] += delta
+            # run_timers, inlined: sample the clock once, then run every timer
+            # expired at the sample. The head is, and halt is down (the step
+            # limit was checked above), so its checks are skipped.
+            current = now[ct]
+            while True:
+                pop(heap)
+                timer._entry = None
+                if plain:
+                    # self._observe, inlined (keep the two in step).
+                    self.steps = steps = self.steps + 1
+                    self.digest = ((self.digest ^ now[0]) * _PRIME + (tag | timer.uid)) & _MASK64
+                    if recent is not None:
+                        recent.append((steps, now[0], main.name, 4, owner, timer))
+                    if steps == self._next_checkpoint:
+                        self._checkpoint(steps)
+                elif observer is not None:
+                    observer(4, owner, timer)
+                timer.cb()
+                if not heap or halt[0]:
+                    entry = None
+                    break
+                entry = heap[0]
+                timer = entry[2]
+                while timer._entry is not entry:  # dead: drop it, same pass
+                    pop(heap)
+                    tl._dead -= 1
+                    if not heap:
+                        break
+                    entry = heap[0]
+                    timer = entry[2]
+                if not heap:
+                    entry = None
+                    break
+                if entry[0] > current:
+                    break  # the next pass starts from this head, already checked
+
+    def close(self) -> None:
+        """Unwind every thread of control; the simulation cannot run afterwards."""
+        if not self._closed:
+            self._closed = True
+            self._sched.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SimulationError("this simulation is closed")
+
+    def __enter__(self) -> Simulation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"<Simulation seed={self.seed} t={self.now_ns} steps={self.steps} "
+            f"threads={[t.name for t in self._sched.threads]}>"
+        )
+
+
+def _get_ident() -> int:
+    import threading
+
+    return threading.get_ident()
