@@ -42,6 +42,7 @@ from evloop import (
     WaitCondition,
     WarpBlocker,
 )
+from tests.helpers import appender
 
 REALTIME = ClockType.REALTIME
 SECOND = 1_000 * SCALE_MS
@@ -118,10 +119,6 @@ class TimerTestData:
         self.n += 1
         if self.n < self.max:
             self.timer.mod(self.clock.get_ns(REALTIME) + self.ns)
-
-
-def appender(log: list[str], what: str) -> Callable[[], None]:
-    return lambda: log.append(what)
 
 
 def dummy_io_handler_read() -> None:

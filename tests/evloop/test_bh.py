@@ -31,12 +31,9 @@ from evloop import (
     VirtualClock,
 )
 from evloop.loop.bh import callback_name
+from tests.helpers import new_ctx
 
 IDLE_TIMEOUT_NS = 10 * SCALE_MS
-
-
-def new_ctx() -> AioContext:
-    return AioContext(VirtualClock(), FdTable())
 
 
 def logging_bh(ctx: AioContext, log: list[str], name: str) -> BH:

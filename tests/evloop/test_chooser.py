@@ -25,6 +25,7 @@ from evloop import (
     Simulation,
     SimulationError,
 )
+from tests.helpers import Boom
 
 
 class RecordingChooser:
@@ -56,9 +57,6 @@ class SeededChooser:
         self.calls.append((kind, tuple(options), index))
         return index
 
-
-class Boom(Exception):
-    pass
 
 
 class RaisingChooser:

@@ -27,8 +27,7 @@ import errno
 import importlib
 import re
 import select
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,18 +48,10 @@ from evloop.loop.fds import PIPE_BUF, PIPE_CAPACITY
 from evloop.machine.faults import FAULT_KINDS
 from replay import EventKind, TraceReader, play, record
 from replay.format import decode_choices
+from tests.helpers import assert_same_run
 
 WORKLOAD = "tests.evloop.test_faults:link_workload"
 
-
-@pytest.fixture(autouse=True)
-def no_leaked_os_threads() -> Iterator[None]:
-    before = set(threading.enumerate())
-    yield
-    for t in threading.enumerate():
-        if t not in before:
-            t.join(timeout=5.0)
-    assert [t.name for t in threading.enumerate() if t not in before] == []
 
 
 # -- fakes --------------------------------------------------------------------------------
@@ -697,12 +688,7 @@ def test_faults_are_recorded_and_replay_bit_exactly(tmp_path: Path, kind: str, s
     seen_recording = list(module.OBSERVED)
     played = play(path)
     assert recorded.failure is None and recorded.reason == "idle"
-    assert played.bit_exact is True
-    assert (played.steps, played.time_ns, played.digest) == (
-        recorded.steps,
-        recorded.time_ns,
-        recorded.digest,
-    )
+    assert_same_run(recorded, played)
     assert seen_recording == module.OBSERVED
     with TraceReader(path) as reader:
         assert reader.header.faults == tuple(faults)

@@ -6,26 +6,10 @@ the target's blocking poll through ``notify()``, with no virtual time passing.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-
 import pytest
 
 from evloop import AioContext, ClockType, IOThread, Simulation, ThreadState
-
-
-@pytest.fixture(autouse=True)
-def no_leaked_os_threads() -> Iterator[None]:
-    before = set(threading.enumerate())
-    yield
-    for t in threading.enumerate():
-        if t not in before:
-            t.join(timeout=5.0)
-    assert [t.name for t in threading.enumerate() if t not in before] == []
-
-
-class Boom(Exception):
-    pass
+from tests.helpers import Boom
 
 
 def test_an_iothread_has_its_own_named_context_and_thread() -> None:

@@ -27,6 +27,7 @@ from evloop import (
     WaitCondition,
     WarpBlocker,
 )
+from tests.helpers import appender
 
 REALTIME = ClockType.REALTIME
 
@@ -52,10 +53,6 @@ class OtherThread:
         if timeout_ns == 0 or cond.ready():
             return
         WarpBlocker(self.clock).block(cond, timeout_ns)
-
-
-def appender(log: list[str], what: str) -> Callable[[], None]:
-    return lambda: log.append(what)
 
 
 def now(loop: MainLoop) -> int:

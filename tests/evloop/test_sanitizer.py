@@ -62,6 +62,7 @@ from replay import (
     record,
 )
 from replay.host import play_host, record_host
+from tests.helpers import assert_same_run
 
 SCENARIOS = "tests.evloop.test_sanitizer"
 WALL_CLOCK = f"{SCENARIOS}:wall_clock_scenario"
@@ -437,17 +438,17 @@ def test_strict_refuses_a_read_from_a_thread_of_control_and_names_it() -> None:
 def test_threads_of_control_start_in_both_modes_also_during_the_run(
     sanitize: bool | str,
 ) -> None:
-    sim = Simulation(sanitize=sanitize)
     seen: list[str] = []
+    with Simulation(sanitize=sanitize) as sim:
 
-    def spawn() -> None:
-        sim.thread("late", lambda: seen.append("late"))
-        io = sim.iothread("io")
-        io.ctx.bh_schedule_oneshot(lambda: seen.append("io"), name="io-bh")
+        def spawn() -> None:
+            sim.thread("late", lambda: seen.append("late"))
+            io = sim.iothread("io")
+            io.ctx.bh_schedule_oneshot(lambda: seen.append("io"), name="io-bh")
 
-    sim.thread("early", lambda: seen.append("early"))
-    sim.main_loop.timer_new_ns(ClockType.REALTIME, spawn, name="spawn").mod_ns(SCALE_MS)
-    sim.run()
+        sim.thread("early", lambda: seen.append("early"))
+        sim.main_loop.timer_new_ns(ClockType.REALTIME, spawn, name="spawn").mod_ns(SCALE_MS)
+        sim.run()
     assert sorted(seen) == ["early", "io", "late"]
 
 
@@ -724,11 +725,7 @@ def test_a_sanitized_scenario_records_and_plays_bit_exactly(tmp_path: Path) -> N
     clock_reads = [r for r in records if r[0] == EventKind.CLOCK]
     assert {r[2] for r in clock_reads} == {int(ClockType.HOST)}  # time.time and uuid1
     assert any(r[0] == EventKind.RANDOM for r in records)
-    played = play(path)
-    assert played.bit_exact is True
-    assert (played.digest, played.steps, played.time_ns) == (
-        recorded.digest, recorded.steps, recorded.time_ns
-    )
+    assert_same_run(recorded, play(path))
     assert observed == scenario_module().OBSERVED
 
 

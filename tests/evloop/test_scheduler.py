@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import pytest
 from hypothesis import given, settings
@@ -28,16 +28,6 @@ from evloop import (
     ThreadOfControl,
     ThreadState,
 )
-
-
-@pytest.fixture(autouse=True)
-def no_leaked_os_threads() -> Iterator[None]:
-    before = set(threading.enumerate())
-    yield
-    leaked = [t for t in threading.enumerate() if t not in before]
-    for t in leaked:
-        t.join(timeout=5.0)
-    assert [t.name for t in threading.enumerate() if t not in before] == []
 
 
 class ReplayChooser:

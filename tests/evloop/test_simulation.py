@@ -14,11 +14,8 @@ data so that the subprocess test can import this file and run them.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,21 +37,7 @@ from evloop import (
     StopReason,
     VirtualClock,
 )
-
-
-@pytest.fixture(autouse=True)
-def no_leaked_os_threads() -> Iterator[None]:
-    before = set(threading.enumerate())
-    yield
-    for t in threading.enumerate():
-        if t not in before:
-            t.join(timeout=5.0)
-    assert [t.name for t in threading.enumerate() if t not in before] == []
-
-
-class Boom(Exception):
-    pass
-
+from tests.helpers import Boom, json_from_child
 
 Log = list[list[Any]]
 
@@ -317,19 +300,7 @@ print(json.dumps(test_simulation.run_all_scenarios(), sort_keys=True))
 
 def test_scenarios_give_the_same_logs_under_any_hash_seed() -> None:
     tests_dir = str(Path(__file__).resolve().parent)
-    outputs = []
-    for hash_seed in ("0", "4242"):
-        env = dict(os.environ, PYTHONHASHSEED=hash_seed)
-        proc = subprocess.run(
-            [sys.executable, "-c", _SUBPROCESS_CODE, tests_dir],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert proc.returncode == 0, proc.stderr
-        outputs.append(json.loads(proc.stdout))
+    outputs = [json_from_child(_SUBPROCESS_CODE, tests_dir, hash_seed=s) for s in (0, 4242)]
     here = json.loads(json.dumps(run_all_scenarios(), sort_keys=True))
     assert outputs[0] == outputs[1]
     assert outputs[0] == here

@@ -8,27 +8,13 @@ again from the completion, in the context's thread, and stops the run.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
 from evloop import AioContext, FdTable, Simulation, VirtualClock
 from evloop.machine.threadpool import MAX_WORKERS
-
-
-@pytest.fixture(autouse=True)
-def no_leaked_os_threads() -> Iterator[None]:
-    before = set(threading.enumerate())
-    yield
-    for t in threading.enumerate():
-        if t not in before:
-            t.join(timeout=5.0)
-    assert [t.name for t in threading.enumerate() if t not in before] == []
-
-
-class Boom(Exception):
-    pass
+from tests.helpers import Boom
 
 
 def sleeping_fn(sim: Simulation, ns: int, result: object) -> Callable[[], object]:

@@ -29,15 +29,12 @@ from evloop import (
     VirtualClock,
 )
 from evloop.loop.timer import TimerList, TimerListGroup
+from tests.helpers import new_ctx
 
 REALTIME = ClockType.REALTIME
 VIRTUAL = ClockType.VIRTUAL
 HOST = ClockType.HOST
 VIRTUAL_RT = ClockType.VIRTUAL_RT
-
-
-def new_ctx(clock: VirtualClock | None = None) -> AioContext:
-    return AioContext(clock if clock is not None else VirtualClock(), FdTable())
 
 
 def logging_timer(ctx: AioContext, log: list[str], name: str, clock: ClockType = REALTIME) -> Timer:

@@ -22,9 +22,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 import zlib
 from collections import Counter
 from pathlib import Path
@@ -50,8 +47,7 @@ from replay import (
     record,
 )
 from replay.format import CHUNK_HEADER, CHUNK_HEADER_SIZE, MAGIC, TraceHeader, decode_choices
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import assert_same_run, json_from_child, record_and_play, records_of
 
 #: Every scenario the project ships (``examples/``).
 SHIPPED = ["examples.minimachine:scenario"]
@@ -62,14 +58,6 @@ FAILING = "tests.scenarios.failing"
 
 
 # -- helpers ----------------------------------------------------------------------------
-
-
-def records_of(path: Path) -> list[tuple[Any, ...]]:
-    """Every record after the header of a complete trace (END not included)."""
-    with TraceReader(path) as reader:
-        out = list(reader)
-        assert reader.complete
-    return out
 
 
 def kinds_of(path: Path) -> Counter[str]:
@@ -93,25 +81,6 @@ def chunk_offsets(data: bytes) -> list[int]:
         offset += CHUNK_HEADER_SIZE + length
     assert offset == len(data)
     return offsets
-
-
-def record_and_play(spec: str, path: Path, **kwargs: Any) -> tuple[RecordResult, PlayResult]:
-    recorded = record(spec, path, **kwargs)
-    played = play(path)
-    return recorded, played
-
-
-def assert_same_run(recorded: RecordResult, played: PlayResult) -> None:
-    assert played.bit_exact is True
-    assert played.complete is True
-    assert played.truncated_at is None
-    assert (played.steps, played.time_ns, played.reason, played.failure, played.digest) == (
-        recorded.steps,
-        recorded.time_ns,
-        recorded.reason,
-        recorded.failure,
-        recorded.digest,
-    )
 
 
 # -- bit-exact record and play ------------------------------------------------------------
@@ -423,20 +392,10 @@ CROSS_PROCESS_CASES = [
 
 
 def _child(mode: str, directory: Path, hash_seed: int) -> dict[str, Any]:
-    env = dict(os.environ)
-    env["PYTHONHASHSEED"] = str(hash_seed)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    done = subprocess.run(
-        [sys.executable, "-c", _CHILD, mode, str(directory), json.dumps(CROSS_PROCESS_CASES)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    cases = json.dumps(CROSS_PROCESS_CASES)
+    result: dict[str, Any] = json_from_child(
+        _CHILD, mode, str(directory), cases, hash_seed=hash_seed
     )
-    assert done.returncode == 0, done.stderr
-    result: dict[str, Any] = json.loads(done.stdout)
     return result
 
 

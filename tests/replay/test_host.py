@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
-import json
 import os
 import socket
 import subprocess
@@ -50,8 +49,8 @@ from replay.host import (
     play_host,
     record_host,
 )
+from tests.helpers import json_from_child, records_of
 
-ROOT = Path(__file__).resolve().parents[2]
 ECHO = "tests.scenarios.host:echo"
 
 #: What the subprocess peer prints, one line every few milliseconds.
@@ -154,13 +153,6 @@ def fresh_scenarios() -> Iterator[None]:
         scenarios.LAST.clear()
 
 
-def records_of(path: Path) -> list[tuple[Any, ...]]:
-    with TraceReader(path) as reader:
-        out = list(reader)
-        assert reader.complete
-    return out
-
-
 def inputs_of(observed: list[tuple[object, ...]], channel: str) -> bytes:
     return b"".join(o[2] for o in observed if o[0] == "read" and o[1] == channel)  # type: ignore[misc]
 
@@ -243,14 +235,7 @@ def test_a_host_trace_plays_the_same_in_another_process_and_hash_seed(
     path = tmp_path / "echo.evr"
     rec, _, _ = record_echo(peers, path)
     recorded = repr(scenarios.OBSERVED)
-    env = dict(os.environ, PYTHONHASHSEED=str(hash_seed))
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    done = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(path)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    child = json.loads(done.stdout)
+    child = json_from_child(_CHILD, str(path), hash_seed=hash_seed, timeout=60)
     assert child == {
         "bit_exact": True, "steps": rec.steps, "time_ns": rec.time_ns, "digest": rec.digest,
         "observed": recorded,

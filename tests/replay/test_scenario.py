@@ -17,6 +17,7 @@ import tests.scenarios.workloads as workloads
 from evloop import FifoChooser, RandomChooser, Simulation
 from replay import ScenarioError, TraceReader, chooser_from_spec, load_scenario, play, record
 from replay.scenario import scenario_name
+from tests.helpers import assert_same_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -182,9 +183,7 @@ def test_a_scenario_in_a_file_records_and_plays_bit_exactly(
     recorded = record(spec, trace, seed=4, params={"ticks": 6})
     with TraceReader(trace) as reader:
         assert reader.header.scenario == spec
-    played = play(trace)
-    assert played.bit_exact is True
-    assert (played.steps, played.digest) == (recorded.steps, recorded.digest)
+    assert_same_run(recorded, play(trace))
     assert recorded.steps == 6
 
 
