@@ -56,13 +56,25 @@ What Linux does that this layer simplifies, on purpose:
   page-sized slots; POLLOUT means "at least :data:`PIPE_BUF` bytes free", the
   room an atomic write needs, which is also what Linux's slot accounting gives
   for small writes;
-* a socket end's receive queue holds :data:`SOCKET_CAPACITY` bytes, standing
-  for SO_RCVBUF; there is no send buffer, a write lands straight in the peer's
-  queue;
-* closing a socket end with unread data does not reset the peer (Linux would
-  give the peer ECONNRESET and POLLERR): the peer sees a clean EOF;
-* there is no dup(), no shutdown() and no SIGPIPE: a write to a closed reader
-  is simply ``BrokenPipeError``, as in a Python process, which ignores SIGPIPE.
+* a socket end's receive queue holds :attr:`_SocketEnd.capacity` bytes
+  (:data:`SOCKET_CAPACITY` unless set), standing for SO_RCVBUF; there is no
+  send buffer, a write lands straight in the peer's queue, so the bytes in
+  flight one way are bounded by the receiver's queue;
+* closing an end of a ``socketpair()`` with unread data does not reset the
+  peer (Linux would give the peer ECONNRESET and POLLERR): the peer sees a
+  clean EOF. The network's sockets (``net.py``) do reset, as Linux does;
+* there is no dup() and no SIGPIPE: a write to a closed reader is simply
+  ``BrokenPipeError``, as in a Python process, which ignores SIGPIPE.
+
+Rule 6: a socket end keeps Linux's half-close. :meth:`FdTable.shutdown`
+(``SHUT_RD``, ``SHUT_WR``, ``SHUT_RDWR``) sets the end's own shutdown bits; a
+``SHUT_WR`` is a FIN, seen by the peer as EOF (POLLIN and POLLRDHUP) once
+every byte before it has arrived, while the other direction keeps flowing.
+POLLHUP means both directions are shut (``tcp_poll``/``unix_poll``). An end
+whose fd is :data:`EMBRYO` is a connection a listener has not accepted yet:
+bytes land in its queue, but it has no number to notify. Other objects (the
+network's listeners, unconnected and datagram sockets) live in the table as
+:class:`FdObject` and answer for themselves.
 """
 
 from __future__ import annotations
@@ -75,14 +87,31 @@ from collections.abc import Sequence
 from typing import Final, Protocol
 
 from ..errors import DeadlockError
+from .stream import (
+    _SHUT_RD,
+    _SHUT_WR,
+    PAIR,
+    SOCKET_CAPACITY,
+    TCP,
+    UNIX,
+    FdObject,
+    _fin_in,
+    _socket_mask,
+    _SocketEnd,
+)
 from .waiting import Blocker
 
 __all__ = [
+    "EMBRYO",
+    "PAIR",
+    "TCP",
+    "UNIX",
     "EVENTFD_MAX",
     "PIPE_BUF",
     "PIPE_CAPACITY",
     "SOCKET_CAPACITY",
     "FdFaults",
+    "FdObject",
     "FdTable",
     "FdWatcher",
 ]
@@ -91,8 +120,8 @@ __all__ = [
 PIPE_CAPACITY: Final = 65536
 #: Writes to a pipe of at most this many bytes are atomic: all or EAGAIN.
 PIPE_BUF: Final = 4096
-#: Bytes a socket end's receive queue holds; a simplification of SO_RCVBUF.
-SOCKET_CAPACITY: Final = 65536
+#: The fd of a socket end that a listener holds but has not handed out by accept().
+EMBRYO: Final = -2
 #: The largest value an eventfd counter can hold (2**64 - 2).
 EVENTFD_MAX: Final = 0xFFFFFFFFFFFFFFFE
 
@@ -108,18 +137,22 @@ _POLLNVAL: Final = select.POLLNVAL
 _POLLRDHUP: Final[int] = getattr(select, "POLLRDHUP", 0x2000)
 # poll(2) reports these whether or not they were asked for.
 _ALWAYS_REPORTED: Final = _POLLERR | _POLLHUP | _POLLNVAL
-# A socket end whose peer has closed: EOF to read, EPIPE to write, both "ready".
-_SOCKET_PEER_CLOSED_MASK: Final = _POLLIN | _POLLRDHUP | _POLLHUP | _POLLOUT
-
 # strerror texts, looked up once: EAGAIN is raised in hot loops.
 _STRERROR: Final = {
-    code: os.strerror(code) for code in (errno.EAGAIN, errno.EBADF, errno.EINVAL, errno.EPIPE)
+    code: os.strerror(code)
+    for code in (
+        errno.EAGAIN, errno.EBADF, errno.EINVAL, errno.EPIPE, errno.ECONNRESET, errno.ENOTSOCK,
+        errno.ENOTCONN, errno.ECONNREFUSED,
+    )
 }
 
 
 def _error(code: int, op: str, fd: int) -> OSError:
     """The OSError (subclass chosen by errno) a kernel would give for ``op`` on ``fd``."""
-    return OSError(code, f"{_STRERROR[code]} ({op} on fd {fd})")
+    text = _STRERROR.get(code)
+    if text is None:
+        text = os.strerror(code)
+    return OSError(code, f"{text} ({op} on fd {fd})")
 
 
 class FdFaults(Protocol):
@@ -162,21 +195,6 @@ class _Pipe:
         self.write_fd = write_fd
 
 
-class _SocketEnd:
-    """One end of an AF_UNIX SOCK_STREAM pair; ``queue`` is its receive queue.
-
-    ``fd`` is -1 once this end is closed; its queue is then dropped.
-    """
-
-    __slots__ = ("fd", "peer", "queue")
-
-    peer: _SocketEnd
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.queue = bytearray()
-
-
 class _EventFd:
     """An eventfd: a 64-bit counter, read and written as 8 little-endian bytes."""
 
@@ -188,7 +206,7 @@ class _EventFd:
         self.semaphore = semaphore
 
 
-_FdObject = _Pipe | _SocketEnd | _EventFd
+_FdObject = _Pipe | _SocketEnd | _EventFd | FdObject
 
 
 class _PollWait:
@@ -294,12 +312,32 @@ class FdTable:
             eof = obj.write_fd < 0 and not self._held(obj)
             return self._read_buffer(obj.buf, eof, fd, obj.write_fd, n)
         if isinstance(obj, _SocketEnd):
-            peer = obj.peer
-            eof = peer.fd < 0 and not self._held(peer)
-            return self._read_buffer(obj.queue, eof, fd, peer.fd, n)
+            if obj.queue or n == 0:
+                return self._read_buffer(obj.queue, False, fd, obj.peer.fd, n)
+            return self._read_socket_empty(obj, fd)
         if isinstance(obj, _EventFd):
             return self._read_eventfd(obj, n)
+        if obj is not None:
+            data: bytes = obj.fd_read(fd, n)
+            return data
         raise _error(errno.EBADF, "read", fd)
+
+    def _read_socket_empty(self, end: _SocketEnd, fd: int) -> bytes:
+        """A read of an empty receive queue: EOF, the pending error, or EAGAIN.
+
+        TCP reports a FIN before a pending error (``tcp_recvmsg``); AF_UNIX
+        the error first (``unix_stream_read_generic``).
+        """
+        held = self._held(end.peer)
+        fin = _fin_in(end, held)
+        if end.error and not held and not (fin and end.flavor == TCP):
+            code = end.error
+            end.error = 0
+            self._notify(fd)
+            raise _error(code, "read", fd)
+        if fin or end.shut & _SHUT_RD or (end.reset and not held):
+            return b""
+        raise _error(errno.EAGAIN, "read", fd)
 
     def _read_buffer(self, buf: bytearray, eof: bool, fd: int, other_fd: int, n: int) -> bytes:
         """Read from a pipe's buffer or a socket end's receive queue.
@@ -355,6 +393,9 @@ class FdTable:
             return self._write_socket(obj, data)
         if isinstance(obj, _EventFd):
             return self._write_eventfd(obj, data)
+        if obj is not None:
+            taken: int = obj.fd_write(fd, data)
+            return taken
         raise _error(errno.EBADF, "write", fd)
 
     def _write_pipe(self, pipe: _Pipe, data: bytes) -> int:
@@ -382,15 +423,18 @@ class FdTable:
     def _write_socket(self, end: _SocketEnd, data: bytes) -> int:
         """Every byte written to a socket end passes here (the fault-injection seam)."""
         peer = end.peer
-        if peer.fd < 0:
-            # Unlike a pipe, even an empty write fails: the peer's close shut
-            # down our sending side, which unix_stream_sendmsg checks first.
-            raise _error(errno.EPIPE, "write", end.fd)
+        if end.flavor == PAIR:
+            if peer.fd == -1 or end.shut & _SHUT_WR:
+                # Unlike a pipe, even an empty write fails: the peer's close shut
+                # down our sending side, which unix_stream_sendmsg checks first.
+                raise _error(errno.EPIPE, "write", end.fd)
+        elif self._write_refused(end, peer, len(data)):
+            return len(data)
         n = len(data)
         if n == 0:
             return 0
         queue = peer.queue
-        room = SOCKET_CAPACITY - len(queue)
+        room = peer.capacity - len(queue)
         if room == 0:
             raise _error(errno.EAGAIN, "write", end.fd)
         if n > room:
@@ -400,8 +444,34 @@ class FdTable:
             return self.faults.write(end.fd, end, data)
         queue += data
         self._notify(end.fd)
-        self._notify(peer.fd)
+        if peer.fd >= 0:
+            self._notify(peer.fd)
         return n
+
+    def _write_refused(self, end: _SocketEnd, peer: _SocketEnd, n: int) -> bool:
+        """A network socket's checks before a write (``tcp_sendmsg``, ``unix_stream_sendmsg``).
+
+        Raises the pending error once, then EPIPE on a shut sending side.
+        True when the bytes are taken and lost: a TCP write to a closed peer,
+        whose kernel answers with an RST (the *next* call fails).
+        """
+        fd = end.fd
+        held = self._held(peer)
+        if end.error and not held and end.flavor == TCP:  # unix_stream_sendmsg ignores it
+            code = end.error
+            end.error = 0
+            self._notify(fd)
+            raise _error(code, "write", fd)
+        if end.shut & _SHUT_WR or (end.reset and not held):
+            raise _error(errno.EPIPE, "write", fd)
+        if end.flavor == UNIX and (peer.fd == -1 or peer.shut & _SHUT_RD):
+            raise _error(errno.EPIPE, "write", fd)
+        if end.flavor == TCP and peer.fd == -1 and n:
+            end.reset = True
+            end.error = errno.EPIPE if _fin_in(end, held) else errno.ECONNRESET
+            self._notify(fd)
+            return True
+        return False
 
     def _write_eventfd(self, efd: _EventFd, data: bytes) -> int:
         """Every value added to an eventfd passes here (the fault-injection seam)."""
@@ -432,8 +502,10 @@ class FdTable:
             room = PIPE_CAPACITY - len(buf)
         else:
             buf, target, source = writer.peer.queue, writer.peer.fd, writer.fd
-            room = SOCKET_CAPACITY - len(buf)
-        if target < 0:
+            room = writer.peer.capacity - len(buf)
+            if writer.peer.reset:
+                return len(data)  # a reset connection drops what is in flight
+        if target == -1:
             return len(data)
         if len(data) > room:
             data = data[:room]
@@ -441,7 +513,8 @@ class FdTable:
             buf += data
             if source >= 0:
                 self._notify(source)
-            self._notify(target)
+            if target >= 0:
+                self._notify(target)
         return len(data)
 
     # -- closing ------------------------------------------------------------
@@ -461,14 +534,43 @@ class FdTable:
                 obj.write_fd = -1
                 other_fd = obj.read_fd
         elif isinstance(obj, _SocketEnd):
+            peer = obj.peer
+            if obj.flavor != PAIR and obj.queue and peer.fd != -1:
+                # Unread data: the peer is reset (tcp_close, unix_release_sock).
+                peer.error = errno.ECONNRESET
+                peer.reset = obj.flavor == TCP
+            else:
+                obj.shut = _SHUT_RD | _SHUT_WR  # a FIN
             obj.fd = -1
             obj.queue.clear()  # unread data dies with the end
-            other_fd = obj.peer.fd
-        else:
+            other_fd = peer.fd
+        elif isinstance(obj, _EventFd):
             obj.fd = -1
         self._notify(fd)
         if other_fd >= 0:
             self._notify(other_fd)
+        if isinstance(obj, _SocketEnd):
+            if obj.owner is not None:
+                obj.owner.fd_close(fd)
+        elif not isinstance(obj, _Pipe | _EventFd):
+            obj.fd_close(fd)
+
+    def shutdown(self, fd: int, how: int) -> None:
+        """shutdown(2): ``how`` is ``socket.SHUT_RD``, ``SHUT_WR`` or ``SHUT_RDWR``."""
+        obj = self._fds.get(fd)
+        if obj is None:
+            raise _error(errno.EBADF, "shutdown", fd)
+        if isinstance(obj, _Pipe | _EventFd):
+            raise _error(errno.ENOTSOCK, "shutdown", fd)
+        if how not in (0, 1, 2):
+            raise _error(errno.EINVAL, "shutdown", fd)
+        if not isinstance(obj, _SocketEnd):
+            obj.fd_shutdown(fd, how)
+            return
+        obj.shut |= how + 1  # SHUT_RD 0 -> _SHUT_RD, SHUT_WR 1 -> _SHUT_WR, SHUT_RDWR -> both
+        self._notify(fd)
+        if obj.peer.fd >= 0:
+            self._notify(obj.peer.fd)
 
     # -- readiness ----------------------------------------------------------
 
@@ -487,18 +589,20 @@ class FdTable:
             return mask
         if isinstance(obj, _SocketEnd):
             peer = obj.peer
-            if peer.fd < 0 and not self._held(peer):
-                return _SOCKET_PEER_CLOSED_MASK
-            mask = _POLLIN if obj.queue else 0
-            if len(peer.queue) < SOCKET_CAPACITY:
-                mask |= _POLLOUT
-            return mask
+            if obj.flavor == PAIR and not obj.shut and peer.fd >= 0 and not peer.shut:
+                mask = _POLLIN if obj.queue else 0  # the common case, inlined
+                if len(peer.queue) < peer.capacity:
+                    mask |= _POLLOUT
+                return mask
+            return _socket_mask(obj, self._held(peer))
         if isinstance(obj, _EventFd):
             counter = obj.counter
             mask = _POLLIN if counter > 0 else 0
             if counter < EVENTFD_MAX:
                 mask |= _POLLOUT
             return mask
+        if obj is not None:
+            return obj.fd_mask()
         return _POLLNVAL
 
     def poll(self, fds: Sequence[tuple[int, int]], timeout_ns: int) -> list[tuple[int, int]]:
@@ -586,11 +690,41 @@ class FdTable:
         obj = self._fds.get(fd)
         if isinstance(obj, _Pipe):
             return "pipe-r" if fd == obj.read_fd else "pipe-w"
-        if isinstance(obj, _SocketEnd):
-            return "socket"
         if isinstance(obj, _EventFd):
             return "eventfd"
+        if obj is not None:
+            return "socket"
         raise _error(errno.EBADF, "kind", fd)
+
+    # -- the network's way in (net.py) --------------------------------------
+
+    def attach(self, obj: _SocketEnd | FdObject) -> int:
+        """Give ``obj`` the lowest free fd number (a socket end learns it)."""
+        fd = self._allocate()
+        self._fds[fd] = obj
+        if isinstance(obj, _SocketEnd):
+            obj.fd = fd
+        self._notify(fd)
+        return fd
+
+    def replace(self, fd: int, obj: _SocketEnd | FdObject) -> None:
+        """Put ``obj`` under the open number ``fd`` (a socket that connected)."""
+        if fd not in self._fds:
+            raise _error(errno.EBADF, "replace", fd)
+        self._fds[fd] = obj
+        if isinstance(obj, _SocketEnd):
+            obj.fd = fd
+        self._notify(fd)
+
+    def notify(self, fd: int) -> None:
+        """Tell ``fd``'s watchers its mask: an :class:`FdObject`'s state changed."""
+        if fd >= 0:
+            self._notify(fd)
+
+    def socket_end(self, fd: int) -> _SocketEnd | None:
+        """The connected socket end open at ``fd``, if that is what it is."""
+        obj = self._fds.get(fd)
+        return obj if isinstance(obj, _SocketEnd) else None
 
     def open_fds(self) -> list[int]:
         """The open fd numbers, ascending."""

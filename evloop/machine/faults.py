@@ -86,7 +86,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..loop.aio import DispatchKind
 from ..loop.clock import SCALE_MS, ClockType, VirtualClock
-from ..loop.fds import PIPE_BUF, FdTable, _error, _Pipe, _SocketEnd
+from ..loop.fds import PIPE_BUF, FdTable, _error, _Pipe
+from ..loop.stream import _SocketEnd
 from .chooser import ChoiceKind
 
 if TYPE_CHECKING:

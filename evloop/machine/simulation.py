@@ -43,6 +43,7 @@ from ..loop.bh import (
 from ..loop.clock import ClockType, VirtualClock
 from ..loop.fds import FdTable
 from ..loop.mainloop import MainLoop
+from ..loop.net import Network
 from ..loop.timer import TimerList
 from .chooser import Chooser, FifoChooser
 from .external import ExternalEvent, ScriptedPeer
@@ -231,6 +232,7 @@ class Simulation:
         self._sched.idle_cond = self.main_loop._cond
         self.iothreads: list[IOThread] = []
         self._peers: list[ScriptedPeer] = []
+        self._net: Network | None = None
         self._shutdown: str | None = None
         self._closed = False
         #: Run main-loop timers qtest-style when the full loop would do the same.
@@ -353,6 +355,13 @@ class Simulation:
 
     def event(self, name: str) -> SimEvent:
         return SimEvent(self._sched, name)
+
+    @property
+    def net(self) -> Network:
+        """The machine's virtual network (sockets, ports, host table), made on first use."""
+        if self._net is None:
+            self._net = Network(self.fds)
+        return self._net
 
     def peer(self, fd: int, name: str | None = None) -> ScriptedPeer:
         """A scripted peer writing into (and reading from) ``fd``, from outside the system."""
