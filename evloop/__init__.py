@@ -14,6 +14,7 @@ from .errors import (
     EvloopInternalError,
     NondeterminismError,
     SimulationError,
+    WatchdogError,
 )
 from .loop.aio import AioContext, DispatchKind
 from .loop.bh import BH, BHFlags
@@ -79,6 +80,7 @@ __all__ = [
     "VirtualClock",
     "WaitCondition",
     "WarpBlocker",
+    "WatchdogError",
     "soonest_timeout",
     "timeout_ns_to_ms",
 ]

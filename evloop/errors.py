@@ -18,6 +18,7 @@ __all__ = [
     "EvloopInternalError",
     "NondeterminismError",
     "SimulationError",
+    "WatchdogError",
 ]
 
 
@@ -58,4 +59,19 @@ class NondeterminismError(EvloopError):
     def __init__(self, message: str, call: str = "", site: str = "") -> None:
         super().__init__(message)
         self.call = call
+        self.site = site
+
+
+class WatchdogError(SimulationError):
+    """A thread of control held the turn too long in wall time without ever waiting.
+
+    Raised by the watchdog (``Simulation(watchdog=seconds)``, greenlet backend)
+    in the thread that is stuck, from where it is stuck: a spin that never
+    waits, or a real blocking call. ``thread`` names the thread of control,
+    ``site`` where it was (``file:line in function``).
+    """
+
+    def __init__(self, message: str, thread: str = "", site: str = "") -> None:
+        super().__init__(message)
+        self.thread = thread
         self.site = site

@@ -1,11 +1,24 @@
-"""Threads of control and the turn lock that serialises them.
+"""Threads of control and the turn that serialises them.
 
-Threads of control are real OS threads, as in QEMU, but only one of them runs
-simulation code at a time: the one holding the *turn*. A thread holds its
-turn while it runs and gives it up only inside a blocking wait (a blocking
-``AioContext.poll``, ``MainLoop.wait``, a virtual sleep, a wait on an fd,
-event or join), exactly where QEMU's ``os_host_main_loop_wait`` drops the BQL
-and the replay mutex around ``ppoll``.
+Only one thread of control runs simulation code at a time: the one holding
+the *turn*. A thread holds its turn while it runs and gives it up only inside
+a blocking wait (a blocking ``AioContext.poll``, ``MainLoop.wait``, a virtual
+sleep, a wait on an fd, event or join), exactly where QEMU's
+``os_host_main_loop_wait`` drops the BQL and the replay mutex around ``ppoll``.
+
+Two backends carry the turn, and they decide nothing: the same rules below,
+the same chooser questions, the same steps and digests.
+
+* ``"greenlet"`` (the default): every thread of control is a greenlet on the
+  OS thread that built the simulation. Handing over the turn is one
+  ``greenlet.switch``, about fifty times cheaper than waking an OS thread, and
+  parked threads survive ``os.fork()``. A thread of control must then never
+  block in a real call or spin without waiting: nothing else can run until it
+  gives the turn back (the watchdog, ``watchdog.py``, names such a thread).
+* ``"os"``: every thread of control is a real OS thread and the turn is one
+  ``threading.Lock`` per thread, used as a binary semaphore: giving the turn
+  releases the next thread's lock and then blocks on one's own. Use it for
+  threads that must block in real C calls.
 
 Rules kept here:
 
@@ -25,10 +38,10 @@ Rules kept here:
 * Each turn handed to a different thread is a step, as is each callback the
   loops dispatch: the step count is the run's position counter.
 
-The turn itself is one ``threading.Lock`` per thread, used as a binary
-semaphore: giving the turn releases the next thread's lock and then blocks
-on one's own. No other lock is needed, because no two threads ever run
-simulation code at once.
+Only the threads that wait are looked at when the turn moves: they sit in
+one list in the order they began to wait (their sequence numbers increase),
+so the FIFO order needs no sort and finished threads are never scanned. The
+hot path compares states against module constants, not enum attributes.
 """
 
 from __future__ import annotations
@@ -37,7 +50,9 @@ import heapq
 import threading
 from collections.abc import Callable
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
+
+from greenlet import GreenletExit, getcurrent, greenlet
 
 from ..errors import DeadlockError, EvloopInternalError, SimulationError
 from ..loop.clock import ClockType, VirtualClock
@@ -46,8 +61,13 @@ from .chooser import ChoiceKind, Chooser
 
 if TYPE_CHECKING:
     from .external import ExternalEvent
+    from .watchdog import Watchdog
 
-__all__ = ["Scheduler", "ThreadOfControl", "ThreadState"]
+__all__ = ["BACKENDS", "Backend", "Scheduler", "ThreadOfControl", "ThreadState"]
+
+Backend = Literal["greenlet", "os"]
+#: The ways threads of control can be carried (see the module docstring).
+BACKENDS: tuple[Backend, ...] = ("greenlet", "os")
 
 
 class ThreadState(Enum):
@@ -55,6 +75,13 @@ class ThreadState(Enum):
     RUNNABLE = "runnable"
     BLOCKED = "blocked"
     DONE = "done"
+
+
+# The hot path compares against these (a global load, not an enum lookup).
+_RUNNING = ThreadState.RUNNING
+_RUNNABLE = ThreadState.RUNNABLE
+_BLOCKED = ThreadState.BLOCKED
+_DONE = ThreadState.DONE
 
 
 class _Cancelled(BaseException):
@@ -94,6 +121,7 @@ class ThreadOfControl:
 
     __slots__ = (
         "_fn",
+        "_glet",
         "_ident",
         "_os_thread",
         "_sched",
@@ -120,28 +148,28 @@ class ThreadOfControl:
         self.index = index
         self._fn = fn
         self.idle_ok = idle_ok
-        self.state = ThreadState.RUNNABLE
+        self.state = _RUNNABLE
         self.cond: WaitCondition | None = None
         self.wake_at: int | None = None
         self.seq = 0
-        self._turn = threading.Lock()
-        self._turn.acquire()
+        self._turn: threading.Lock | None = None
+        self._glet: greenlet | None = None
         self._ident: int | None = None
         self._os_thread: threading.Thread | None = None
 
     @property
     def done(self) -> bool:
-        return self.state is ThreadState.DONE
+        return self.state is _DONE
 
     def is_alive(self) -> bool:
-        return self.state is not ThreadState.DONE
+        return self.state is not _DONE
 
     def join(self, timeout_ns: int = -1) -> bool:
         """Block the calling thread of control until this one has finished."""
         return self._sched.join(self, timeout_ns)
 
     def waiting_for(self) -> str:
-        if self.state is not ThreadState.BLOCKED or self.cond is None:
+        if self.state is not _BLOCKED or self.cond is None:
             return self.state.value
         what = self.cond.describe()
         if self.wake_at is not None:
@@ -159,7 +187,7 @@ class _JoinCondition:
         self.target = target
 
     def ready(self) -> bool:
-        return self.target.state is ThreadState.DONE
+        return self.target.state is _DONE
 
     def describe(self) -> str:
         return f"join({self.target.name!r})"
@@ -172,16 +200,32 @@ ExternalDelivery = Callable[["ExternalEvent"], None]
 class Scheduler:
     """Grants turns, warps the clock, detects deadlock. The simulation's blocker."""
 
-    def __init__(self, clock: VirtualClock, chooser: Chooser) -> None:
+    def __init__(
+        self, clock: VirtualClock, chooser: Chooser, threads: Backend = "greenlet"
+    ) -> None:
+        if threads not in BACKENDS:
+            raise ValueError(f"threads must be 'greenlet' or 'os', not {threads!r}")
         self.clock = clock
         self.chooser = chooser
+        #: How threads of control are carried: ``"greenlet"`` or ``"os"``.
+        self.backend: Backend = threads
+        self._green = threads == "greenlet"
         self.threads: list[ThreadOfControl] = []
+        #: The threads that wait for a turn (runnable or blocked), by sequence number.
+        self._waiting: list[ThreadOfControl] = []
         self._names: set[str] = set()
         self._seq = 0
         self.main = self._register("main", None, idle_ok=False)
-        self.main.state = ThreadState.RUNNING
+        self._waiting.remove(self.main)
+        self.main.state = _RUNNING
         self.main._ident = threading.get_ident()
+        if self._green:
+            self.main._glet = getcurrent()
+        else:
+            self.main._turn = _taken_lock()
         self.current = self.main
+        #: Turns handed to another thread so far (the watchdog's sign of life).
+        self.switches = 0
         self.failure: BaseException | None = None
         self.stop_reason: str | None = None
         self.until_ns: int | None = None
@@ -189,6 +233,8 @@ class Scheduler:
         self.idle_cond: WaitCondition | None = None
         self.on_turn: TurnObserver | None = None
         self.deliver: ExternalDelivery | None = None
+        #: Armed around the main thread's waits (greenlet backend only).
+        self.watchdog: Watchdog | None = None
         self._external: list[tuple[int, int, ExternalEvent]] = []
         self._external_seq = 0
         self.stalled: list[ExternalEvent] = []
@@ -211,17 +257,12 @@ class Scheduler:
     def _register(
         self, name: str, fn: Callable[[], object] | None, idle_ok: bool
     ) -> ThreadOfControl:
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"a thread of control needs a non-empty name, not {name!r}")
-        if name in self._names:
-            raise ValueError(
-                f"a thread of control named {name!r} already exists: names identify threads "
-                "in traces, so they must be unique"
-            )
+        self.check_name(name)
         self._names.add(name)
         t = ThreadOfControl(self, name, len(self.threads), fn, idle_ok)
         t.seq = self._next_seq()
         self.threads.append(t)
+        self._waiting.append(t)
         return t
 
     def _next_seq(self) -> int:
@@ -233,6 +274,11 @@ class Scheduler:
         if self._closing:
             raise SimulationError("cannot start a thread of control: the simulation is closed")
         t = self._register(name, fn, idle_ok)
+        if self._green:
+            t._ident = self.main._ident
+            t._glet = greenlet(self._greenlet_main, self.main._glet)
+            return t
+        t._turn = _taken_lock()
         os_thread = threading.Thread(
             target=self._thread_main, args=(t,), name=f"evloop:{name}", daemon=True
         )
@@ -240,24 +286,42 @@ class Scheduler:
         os_thread.start()
         return t
 
+    def _greenlet_main(self, *_: object) -> None:
+        # Entered by the first switch to a thread's greenlet (or by the end
+        # of another one, which passes its result): the thread is the current
+        # one. When it ends, the next thread already holds the turn;
+        # returning resumes (or starts) it, by making it this greenlet's parent.
+        t = self.current
+        self._run_thread(t)
+        if not self._closing:
+            here = getcurrent()
+            next_glet = self.current._glet
+            if next_glet is not here and next_glet is not None:
+                here.parent = next_glet
+
     def _thread_main(self, t: ThreadOfControl) -> None:
-        t._turn.acquire()
-        if self._closing:
-            t.state = ThreadState.DONE
-            return
+        turn = t._turn
+        assert turn is not None
+        turn.acquire()
         t._ident = threading.get_ident()
+        self._run_thread(t)
+
+    def _run_thread(self, t: ThreadOfControl) -> None:
+        if self._closing:
+            t.state = _DONE
+            return
         fn = t._fn
         assert fn is not None
         try:
             fn()
-        except _Cancelled:
-            t.state = ThreadState.DONE
+        except (_Cancelled, GreenletExit):
+            t.state = _DONE
             return
         except BaseException as exc:  # every failure stops the run, in the main thread
             exc.add_note(f"(raised in thread of control {t.name!r})")
             if self.failure is None:
                 self.failure = exc
-        t.state = ThreadState.DONE
+        t.state = _DONE
         t.cond = None
         if self._closing:
             return
@@ -266,20 +330,28 @@ class Scheduler:
         except BaseException as exc:
             # Handing over the turn failed (a chooser raised, say): the run
             # stops with that error in the main thread; it must not vanish
-            # with this OS thread.
+            # with this thread.
             if self.failure is None:
                 self.failure = exc
-            self.current = self.main
-            self.main.state = ThreadState.RUNNING
-            self.main._turn.release()
+            main = self.main
+            self.current = main
+            if main.state is not _RUNNING:
+                self._waiting.remove(main)
+            main.state = _RUNNING
+            if main._turn is not None:
+                main._turn.release()
 
     # -- the blocker --------------------------------------------------------------
 
     def _check_caller(self) -> ThreadOfControl:
         me = self.current
-        if threading.get_ident() != me._ident:
+        if (getcurrent() is not me._glet) if self._green else (threading.get_ident() != me._ident):
+            if threading.get_ident() != me._ident:
+                where = f"OS thread {threading.current_thread().name!r}"
+            else:
+                where = "a greenlet the simulation did not start"
             raise SimulationError(
-                f"a blocking evloop call came from OS thread {threading.current_thread().name!r}, "
+                f"a blocking evloop call came from {where}, "
                 f"but the turn belongs to thread of control {me.name!r}: start threads with "
                 "sim.thread() so the simulation knows who can run"
             )
@@ -288,24 +360,34 @@ class Scheduler:
     def block(self, cond: WaitCondition, timeout_ns: int) -> None:
         """Give up the turn until ``cond`` is ready or ``timeout_ns`` has passed."""
         me = self._check_caller()
-        alone = len(self.threads) == 1 and not self._external and not self.stalled
+        main = self.main
+        if self._closing and me is not main:
+            raise _Cancelled()
+        alone = len(self._waiting) == 0 and not self._external and not self.stalled
         if timeout_ns == 0:
             if alone:
                 return
-            me.state = ThreadState.RUNNABLE
+            me.state = _RUNNABLE
             me.cond = _ALWAYS
             me.wake_at = None
         else:
             if alone and cond.ready():
                 return
-            me.state = ThreadState.BLOCKED
+            me.state = _BLOCKED
             me.cond = cond
             me.wake_at = None if timeout_ns < 0 else self.clock._now[0] + timeout_ns
-        me.seq = self._next_seq()
-        self._reschedule(me)
+        self._seq = seq = self._seq + 1
+        me.seq = seq
+        self._waiting.append(me)
+        watchdog = self.watchdog
+        if me is main and watchdog is not None and not watchdog.armed:
+            with watchdog:
+                self._reschedule(me)
+        else:
+            self._reschedule(me)
         me.cond = None
         me.wake_at = None
-        if me is self.main and self.failure is not None:
+        if me is main and self.failure is not None:
             failure, self.failure = self.failure, None
             raise failure
 
@@ -321,34 +403,31 @@ class Scheduler:
     def join(self, target: ThreadOfControl, timeout_ns: int = -1) -> bool:
         if target is self.current:
             raise SimulationError(f"thread of control {target.name!r} cannot join itself")
-        if target.state is not ThreadState.DONE:
+        if target.state is not _DONE:
             self.block(_JoinCondition(target), timeout_ns)
-        return target.state is ThreadState.DONE
+        return target.state is _DONE
 
     # -- scheduling ---------------------------------------------------------------
 
     def _runnable(self) -> list[ThreadOfControl]:
         now = self.clock._now[0]
         out = []
-        for t in self.threads:
-            state = t.state
-            if state is ThreadState.RUNNABLE:
+        for t in self._waiting:  # already in FIFO order
+            if t.state is _RUNNABLE:
                 out.append(t)
-            elif state is ThreadState.BLOCKED:
+            else:
                 cond = t.cond
                 if (cond is not None and cond.ready()) or (
                     t.wake_at is not None and t.wake_at <= now
                 ):
                     out.append(t)
-        if len(out) > 1:
-            out.sort(key=_by_seq)
         return out
 
     def _next_wake(self) -> int | None:
         wake: int | None = None
-        for t in self.threads:
+        for t in self._waiting:
             at = t.wake_at
-            if t.state is ThreadState.BLOCKED and at is not None and (wake is None or at < wake):
+            if t.state is _BLOCKED and at is not None and (wake is None or at < wake):
                 wake = at
         if self._external:
             at = self._external[0][0]
@@ -363,7 +442,7 @@ class Scheduler:
                 self._deliver_due()
             if (
                 self.failure is not None or self.stop_reason is not None or self.halt[0]
-            ) and self.main.state is not ThreadState.DONE:
+            ) and self.main.state is not _DONE:
                 self._grant(me, self.main)
                 return
             candidates = self._runnable()
@@ -391,7 +470,7 @@ class Scheduler:
     def _main_idle(self) -> bool:
         """The main thread waits in the main loop of ``Simulation.run`` (nothing else)."""
         main = self.main
-        return self.in_run and main.state is ThreadState.BLOCKED and main.cond is self.idle_cond
+        return self.in_run and main.state is _BLOCKED and main.cond is self.idle_cond
 
     def _choose(self, kind: ChoiceKind, options: list[str]) -> int:
         index = self.chooser.choose(kind, options)
@@ -408,14 +487,14 @@ class Scheduler:
         main = self.main
         if not self._main_idle():
             return False
-        for t in self.threads:
-            if t is not main and t.state is ThreadState.BLOCKED and not t.idle_ok:
+        for t in self._waiting:
+            if t is not main and t.state is _BLOCKED and not t.idle_ok:
                 return False
         return True
 
     def _deadlock(self) -> DeadlockError:
         blocked = tuple(
-            (t.name, t.waiting_for()) for t in self.threads if t.state is ThreadState.BLOCKED
+            (t.name, t.waiting_for()) for t in self.threads if t.state is _BLOCKED
         )
         lines = "\n".join(f"  {name}: blocked in {what}" for name, what in blocked)
         return DeadlockError(
@@ -425,18 +504,28 @@ class Scheduler:
         )
 
     def _grant(self, me: ThreadOfControl, pick: ThreadOfControl) -> None:
-        pick.state = ThreadState.RUNNING
+        self._waiting.remove(pick)
+        pick.state = _RUNNING
         self.current = pick
         if pick is me:
             return
+        self.switches += 1
         if self.on_turn is not None and not self.halt[0]:
             # A handover forced by the step limit is not a step of the run.
             self.on_turn(pick)
-        pick._turn.release()
-        if me.state is ThreadState.DONE:
-            return
-        me._turn.acquire()
-        if self._closing:
+        if self._green:
+            if me.state is _DONE:
+                return  # _greenlet_main returns into pick
+            glet = pick._glet
+            assert glet is not None
+            glet.switch()
+        else:
+            assert pick._turn is not None and me._turn is not None
+            pick._turn.release()
+            if me.state is _DONE:
+                return
+            me._turn.acquire()
+        if self._closing and me is not self.main:
             raise _Cancelled()
 
     # -- external events ----------------------------------------------------------
@@ -496,18 +585,29 @@ class Scheduler:
             return
         self._closing = True
         me = threading.get_ident()
+        here = getcurrent()
         for t in self.threads:
-            if t is self.main or t.state is ThreadState.DONE:
+            if t is self.main or t.state is _DONE or t is self.current:
                 continue
-            t._turn.release()
-            os_thread = t._os_thread
-            if os_thread is not None and os_thread.ident != me:
-                os_thread.join(timeout=5.0)
-            t.state = ThreadState.DONE
+            glet = t._glet
+            if glet is not None:
+                if glet and glet is not here:  # started and not finished: unwind it
+                    glet.parent = here
+                    glet.throw(_Cancelled())
+            elif t._turn is not None:
+                t._turn.release()
+                os_thread = t._os_thread
+                if os_thread is not None and os_thread.ident != me:
+                    os_thread.join(timeout=5.0)
+            t.state = _DONE
+        self._waiting.clear()
 
 
-def _by_seq(t: ThreadOfControl) -> int:
-    return t.seq
+def _taken_lock() -> threading.Lock:
+    """A turn lock, taken: its thread waits on it until the turn is handed over."""
+    lock = threading.Lock()
+    lock.acquire()
+    return lock
 
 
 def _source(event: object) -> object:

@@ -51,7 +51,8 @@ from .faults import FaultInjector, parse_faults
 from .hooks import SimulationHooks
 from .iothread import IOThread
 from .rng import SimRandom
-from .scheduler import Scheduler, ThreadOfControl
+from .scheduler import Backend, Scheduler, ThreadOfControl
+from .watchdog import DEFAULT_TIMEOUT_S, Watchdog
 
 __all__ = ["DispatchEvent", "RunResult", "SimEvent", "Simulation", "StopReason"]
 
@@ -180,6 +181,8 @@ class Simulation:
         fast_path: bool = True,
         sanitize: bool | str = False,
         faults: Iterable[str] = (),
+        threads: Backend = "greenlet",
+        watchdog: float | None = DEFAULT_TIMEOUT_S,
     ) -> None:
         if not isinstance(seed, int):
             raise TypeError(f"seed must be an int, not {type(seed).__name__}")
@@ -190,7 +193,20 @@ class Simulation:
         self.clock.enable(ClockType.VIRTUAL, True)
         self.random = SimRandom(seed)
         self.chooser: Chooser = chooser if chooser is not None else FifoChooser()
-        self._sched = Scheduler(self.clock, self.chooser)
+        self._sched = Scheduler(self.clock, self.chooser, threads)
+        if watchdog is not None and (
+            isinstance(watchdog, bool)
+            or not isinstance(watchdog, int | float)
+            or not watchdog > 0
+        ):
+            raise ValueError(
+                f"watchdog must be a positive number of seconds or None, not {watchdog!r}"
+            )
+        #: The wall-clock watchdog of the greenlet backend (None: off, or threads="os").
+        self.watchdog: Watchdog | None = None
+        if watchdog is not None and threads == "greenlet":
+            self.watchdog = Watchdog(self._sched, self._sign_of_life, float(watchdog))
+            self._sched.watchdog = self.watchdog
         self._sched.on_turn = self._on_turn
         self._sched.deliver = self._deliver
         self.fds = FdTable(blocker=self._sched)
@@ -279,6 +295,11 @@ class Simulation:
             self._checkpoint(steps)
         if steps == self._step_limit:
             self._halt[0] = True
+
+    def _sign_of_life(self) -> int:
+        """Grows whenever the simulation moves: a step, a turn handed over, virtual time."""
+        sched = self._sched
+        return self.steps + sched.switches + self.clock._now[0]
 
     def _on_turn(self, t: ThreadOfControl) -> None:
         self._step(DispatchKind.TURN, 0, t.index, None, t)
@@ -429,6 +450,9 @@ class Simulation:
             sanitizer = Sanitizer(self, strict=self.sanitize == "strict")
             sanitizer.__enter__()
         fell_back = False
+        watchdog = self.watchdog
+        if watchdog is not None:
+            watchdog.__enter__()
         try:
             while True:
                 if self._shutdown is not None:
@@ -460,6 +484,8 @@ class Simulation:
             sched.stop_reason = None
             self._step_limit = -1
             self._halt[0] = False
+            if watchdog is not None:
+                watchdog.__exit__(None, None, None)
             if sanitizer is not None:
                 sanitizer.__exit__(None, None, None)
         cause = self._shutdown

@@ -50,6 +50,7 @@ EXPECTED = {
     "VirtualClock",
     "WaitCondition",
     "WarpBlocker",
+    "WatchdogError",
     "soonest_timeout",
     "timeout_ns_to_ms",
 }

@@ -1,9 +1,11 @@
 """Tests for evloop.scheduler: threads of control, the turn, warps, deadlocks.
 
-Threads of control are real OS threads; the scheduler lets exactly one of them
-run simulation code at a time. These tests drive it through the public
-surface of :class:`~evloop.Simulation` (``thread``, ``sleep``, ``event``,
-``yield_now``, ``join``) and check the rules of the module docstring: FIFO
+Threads of control are greenlets on one OS thread (the default) or real OS
+threads (``threads="os"``); either way the scheduler lets exactly one of them
+run simulation code at a time, and most tests here run on both backends.
+These tests drive it through the public surface of
+:class:`~evloop.Simulation` (``thread``, ``sleep``, ``event``, ``yield_now``,
+``join``) and check the rules of the module docstring: FIFO
 turns, time moving only when nobody can run, a deadlock named instead of a
 hang, a failing thread stopping the run, and no OS thread outliving ``close``.
 """
@@ -28,6 +30,13 @@ from evloop import (
     ThreadOfControl,
     ThreadState,
 )
+from evloop.machine.scheduler import Backend
+
+
+@pytest.fixture(params=["greenlet", "os"])
+def threads(request: pytest.FixtureRequest) -> Backend:
+    backend: Backend = request.param
+    return backend
 
 
 class ReplayChooser:
@@ -46,11 +55,11 @@ class Failure(Exception):
     pass
 
 
-# -- threads of control are OS threads that take turns -------------------------------------
+# -- threads of control take turns, on one OS thread or on their own -----------------------
 
 
-def test_each_thread_of_control_is_its_own_os_thread() -> None:
-    with Simulation() as sim:
+def _idents(threads: Backend) -> dict[str, tuple[int, str]]:
+    with Simulation(threads=threads) as sim:
         seen: dict[str, tuple[int, str]] = {}
 
         def record(name: str) -> None:
@@ -59,15 +68,33 @@ def test_each_thread_of_control_is_its_own_os_thread() -> None:
         sim.thread("a", lambda: record("a"))
         sim.thread("b", lambda: record("b"))
         sim.run()
+    return seen
+
+
+def test_with_os_threads_each_thread_of_control_is_its_own_os_thread() -> None:
+    seen = _idents("os")
     assert seen["a"][1] == "evloop:a"
     assert seen["b"][1] == "evloop:b"
     assert len({seen["a"][0], seen["b"][0], threading.get_ident()}) == 3
 
 
-def test_only_one_thread_of_control_runs_at_a_time() -> None:
+def test_greenlets_are_the_default_and_run_on_the_simulations_os_thread() -> None:
+    seen = _idents("greenlet")
+    me = (threading.get_ident(), threading.current_thread().name)
+    assert seen == {"a": me, "b": me}
+    with Simulation() as sim:
+        assert sim._sched.backend == "greenlet"
+
+
+def test_an_unknown_backend_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"^threads must be 'greenlet' or 'os', not 'fibers'$"):
+        Simulation(threads="fibers")  # type: ignore[arg-type]
+
+
+def test_only_one_thread_of_control_runs_at_a_time(threads: Backend) -> None:
     inside = 0
     overlaps = 0
-    with Simulation() as sim:
+    with Simulation(threads=threads) as sim:
 
         def busy() -> None:
             nonlocal inside, overlaps
@@ -85,8 +112,8 @@ def test_only_one_thread_of_control_runs_at_a_time() -> None:
     assert overlaps == 0
 
 
-def test_the_main_thread_is_thread_of_control_0() -> None:
-    with Simulation() as sim:
+def test_the_main_thread_is_thread_of_control_0(threads: Backend) -> None:
+    with Simulation(threads=threads) as sim:
         main = sim.threads[0]
         assert main.name == "main"
         assert main.index == 0
@@ -95,8 +122,8 @@ def test_the_main_thread_is_thread_of_control_0() -> None:
         assert repr(main) == "<ThreadOfControl 'main' #0 running>"
 
 
-def test_current_thread_names_the_thread_running_the_code() -> None:
-    with Simulation() as sim:
+def test_current_thread_names_the_thread_running_the_code(threads: Backend) -> None:
+    with Simulation(threads=threads) as sim:
         names: list[str] = []
         sim.thread("vcpu0", lambda: names.append(sim.current_thread.name))
         sim.run()
@@ -104,8 +131,8 @@ def test_current_thread_names_the_thread_running_the_code() -> None:
     assert names == ["vcpu0", "main"]
 
 
-def test_a_thread_goes_runnable_blocked_done() -> None:
-    with Simulation() as sim:
+def test_a_thread_goes_runnable_blocked_done(threads: Backend) -> None:
+    with Simulation(threads=threads) as sim:
         t = sim.thread("w", lambda: sim.sleep(100))
         assert isinstance(t, ThreadOfControl)
         assert t.state is ThreadState.RUNNABLE
@@ -121,8 +148,8 @@ def test_a_thread_goes_runnable_blocked_done() -> None:
         assert t.waiting_for() == "done"
 
 
-def test_a_thread_can_start_threads() -> None:
-    with Simulation() as sim:
+def test_a_thread_can_start_threads(threads: Backend) -> None:
+    with Simulation(threads=threads) as sim:
         order: list[str] = []
 
         def parent() -> None:
@@ -139,8 +166,8 @@ def test_a_thread_can_start_threads() -> None:
 # -- FIFO turns ----------------------------------------------------------------------------
 
 
-def test_threads_first_run_in_the_order_they_were_started() -> None:
-    with Simulation() as sim:
+def test_threads_first_run_in_the_order_they_were_started(threads: Backend) -> None:
+    with Simulation(threads=threads) as sim:
         order: list[str] = []
         for name in ("c", "a", "b"):
             sim.thread(name, lambda name=name: order.append(name))
@@ -148,8 +175,8 @@ def test_threads_first_run_in_the_order_they_were_started() -> None:
     assert order == ["c", "a", "b"]
 
 
-def test_yield_now_hands_the_turn_to_the_longest_waiting_thread() -> None:
-    with Simulation() as sim:
+def test_yield_now_hands_the_turn_to_the_longest_waiting_thread(threads: Backend) -> None:
+    with Simulation(threads=threads) as sim:
         order: list[str] = []
 
         def worker(name: str) -> None:
@@ -164,15 +191,15 @@ def test_yield_now_hands_the_turn_to_the_longest_waiting_thread() -> None:
     assert order == ["a0", "b0", "a1", "b1", "a2", "b2"]
 
 
-def test_yield_now_alone_returns_at_once() -> None:
-    with Simulation() as sim:
+def test_yield_now_alone_returns_at_once(threads: Backend) -> None:
+    with Simulation(threads=threads) as sim:
         sim.yield_now()
         assert sim.now_ns == 0
         assert sim.steps == 0
 
 
-def test_sleep_0_is_a_preemption_point() -> None:
-    with Simulation() as sim:
+def test_sleep_0_is_a_preemption_point(threads: Backend) -> None:
+    with Simulation(threads=threads) as sim:
         order: list[str] = []
 
         def a() -> None:
@@ -189,8 +216,8 @@ def test_sleep_0_is_a_preemption_point() -> None:
 # -- time moves only when nobody can run ---------------------------------------------------
 
 
-def test_the_clock_warps_to_the_soonest_wake_when_everyone_is_blocked() -> None:
-    with Simulation() as sim:
+def test_the_clock_warps_to_the_soonest_wake_when_everyone_is_blocked(threads: Backend) -> None:
+    with Simulation(threads=threads) as sim:
         woke: list[tuple[str, int, int]] = []
 
         def sleeper(name: str, ns: int) -> None:
@@ -204,8 +231,8 @@ def test_the_clock_warps_to_the_soonest_wake_when_everyone_is_blocked() -> None:
     assert result.time_ns == 300
 
 
-def test_simultaneous_wakes_run_in_the_order_the_sleeps_began() -> None:
-    with Simulation() as sim:
+def test_simultaneous_wakes_run_in_the_order_the_sleeps_began(threads: Backend) -> None:
+    with Simulation(threads=threads) as sim:
         woke: list[str] = []
 
         def sleeper(name: str, ns: int) -> None:
@@ -219,8 +246,8 @@ def test_simultaneous_wakes_run_in_the_order_the_sleeps_began() -> None:
     assert woke == ["b", "a", "c"]
 
 
-def test_time_does_not_move_while_a_thread_can_run() -> None:
-    with Simulation() as sim:
+def test_time_does_not_move_while_a_thread_can_run(threads: Backend) -> None:
+    with Simulation(threads=threads) as sim:
         times: list[int] = []
 
         def spinner() -> None:
@@ -234,8 +261,8 @@ def test_time_does_not_move_while_a_thread_can_run() -> None:
     assert times == [0] * 10
 
 
-def test_the_main_thread_can_sleep_outside_run_and_others_run_meanwhile() -> None:
-    with Simulation() as sim:
+def test_the_main_thread_can_sleep_outside_run_and_others_run_meanwhile(threads: Backend) -> None:
+    with Simulation(threads=threads) as sim:
         seen: list[int] = []
 
         def w() -> None:
@@ -248,16 +275,16 @@ def test_the_main_thread_can_sleep_outside_run_and_others_run_meanwhile() -> Non
         assert seen == [30]
 
 
-def test_a_lone_main_thread_sleeping_just_advances_the_clock() -> None:
-    with Simulation() as sim:
+def test_a_lone_main_thread_sleeping_just_advances_the_clock(threads: Backend) -> None:
+    with Simulation(threads=threads) as sim:
         sim.sleep(250)
         assert sim.now_ns == 250
         assert sim.clock.get_ns(ClockType.VIRTUAL) == 250
 
 
-def test_a_negative_sleep_is_refused() -> None:
+def test_a_negative_sleep_is_refused(threads: Backend) -> None:
     with (
-        Simulation() as sim,
+        Simulation(threads=threads) as sim,
         pytest.raises(ValueError, match=r"^cannot sleep for a negative time \(-1 ns\)$"),
     ):
         sim.sleep(-1)
@@ -266,8 +293,8 @@ def test_a_negative_sleep_is_refused() -> None:
 # -- events and joins ----------------------------------------------------------------------
 
 
-def test_an_event_wakes_its_waiter_at_the_time_it_is_set() -> None:
-    with Simulation() as sim:
+def test_an_event_wakes_its_waiter_at_the_time_it_is_set(threads: Backend) -> None:
+    with Simulation(threads=threads) as sim:
         ev = sim.event("ready")
         got: list[tuple[bool, int]] = []
 
@@ -281,8 +308,8 @@ def test_an_event_wakes_its_waiter_at_the_time_it_is_set() -> None:
     assert got == [(True, 70)]
 
 
-def test_an_event_wait_times_out() -> None:
-    with Simulation() as sim:
+def test_an_event_wait_times_out(threads: Backend) -> None:
+    with Simulation(threads=threads) as sim:
         ev = sim.event("never")
         got: list[tuple[bool, int]] = []
         sim.thread("waiter", lambda: got.append((ev.wait(timeout_ns=50), sim.now_ns)))
@@ -290,8 +317,8 @@ def test_an_event_wait_times_out() -> None:
     assert got == [(False, 50)]
 
 
-def test_an_event_set_beforehand_does_not_block() -> None:
-    with Simulation() as sim:
+def test_an_event_set_beforehand_does_not_block(threads: Backend) -> None:
+    with Simulation(threads=threads) as sim:
         ev = sim.event("e")
         ev.set()
         assert ev.wait() is True
@@ -299,8 +326,8 @@ def test_an_event_set_beforehand_does_not_block() -> None:
         assert sim.steps == 0
 
 
-def test_event_set_clear_is_set_and_repr() -> None:
-    with Simulation() as sim:
+def test_event_set_clear_is_set_and_repr(threads: Backend) -> None:
+    with Simulation(threads=threads) as sim:
         ev = sim.event("flag")
         assert ev.name == "flag"
         assert not ev.is_set()
@@ -312,8 +339,8 @@ def test_event_set_clear_is_set_and_repr() -> None:
         assert not ev.is_set()
 
 
-def test_an_event_set_and_cleared_before_the_waiter_runs_does_not_wake_it() -> None:
-    with Simulation() as sim:
+def test_an_event_set_and_cleared_before_the_waiter_runs_does_not_wake_it(threads: Backend) -> None:
+    with Simulation(threads=threads) as sim:
         ev = sim.event("blink")
         got: list[tuple[bool, int]] = []
 
@@ -327,16 +354,16 @@ def test_an_event_set_and_cleared_before_the_waiter_runs_does_not_wake_it() -> N
     assert got == [(False, 40)]
 
 
-def test_join_waits_for_a_thread_to_end() -> None:
-    with Simulation() as sim:
+def test_join_waits_for_a_thread_to_end(threads: Backend) -> None:
+    with Simulation(threads=threads) as sim:
         t = sim.thread("w", lambda: sim.sleep(80))
         assert t.join() is True
         assert sim.now_ns == 80
         assert t.done
 
 
-def test_join_with_a_timeout_returns_false_if_the_thread_is_still_alive() -> None:
-    with Simulation() as sim:
+def test_join_with_a_timeout_returns_false_if_the_thread_is_still_alive(threads: Backend) -> None:
+    with Simulation(threads=threads) as sim:
         t = sim.thread("w", lambda: sim.sleep(80))
         assert t.join(timeout_ns=30) is False
         assert sim.now_ns == 30
@@ -344,8 +371,8 @@ def test_join_with_a_timeout_returns_false_if_the_thread_is_still_alive() -> Non
         assert sim.now_ns == 80
 
 
-def test_join_of_a_finished_thread_returns_at_once() -> None:
-    with Simulation() as sim:
+def test_join_of_a_finished_thread_returns_at_once(threads: Backend) -> None:
+    with Simulation(threads=threads) as sim:
         t = sim.thread("w", lambda: None)
         sim.run()
         steps = sim.steps
@@ -353,8 +380,8 @@ def test_join_of_a_finished_thread_returns_at_once() -> None:
         assert sim.steps == steps
 
 
-def test_a_thread_cannot_join_itself() -> None:
-    with Simulation() as sim:
+def test_a_thread_cannot_join_itself(threads: Backend) -> None:
+    with Simulation(threads=threads) as sim:
         errors: list[BaseException] = []
         me: list[ThreadOfControl] = []
 
@@ -372,8 +399,8 @@ def test_a_thread_cannot_join_itself() -> None:
 # -- deadlock is named, never a hang -------------------------------------------------------
 
 
-def test_a_thread_waiting_on_an_event_no_one_sets_is_a_deadlock() -> None:
-    with Simulation() as sim:
+def test_a_thread_waiting_on_an_event_no_one_sets_is_a_deadlock(threads: Backend) -> None:
+    with Simulation(threads=threads) as sim:
         ev = sim.event("never")
         sim.thread("waiter", lambda: ev.wait())
         with pytest.raises(DeadlockError) as info:
@@ -388,8 +415,8 @@ def test_a_thread_waiting_on_an_event_no_one_sets_is_a_deadlock() -> None:
     assert isinstance(info.value, EvloopError)
 
 
-def test_a_deadlock_is_found_after_time_has_passed() -> None:
-    with Simulation() as sim:
+def test_a_deadlock_is_found_after_time_has_passed(threads: Backend) -> None:
+    with Simulation(threads=threads) as sim:
         ev = sim.event("go")
 
         def a() -> None:
@@ -408,8 +435,8 @@ def test_a_deadlock_is_found_after_time_has_passed() -> None:
     assert str(info.value).startswith("deadlock at t=500 ns: ")
 
 
-def test_the_main_thread_waiting_outside_run_on_an_event_is_a_deadlock() -> None:
-    with Simulation() as sim:
+def test_the_main_thread_waiting_outside_run_on_an_event_is_a_deadlock(threads: Backend) -> None:
+    with Simulation(threads=threads) as sim:
         ev = sim.event("e")
         with pytest.raises(DeadlockError) as info:
             ev.wait()
@@ -421,8 +448,8 @@ def test_the_main_thread_waiting_outside_run_on_an_event_is_a_deadlock() -> None
     )
 
 
-def test_idle_loops_are_listed_in_a_deadlock_but_do_not_cause_one() -> None:
-    with Simulation() as sim:
+def test_idle_loops_are_listed_in_a_deadlock_but_do_not_cause_one(threads: Backend) -> None:
+    with Simulation(threads=threads) as sim:
         sim.iothread("io")
         sim.main_loop.aio_context.thread_pool_submit(lambda: None, lambda _: None)
         ev = sim.event("never")
@@ -437,16 +464,16 @@ def test_idle_loops_are_listed_in_a_deadlock_but_do_not_cause_one() -> None:
     )
 
 
-def test_idle_loops_alone_are_a_normal_end() -> None:
-    with Simulation() as sim:
+def test_idle_loops_alone_are_a_normal_end(threads: Backend) -> None:
+    with Simulation(threads=threads) as sim:
         sim.iothread("io")
         sim.main_loop.aio_context.thread_pool_submit(lambda: None, lambda _: None)
         result = sim.run()
     assert result.reason.value == "idle"
 
 
-def test_a_wait_with_a_timeout_is_never_a_deadlock() -> None:
-    with Simulation() as sim:
+def test_a_wait_with_a_timeout_is_never_a_deadlock(threads: Backend) -> None:
+    with Simulation(threads=threads) as sim:
         ev = sim.event("never")
         got: list[bool] = []
         sim.thread("w", lambda: got.append(ev.wait(timeout_ns=10**9)))
@@ -455,8 +482,8 @@ def test_a_wait_with_a_timeout_is_never_a_deadlock() -> None:
     assert result.time_ns == 10**9
 
 
-def test_the_simulation_runs_on_after_a_deadlock_is_resolved() -> None:
-    with Simulation() as sim:
+def test_the_simulation_runs_on_after_a_deadlock_is_resolved(threads: Backend) -> None:
+    with Simulation(threads=threads) as sim:
         ev = sim.event("late")
         got: list[int] = []
         sim.thread("w", lambda: (ev.wait(), got.append(sim.now_ns)))
@@ -470,14 +497,14 @@ def test_the_simulation_runs_on_after_a_deadlock_is_resolved() -> None:
 # -- a failing thread stops the run --------------------------------------------------------
 
 
-def test_an_exception_in_a_thread_is_reraised_from_run_with_a_note() -> None:
+def test_an_exception_in_a_thread_is_reraised_from_run_with_a_note(threads: Backend) -> None:
     error = Failure("boom")
 
     def bad() -> None:
         sim.sleep(10)
         raise error
 
-    with Simulation() as sim:
+    with Simulation(threads=threads) as sim:
         sim.thread("bad", bad)
         with pytest.raises(Failure) as info:
             sim.run()
@@ -486,8 +513,8 @@ def test_an_exception_in_a_thread_is_reraised_from_run_with_a_note() -> None:
     assert info.value.__notes__ == ["(raised in thread of control 'bad')"]
 
 
-def test_a_failure_stops_the_run_before_later_events() -> None:
-    with Simulation() as sim:
+def test_a_failure_stops_the_run_before_later_events(threads: Backend) -> None:
+    with Simulation(threads=threads) as sim:
         later: list[int] = []
         sim.thread("bad", lambda: (sim.sleep(10), (_ for _ in ()).throw(Failure("x"))))
         sim.thread("later", lambda: (sim.sleep(20), later.append(sim.now_ns)))
@@ -500,9 +527,9 @@ def test_a_failure_stops_the_run_before_later_events() -> None:
         assert later == [20]
 
 
-def test_an_exception_in_a_thread_is_reraised_from_a_join() -> None:
+def test_an_exception_in_a_thread_is_reraised_from_a_join(threads: Backend) -> None:
     error = Failure("in worker")
-    with Simulation() as sim:
+    with Simulation(threads=threads) as sim:
         t = sim.thread("w", lambda: (_ for _ in ()).throw(error))
         with pytest.raises(Failure) as info:
             t.join()
@@ -510,8 +537,8 @@ def test_an_exception_in_a_thread_is_reraised_from_a_join() -> None:
     assert info.value.__notes__ == ["(raised in thread of control 'w')"]
 
 
-def test_a_thread_that_catches_its_own_exception_does_not_stop_the_run() -> None:
-    with Simulation() as sim:
+def test_a_thread_that_catches_its_own_exception_does_not_stop_the_run(threads: Backend) -> None:
+    with Simulation(threads=threads) as sim:
         caught: list[str] = []
 
         def w() -> None:
@@ -549,8 +576,8 @@ def _from_a_stranger(fn: object) -> BaseException | None:
     return caught[0] if caught else None
 
 
-def test_a_blocking_call_from_an_unknown_os_thread_is_refused() -> None:
-    with Simulation() as sim:
+def test_a_blocking_call_from_an_unknown_os_thread_is_refused(threads: Backend) -> None:
+    with Simulation(threads=threads) as sim:
         ev = sim.event("e")
         worker = sim.thread("w", lambda: None)
         r, _ = sim.fds.pipe()
@@ -569,16 +596,16 @@ def test_a_blocking_call_from_an_unknown_os_thread_is_refused() -> None:
         assert sim.now_ns == 0
 
 
-def test_a_yield_from_an_unknown_os_thread_is_refused() -> None:
-    with Simulation() as sim:
+def test_a_yield_from_an_unknown_os_thread_is_refused(threads: Backend) -> None:
+    with Simulation(threads=threads) as sim:
         sim.thread("w", lambda: None)
         exc = _from_a_stranger(sim.yield_now)
         assert isinstance(exc, SimulationError)
         assert str(exc) == STRANGER
 
 
-def test_thread_names_must_be_unique() -> None:
-    with Simulation() as sim:
+def test_thread_names_must_be_unique(threads: Backend) -> None:
+    with Simulation(threads=threads) as sim:
         sim.thread("vcpu0", lambda: None)
         with pytest.raises(
             ValueError,
@@ -593,9 +620,9 @@ def test_thread_names_must_be_unique() -> None:
         assert [t.name for t in sim.threads] == ["main", "vcpu0"]
 
 
-def test_a_thread_needs_a_name() -> None:
+def test_a_thread_needs_a_name(threads: Backend) -> None:
     with (
-        Simulation() as sim,
+        Simulation(threads=threads) as sim,
         pytest.raises(ValueError, match=r"^a thread of control needs a non-empty name, not ''$"),
     ):
         sim.thread("", lambda: None)
@@ -604,9 +631,9 @@ def test_a_thread_needs_a_name() -> None:
 # -- close unwinds everything --------------------------------------------------------------
 
 
-def test_close_unwinds_every_waiting_thread() -> None:
+def test_close_unwinds_every_waiting_thread(threads: Backend) -> None:
     before = set(threading.enumerate())
-    sim = Simulation()
+    sim = Simulation(threads=threads)
     try:
         ev = sim.event("never")
         sim.thread("on-event", lambda: ev.wait())
@@ -616,31 +643,35 @@ def test_close_unwinds_every_waiting_thread() -> None:
         sim.run(until_ns=5)
         sim.thread("never-started", lambda: None)
         alive = [t for t in threading.enumerate() if t not in before]
-        assert len(alive) == 5
+        assert len(alive) == (5 if threads == "os" else 0)
+        if threads == "greenlet":  # four parked greenlets, one never started
+            assert [bool(t._glet) for t in sim.threads[1:]] == [True] * 4 + [False]
     finally:
         sim.close()
     assert [t.state for t in sim.threads[1:]] == [ThreadState.DONE] * 5
+    if threads == "greenlet":
+        assert [bool(t._glet) for t in sim.threads[1:]] == [False] * 5
     assert [t for t in threading.enumerate() if t not in before] == []
 
 
-def test_close_is_idempotent_and_the_context_manager_closes() -> None:
+def test_close_is_idempotent_and_the_context_manager_closes(threads: Backend) -> None:
     before = set(threading.enumerate())
-    with Simulation() as sim:
+    with Simulation(threads=threads) as sim:
         sim.thread("w", lambda: sim.event("never").wait())
         sim.run(until_ns=1)
     sim.close()
     assert [t for t in threading.enumerate() if t not in before] == []
 
 
-def test_close_after_a_deadlock_leaks_nothing() -> None:
-    with Simulation() as sim:
+def test_close_after_a_deadlock_leaks_nothing(threads: Backend) -> None:
+    with Simulation(threads=threads) as sim:
         sim.thread("w", lambda: sim.event("never").wait())
         with pytest.raises(DeadlockError):
             sim.run()
 
 
-def test_close_unwinds_a_thread_whose_finally_blocks_again() -> None:
-    with Simulation() as sim:
+def test_close_unwinds_a_thread_whose_finally_blocks_again(threads: Backend) -> None:
+    with Simulation(threads=threads) as sim:
 
         def w() -> None:
             try:
@@ -652,8 +683,8 @@ def test_close_unwinds_a_thread_whose_finally_blocks_again() -> None:
         sim.run(until_ns=1)
 
 
-def test_a_closed_simulation_refuses_new_threads_and_runs() -> None:
-    sim = Simulation()
+def test_a_closed_simulation_refuses_new_threads_and_runs(threads: Backend) -> None:
+    sim = Simulation(threads=threads)
     sim.close()
     with pytest.raises(SimulationError, match=r"^this simulation is closed$"):
         sim.thread("w", lambda: None)
@@ -734,8 +765,8 @@ def test_the_same_program_and_answers_give_the_same_log(
 # -- stress --------------------------------------------------------------------------------
 
 
-def _handoff_ring(iterations: int) -> tuple[object, ...]:
-    with Simulation(log=True) as sim:
+def _handoff_ring(iterations: int, threads: Backend = "greenlet") -> tuple[object, ...]:
+    with Simulation(log=True, threads=threads) as sim:
         events = [sim.event(f"e{i}") for i in range(4)]
         counts = [0] * 4
 
@@ -755,12 +786,16 @@ def _handoff_ring(iterations: int) -> tuple[object, ...]:
         assert sim.log is not None
         assert counts == [iterations] * 4
         assert all(t.done for t in sim.threads[1:])
-        return result, tuple(e.as_tuple() for e in sim.log)
+        return result, sim.digest, tuple(e.as_tuple() for e in sim.log)
 
 
 def test_stress_four_threads_2000_sleeps_and_handoffs_each_are_deterministic() -> None:
     runs = {_handoff_ring(2000) for _ in range(3)}
     assert len(runs) == 1
-    ((result, log),) = runs
+    ((result, _, log),) = runs
     assert result.reason.value == "idle"
     assert len(log) == result.steps
+
+
+def test_both_backends_give_the_same_steps_log_and_digest() -> None:
+    assert _handoff_ring(300, "greenlet") == _handoff_ring(300, "os")
