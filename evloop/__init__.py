@@ -32,14 +32,21 @@ from .loop.fds import FdTable
 from .loop.mainloop import MainLoop
 from .loop.notifier import EventNotifier
 from .loop.timer import Timer
-from .loop.waiting import Blocker, WaitCondition, WarpBlocker
-from .machine.chooser import ChoiceKind, Chooser, FifoChooser, PCTChooser, RandomChooser
+from .loop.waiting import WarpBlocker
+from .machine.chooser import FifoChooser, PCTChooser, RandomChooser
 from .machine.external import ScriptedPeer
-from .machine.hooks import SimulationHooks
 from .machine.iothread import IOThread
 from .machine.rng import SimRandom
 from .machine.scheduler import ThreadOfControl, ThreadState
 from .machine.simulation import DispatchEvent, RunResult, SimEvent, Simulation, StopReason
+from .seams import (
+    Blocker,
+    ChoiceKind,
+    Chooser,
+    Seams,
+    SimulationHooks,
+    WaitCondition,
+)
 
 __all__ = [
     "BH",
@@ -68,6 +75,7 @@ __all__ = [
     "RandomChooser",
     "RunResult",
     "ScriptedPeer",
+    "Seams",
     "SimEvent",
     "SimRandom",
     "Simulation",

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from evloop import Chooser, DispatchEvent, Simulation
+from evloop import Blocker, Chooser, DispatchEvent, Simulation
 from evloop import __version__ as evloop_version
 
 from .errors import ReplayError
@@ -143,8 +143,7 @@ def record(
         rec = Recorder(writer)
         sim = Simulation(
             seed,
-            chooser=rec.chooser(inner),
-            hooks=rec,
+            chooser=inner,
             checkpoint_interval=checkpoint_interval,
             recent=RECENT_STEPS,
             faults=header.faults,
@@ -296,8 +295,6 @@ def _play(
     player = Player(reader, writer)
     sim = Simulation(
         header.seed,
-        chooser=player.chooser(),
-        hooks=player,
         checkpoint_interval=interval,
         recent=RECENT_STEPS,
         log=on_step if on_step is not None else False,
@@ -338,13 +335,15 @@ def _drive_play(
     max_steps: int | None,
     until_step: int | None,
     started: Callable[[], object] | None = None,
+    blocker: Callable[[Blocker], Blocker] | None = None,
 ) -> PlayResult:
     """Run a built play (either mode) to its end, check it, and say what it found.
 
+    ``blocker`` is plugged in with the player's seams (host mode's monitor);
     ``started`` runs once the player is attached and has checked INIT.
     """
     try:
-        player.attach(sim)
+        player.attach(sim, blocker)
         player.start()
         if started is not None:
             started()

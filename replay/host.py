@@ -88,7 +88,6 @@ from evloop import (
     RunResult,
     Simulation,
     SimulationError,
-    SimulationHooks,
     WaitCondition,
 )
 from evloop import __version__ as evloop_version
@@ -277,12 +276,11 @@ class HostSimulation(Simulation):
         chooser: Chooser | None = None,
         log: bool | Callable[[DispatchEvent], object] = False,
         recent: int = 0,
-        hooks: SimulationHooks | None = None,
         checkpoint_interval: int = 1024,
     ) -> None:
         # No fast path: it warps past waits, and every wait here is a sample point.
         super().__init__(
-            seed, chooser=chooser, log=log, recent=recent, hooks=hooks,
+            seed, chooser=chooser, log=log, recent=recent,
             checkpoint_interval=checkpoint_interval, fast_path=False,
         )
         names = [name for name, _ in channels]
@@ -473,21 +471,27 @@ class HostMonitor:
     """
 
     def __init__(self, sim: HostSimulation) -> None:
-        fallback = sim.fds.blocker
-        if fallback is None or sim.monitor is not None:
+        if sim.monitor is not None:
             raise SimulationError("a HostSimulation takes one monitor, installed once")
         self.sim = sim
         #: The simulation's scheduler: decides idle, until and deadlock (rule 5).
-        self._fallback: Blocker = fallback
+        self._fallback: Blocker | None = None
         self._main_cond = _main_loop_condition(sim)
         self._free = False
         sim.monitor = self
-        sim.fds.blocker = self
+
+    def over(self, scheduler: Blocker) -> Blocker:
+        """Become the blocker of every wait, over the simulation's scheduler (a seam)."""
+        self._fallback = scheduler
+        return self
 
     def block(self, cond: WaitCondition, timeout_ns: int) -> None:
         sim = self.sim
+        fallback = self._fallback
+        if fallback is None:
+            raise SimulationError("a host monitor blocks only once plugged in as a seam")
         if self._free:
-            self._fallback.block(cond, timeout_ns)
+            fallback.block(cond, timeout_ns)
             return
         deadline = -1 if timeout_ns < 0 else sim.now_ns + timeout_ns
         until = sim._until_ns if cond is self._main_cond else None
@@ -497,7 +501,7 @@ class HostMonitor:
                 wait = 0
             elif deadline < 0:
                 if not any(ch.live for ch in sim.channels):
-                    self._fallback.block(cond, timeout_ns)  # nothing can end it (rule 5)
+                    fallback.block(cond, timeout_ns)  # nothing can end it (rule 5)
                     return
                 wait = -1
             else:
@@ -509,7 +513,7 @@ class HostMonitor:
                 # A truncated trace ran out: the recording ends here, so the run does.
                 self._free = True
                 sim.shutdown(TRACE_ENDED)
-                self._fallback.block(cond, -1 if deadline < 0 else max(deadline - now, 0))
+                fallback.block(cond, -1 if deadline < 0 else max(deadline - now, 0))
                 return
             now = sim.now_ns
             if (
@@ -826,11 +830,11 @@ def record_host(
             host_clock = HostClock()
             rec = HostRecorder(writer, host_clock)
             sim = HostSimulation(
-                channels, seed, chooser=rec.chooser(chooser_from_spec("fifo")), hooks=rec,
+                channels, seed, chooser=chooser_from_spec("fifo"),
                 checkpoint_interval=checkpoint_interval, recent=RECENT_STEPS,
             )
             monitor = LiveMonitor(sim, rec, real_fds)
-            rec.attach(sim)
+            rec.attach(sim, monitor.over)
             rec.start()
             sim.start_host_clock(rec.host_start(host_clock.start()))
             failure: Exception | None = None
@@ -914,16 +918,18 @@ def _play_host(
     sink = _HashSink()
     player = HostPlayer(reader, TraceWriter(sink, header))  # type: ignore[arg-type]
     sim = HostSimulation(
-        channels, header.seed, chooser=player.chooser(), hooks=player,
+        channels, header.seed,
         checkpoint_interval=interval, recent=RECENT_STEPS,
         log=on_step if on_step is not None else False,
     )
 
+    monitor = TraceMonitor(sim, player)
+
     def started() -> None:
-        TraceMonitor(sim, player)
         sim.start_host_clock(player.host_start(0))
 
     return _drive_play(
-        path, reader, sink, sim, player, fn, until_ns, max_steps, until_step, started
+        path, reader, sink, sim, player, fn, until_ns, max_steps, until_step, started,
+        monitor.over,
     )
 

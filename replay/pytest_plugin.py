@@ -254,8 +254,7 @@ def _recorded_run(item: pytest.Item, log: bool) -> _Run:
     recorder = Recorder(TraceWriter(buffer, header))
     simulation = Simulation(
         0,
-        chooser=recorder.chooser(FifoChooser()),
-        hooks=recorder,
+        chooser=FifoChooser(),
         checkpoint_interval=CHECKPOINT_INTERVAL,
         recent=RECENT_STEPS,
         log=log,

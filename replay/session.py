@@ -1,8 +1,9 @@
 """Recording and playing a simulation: one code path, two sources.
 
-Every source of nondeterminism reaches the replay layer through one door of
+Every source of nondeterminism reaches the replay layer through one seam of
 the simulation (the chooser, the clock-read hook, the RNG draw hook, the
-simulation hooks for input, checkpoints and shutdown). At each door the
+simulation hooks for input, checkpoints and shutdown; ``evloop/seams.py``),
+all plugged at once by :meth:`_Session.attach`. At each door the
 :class:`Recorder` takes the live value and logs it; the :class:`Player` takes
 the value from the trace, checks that it is asked at the same step and with
 the same shape, and logs it again. So a play *re-records* the run, and a run
@@ -34,11 +35,11 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import Enum, IntEnum
 from typing import TYPE_CHECKING, Any
 
-from evloop import ChoiceKind, Chooser, ClockType
+from evloop import Blocker, ChoiceKind, Chooser, ClockType, Seams
 
 from .errors import ReplayDivergence, ReplayError
 from .format import EventKind, decode_choices, encode_choice_into
@@ -90,11 +91,22 @@ class _Session:
         #: Decisions logged so far (each element of a CHOICES batch counts).
         self.decisions = 0
 
-    def attach(self, sim: Simulation) -> None:
-        """Plug this session into the simulation's clock and RNG doors."""
+    def attach(
+        self, sim: Simulation, blocker: Callable[[Blocker], Blocker] | None = None
+    ) -> None:
+        """Plug this session into every seam of the simulation, through its one door.
+
+        ``blocker``, if given, wraps the simulation's scheduler as the blocker
+        of every wait (host mode's monitor).
+        """
         self.sim = sim
-        sim.clock.read_hook = self._clock_read
-        sim.random.draw_hook = self._random_draw
+        sim.plug(Seams(
+            chooser=self.chooser,
+            clock_read=self._clock_read,
+            random_draw=self._random_draw,
+            hooks=self,
+            blocker=blocker,
+        ))
 
     def chooser(self, inner: Chooser | None = None) -> Chooser:
         """The chooser to build the simulation with (wraps ``inner`` when recording)."""
@@ -140,6 +152,15 @@ class _Session:
         raise NotImplementedError
 
     def _random_draw(self, value: int) -> int:
+        raise NotImplementedError
+
+    def checkpoint(self, step: int) -> None:
+        raise NotImplementedError
+
+    def input(self, channel: str, data: bytes, close: bool) -> None:
+        raise NotImplementedError
+
+    def shutdown(self, cause: str) -> None:
         raise NotImplementedError
 
 

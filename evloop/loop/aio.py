@@ -44,16 +44,17 @@ from __future__ import annotations
 import select
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
+from ..seams import Blocker, DispatchObserver
 from .bh import BH, BH_DELETED, BH_FREED, BH_IDLE, BH_ONESHOT, BH_PENDING, BH_SCHEDULED
 from .clock import SCALE_MS, ClockType, VirtualClock, soonest_timeout
 from .fds import FdTable
 from .notifier import EventNotifier
 from .timer import Timer, TimerListGroup
-from .waiting import Blocker, WarpBlocker
+from .waiting import WarpBlocker
 
-__all__ = ["AioContext", "DispatchKind", "DispatchObserver"]
+__all__ = ["AioContext", "DispatchKind"]
 
 
 class DispatchKind:
@@ -68,10 +69,6 @@ class DispatchKind:
     INPUT = 6
     FAULT = 7  #: a fault injected, or held bytes arriving (``faults.py``)
     NAMES = ("bh", "read", "write", "poll_ready", "timer", "turn", "input", "fault")
-
-
-class DispatchObserver(Protocol):
-    def __call__(self, kind: int, ctx: Any, what: Any) -> None: ...
 
 
 _POLL_IN = select.POLLIN | select.POLLHUP | select.POLLERR

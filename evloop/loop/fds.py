@@ -87,6 +87,7 @@ from collections.abc import Sequence
 from typing import Final, Protocol
 
 from ..errors import DeadlockError
+from ..seams import Blocker, FdWatcher
 from .stream import (
     _SHUT_RD,
     _SHUT_WR,
@@ -99,7 +100,6 @@ from .stream import (
     _socket_mask,
     _SocketEnd,
 )
-from .waiting import Blocker
 
 __all__ = [
     "EMBRYO",
@@ -113,7 +113,6 @@ __all__ = [
     "FdFaults",
     "FdObject",
     "FdTable",
-    "FdWatcher",
 ]
 
 #: Bytes a pipe holds (Linux's default of 16 pages).
@@ -168,14 +167,6 @@ class FdFaults(Protocol):
 
     def holds(self, writer: _Pipe | _SocketEnd) -> bool:
         """Bytes from ``writer`` are held back: its close must not show as EOF yet."""
-        ...
-
-
-class FdWatcher(Protocol):
-    """Told an fd number's readiness mask whenever it may have changed."""
-
-    def fd_ready(self, fd: int, mask: int) -> None:
-        """``mask`` is the fd's current mask (POLLNVAL once closed). Must be idempotent."""
         ...
 
 

@@ -27,11 +27,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .aio import AioContext, DispatchObserver
+from ..seams import Blocker, DispatchObserver
+from .aio import AioContext
 from .clock import SCALE_MS, ClockType, VirtualClock, soonest_timeout, timeout_ns_to_ms
 from .fds import FdTable
 from .timer import Timer, TimerListGroup
-from .waiting import Blocker, WarpBlocker
+from .waiting import WarpBlocker
 
 __all__ = ["MainLoop"]
 

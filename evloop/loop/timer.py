@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from .clock import ClockType, VirtualClock, soonest_timeout
 
 if TYPE_CHECKING:
-    from .aio import DispatchObserver
+    from ..seams import CheckpointGate, DispatchObserver
 
 __all__ = ["Timer", "TimerList", "TimerListGroup"]
 
@@ -44,9 +44,6 @@ DISPATCH_TIMER = 4
 # A heap entry: (expire_ns, arm_seq, timer); live while ``timer._entry is entry``.
 _Entry = tuple[int, int, "Timer"]
 
-#: Gate called before a list runs its expired timers; False skips the run.
-#: The replay layer plugs QEMU's ``replay_checkpoint`` in here.
-CheckpointGate = Callable[[ClockType], bool]
 
 
 class TimerList:
@@ -331,6 +328,11 @@ class TimerListGroup:
     def set_halt(self, halt: list[bool]) -> None:
         for tl in self.lists:
             tl.halt = halt
+
+    def set_checkpoint(self, gate: CheckpointGate | None) -> None:
+        """Ask ``gate(clock_type)`` before any list runs its timers (the replay seam)."""
+        for tl in self.lists:
+            tl.checkpoint = gate
 
     def pending_count(self) -> int:
         return sum(len(tl) for tl in self.lists)

@@ -1,7 +1,7 @@
-"""The one seam through which anything in evloop blocks.
+"""The one seam through which anything in evloop blocks, and its standalone blocker.
 
-A blocking wait never sleeps. It hands a :class:`WaitCondition` and a timeout
-to a :class:`Blocker`:
+A blocking wait never sleeps. It hands a ``WaitCondition`` and a timeout to a
+``Blocker`` (both in ``evloop/seams.py``):
 
 * standalone (an ``AioContext`` or ``MainLoop`` used on its own), the blocker
   is :class:`WarpBlocker`: if the condition is not ready it advances the clock
@@ -20,30 +20,11 @@ say which (like poll(2) returning 0 or more).
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from ..errors import DeadlockError
+from ..seams import WaitCondition
 from .clock import VirtualClock
 
-__all__ = ["Blocker", "WaitCondition", "WarpBlocker"]
-
-
-class WaitCondition(Protocol):
-    """What a blocked thread of control waits for."""
-
-    def ready(self) -> bool:
-        """True when the wait can end now. Must be cheap and side-effect free."""
-        ...
-
-    def describe(self) -> str:
-        """A short human description, used in deadlock reports."""
-        ...
-
-
-class Blocker(Protocol):
-    def block(self, cond: WaitCondition, timeout_ns: int) -> None:
-        """Return once ``cond.ready()`` or ``timeout_ns`` (-1: never) has elapsed."""
-        ...
+__all__ = ["WarpBlocker"]
 
 
 class WarpBlocker:

@@ -14,26 +14,11 @@ A decision with a single option is never asked: there is nothing to choose.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from enum import IntEnum
-from typing import Protocol
 
+from ..seams import ChoiceKind
 from .rng import SimRandom
 
-__all__ = ["ChoiceKind", "Chooser", "FifoChooser", "PCTChooser", "RandomChooser"]
-
-
-class ChoiceKind(IntEnum):
-    """What a decision is about."""
-
-    THREAD = 0  #: which runnable thread of control takes the next turn
-    EXTERNAL = 1  #: which of several simultaneous external events comes first
-    FAULT = 2  #: whether (and which) fault to inject
-
-
-class Chooser(Protocol):
-    def choose(self, kind: ChoiceKind, options: Sequence[str]) -> int:
-        """Return an index into ``options`` (at least two of them)."""
-        ...
+__all__ = ["FifoChooser", "PCTChooser", "RandomChooser"]
 
 
 class FifoChooser:

@@ -9,7 +9,7 @@ the rules this module keeps, and why:
 
 Rule 1: every fault is a decision. Wherever an enabled fault could apply, the
 injector asks the simulation's chooser *one* ``ChoiceKind.FAULT`` decision,
-through the scheduler's single door (``Scheduler._choose``), whose options
+through the scheduler's single door (``Scheduler.choose``), whose options
 list "none" first and then every fault that applies there, in the fixed order
 of :data:`FAULT_KINDS`. So the FIFO chooser never injects anything, a random
 chooser sometimes does, a trace records each answer as a CHOICE and a play
@@ -88,10 +88,10 @@ from ..loop.aio import DispatchKind
 from ..loop.clock import SCALE_MS, ClockType, VirtualClock
 from ..loop.fds import PIPE_BUF, FdTable, _error, _Pipe
 from ..loop.stream import _SocketEnd
-from .chooser import ChoiceKind
+from ..seams import ChoiceKind
 
 if TYPE_CHECKING:
-    from ..loop.aio import DispatchObserver
+    from ..seams import DispatchObserver
     from .external import ExternalEvent
     from .scheduler import Scheduler
 
@@ -279,7 +279,7 @@ class FaultInjector:
         """Ask one FAULT decision over ``none`` + ``options``; the pick as (kind, label, arg)."""
         labels = ["none"]
         labels.extend(label for _, label, _ in options)
-        index = self._sched._choose(ChoiceKind.FAULT, labels)
+        index = self._sched.choose(ChoiceKind.FAULT, labels)
         return ("none", "none", 0) if index == 0 else options[index - 1]
 
     def _injected(self, kind: str, fd: int, detail: str) -> None:

@@ -56,8 +56,7 @@ from greenlet import GreenletExit, getcurrent, greenlet
 
 from ..errors import DeadlockError, EvloopInternalError, SimulationError
 from ..loop.clock import ClockType, VirtualClock
-from ..loop.waiting import WaitCondition
-from .chooser import ChoiceKind, Chooser
+from ..seams import ChoiceKind, Chooser, WaitCondition
 
 if TYPE_CHECKING:
     from .external import ExternalEvent
@@ -450,7 +449,7 @@ class Scheduler:
                 if len(candidates) == 1:
                     pick = candidates[0]
                 else:
-                    pick = candidates[self._choose(ChoiceKind.THREAD, [t.name for t in candidates])]
+                    pick = candidates[self.choose(ChoiceKind.THREAD, [t.name for t in candidates])]
                 self._grant(me, pick)
                 return
             wake = self._next_wake()
@@ -472,7 +471,8 @@ class Scheduler:
         main = self.main
         return self.in_run and main.state is _BLOCKED and main.cond is self.idle_cond
 
-    def _choose(self, kind: ChoiceKind, options: list[str]) -> int:
+    def choose(self, kind: ChoiceKind, options: list[str]) -> int:
+        """The one door of every decision: ask the chooser, and check its answer."""
         index = self.chooser.choose(kind, options)
         if not isinstance(index, int) or not 0 <= index < len(options):
             raise SimulationError(
@@ -534,9 +534,6 @@ class Scheduler:
         self._external_seq += 1
         heapq.heappush(self._external, (at_ns, self._external_seq, event))
 
-    def pending_external(self) -> int:
-        return len(self._external) + len(self.stalled)
-
     def _deliver_due(self) -> None:
         deliver = self.deliver
         if deliver is None:
@@ -569,7 +566,7 @@ class Scheduler:
                         firsts.append(event)
                 index = 0
                 if len(firsts) > 1:
-                    index = self._choose(ChoiceKind.EXTERNAL, [e.describe() for e in firsts])
+                    index = self.choose(ChoiceKind.EXTERNAL, [e.describe() for e in firsts])
                 event = firsts[index]
                 ties.remove(event)
                 if _source(event) in {_source(e) for e in self.stalled}:

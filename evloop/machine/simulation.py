@@ -30,7 +30,7 @@ from heapq import heappop
 from typing import Any
 
 from ..errors import SimulationError
-from ..loop.aio import AioContext, DispatchKind, DispatchObserver
+from ..loop.aio import AioContext, DispatchKind
 from ..loop.bh import (
     BH_DELETED,
     BH_FREED,
@@ -45,10 +45,10 @@ from ..loop.fds import FdTable
 from ..loop.mainloop import MainLoop
 from ..loop.net import Network
 from ..loop.timer import TimerList
-from .chooser import Chooser, FifoChooser
+from ..seams import CheckpointGate, Chooser, DispatchObserver, Seams, SimulationHooks
+from .chooser import FifoChooser
 from .external import ExternalEvent, ScriptedPeer
 from .faults import FaultInjector, parse_faults
-from .hooks import SimulationHooks
 from .iothread import IOThread
 from .rng import SimRandom
 from .scheduler import Backend, Scheduler, ThreadOfControl
@@ -176,7 +176,6 @@ class Simulation:
         chooser: Chooser | None = None,
         log: bool | Callable[[DispatchEvent], object] = False,
         recent: int = 0,
-        hooks: SimulationHooks | None = None,
         checkpoint_interval: int = 1024,
         fast_path: bool = True,
         sanitize: bool | str = False,
@@ -228,9 +227,12 @@ class Simulation:
         self.steps = 0
         #: Rolling 64-bit digest of every step so far (kind, thread, what, time).
         self.digest = 0
-        self.hooks = hooks
+        #: The replay layer's hooks (input, checkpoints, shutdown), once plugged.
+        self.hooks: SimulationHooks | None = None
         self.checkpoint_interval = checkpoint_interval
-        self._next_checkpoint = checkpoint_interval if hooks is not None else -1
+        self._next_checkpoint = -1
+        self._plugged = False
+        self._timer_gate: CheckpointGate | None = None
         #: Every step as a DispatchEvent, when built with ``log=True``.
         self.log: list[DispatchEvent] | None = [] if log is True else None
         self._sink: Callable[[DispatchEvent], object] | None = (
@@ -241,6 +243,8 @@ class Simulation:
         self.main_loop = MainLoop(self.clock, self.fds, observer=self._dispatch_observer)
         self.main_loop.aio_context.uid = self._next_context_uid()
         self.main_loop.iohandler_context.uid = self._next_context_uid()
+        #: Every AioContext of this simulation, in creation order.
+        self._aio_contexts = [self.main_loop.aio_context, self.main_loop.iohandler_context]
         #: Raised when the step limit of run() is reached; shared by every context.
         self._halt = self.main_loop.halt
         self._sched.halt = self._halt
@@ -257,6 +261,32 @@ class Simulation:
             raise ValueError(f"sanitize must be False, True or 'strict', not {sanitize!r}")
         #: Route (or, "strict", refuse) real nondeterminism while the simulation runs.
         self.sanitize = sanitize
+
+    # -- the replay door -----------------------------------------------------------
+
+    def plug(self, seams: Seams) -> None:
+        """Plug the replay layer's seams in (``evloop/seams.py``): once, before any step."""
+        self._check_open()
+        if self._plugged:
+            raise SimulationError("a simulation's seams are plugged once; this one already is")
+        if self.steps:
+            raise SimulationError(
+                f"plug the seams before the simulation runs (it has run {self.steps} steps)"
+            )
+        self._plugged = True
+        if seams.chooser is not None:
+            self.chooser = self._sched.chooser = seams.chooser(self.chooser)
+        self.clock.read_hook = seams.clock_read
+        self.random.draw_hook = seams.random_draw
+        if seams.hooks is not None:
+            self.hooks = seams.hooks
+            self._next_checkpoint = self.checkpoint_interval
+        if seams.timer_gate is not None:
+            self._timer_gate = seams.timer_gate
+            for tlg in [self.main_loop.tlg, *(ctx.tlg for ctx in self._aio_contexts)]:
+                tlg.set_checkpoint(seams.timer_gate)
+        if seams.blocker is not None:
+            self.fds.blocker = seams.blocker(self._sched)
 
     # -- observation --------------------------------------------------------------
     #
@@ -360,6 +390,9 @@ class Simulation:
         ctx.uid = self._next_context_uid()
         ctx.halt = self._halt
         ctx.tlg.set_halt(self._halt)
+        if self._timer_gate is not None:
+            ctx.tlg.set_checkpoint(self._timer_gate)
+        self._aio_contexts.append(ctx)
         return ctx
 
     def _next_context_uid(self) -> int:

@@ -38,6 +38,7 @@ EXPECTED = {
     "PCTChooser",
     "RunResult",
     "ScriptedPeer",
+    "Seams",
     "SimEvent",
     "SimRandom",
     "Simulation",

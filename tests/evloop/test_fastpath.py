@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evloop import BH, SCALE_MS, ClockType, Simulation, Timer
+from evloop import BH, SCALE_MS, ClockType, Seams, Simulation, Timer
 
 
 @dataclass(frozen=True)
@@ -265,11 +265,12 @@ def run(
 ):
     hooks = Hooks() if hooked else None
     with Simulation(
-        seed=1, log=log, fast_path=fast, hooks=hooks,
+        seed=1, log=log, fast_path=fast,
         recent=3 if hooked else 0, checkpoint_interval=3,
     ) as sim:
         if hooks is not None:
             hooks.sim = sim
+            sim.plug(Seams(hooks=hooks))
         seen = build(sim, script)
         result = sim.run(until_ns=until, max_steps=steps)
         return (

@@ -19,9 +19,9 @@ from hypothesis.stateful import (
     rule,
 )
 
+from evloop import WaitCondition
 from evloop.errors import DeadlockError
 from evloop.loop.fds import EVENTFD_MAX, PIPE_BUF, PIPE_CAPACITY, SOCKET_CAPACITY, FdTable
-from evloop.loop.waiting import WaitCondition
 
 # -- helpers ------------------------------------------------------------------
 

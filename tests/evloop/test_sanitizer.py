@@ -739,7 +739,7 @@ def test_the_constructor_flag_records_and_plays_bit_exactly(tmp_path: Path) -> N
     )
     path, again = tmp_path / "recorded.evr", tmp_path / "played.evr"
     rec = Recorder(TraceWriter(path, header))
-    sim = Simulation(5, chooser=rec.chooser(FifoChooser()), hooks=rec, sanitize=True)
+    sim = Simulation(5, chooser=FifoChooser(), sanitize=True)
     rec.attach(sim)
     rec.start()
     wall_clock_scenario(sim, sanitize=False)
@@ -749,7 +749,7 @@ def test_the_constructor_flag_records_and_plays_bit_exactly(tmp_path: Path) -> N
     observed = list(OBSERVED)
     with TraceReader(path) as reader:
         player = Player(reader, TraceWriter(again, reader.header))
-        replayed = Simulation(5, chooser=player.chooser(), hooks=player, sanitize=True)
+        replayed = Simulation(5, sanitize=True)
         player.attach(replayed)
         player.start()
         wall_clock_scenario(replayed, sanitize=False)

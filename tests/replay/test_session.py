@@ -48,8 +48,7 @@ def record_by_hand(
     recorder = Recorder(writer)
     with Simulation(
         seed,
-        chooser=recorder.chooser(chooser),
-        hooks=recorder,
+        chooser=chooser,
         checkpoint_interval=checkpoint_interval,
         recent=8,
     ) as sim:
@@ -85,8 +84,6 @@ def play_by_hand(
     player = Player(reader, TraceWriter(out, reader.header))
     sim = Simulation(
         seed,
-        chooser=player.chooser(),
-        hooks=player,
         checkpoint_interval=checkpoint_interval,
         recent=8,
     )
@@ -255,7 +252,7 @@ def test_decisions_are_batched_and_counted() -> None:
 def test_the_recorder_counts_its_decisions() -> None:
     buffer = io.BytesIO()
     recorder = Recorder(TraceWriter(buffer, HEADER))
-    with Simulation(chooser=recorder.chooser(FifoChooser()), hooks=recorder) as sim:
+    with Simulation(chooser=FifoChooser()) as sim:
         recorder.attach(sim)
         recorder.start()
         yielding(2, 10)(sim)
@@ -380,7 +377,7 @@ def test_a_player_refuses_further_work_after_a_divergence() -> None:
     trace = record_by_hand(draws([], 2))
     reader = TraceReader(io.BytesIO(trace), strict=False)
     player = Player(reader, TraceWriter(io.BytesIO(), reader.header))
-    with Simulation(chooser=player.chooser(), hooks=player, recent=8) as sim:
+    with Simulation(recent=8) as sim:
         player.attach(sim)
         player.start()
         draws([], 3)(sim)

@@ -1,0 +1,181 @@
+"""Every seam the replay layer plugs into, on one page, and the one door it plugs them through.
+
+``evloop`` never imports ``replay``. Wherever a run could take a value from
+outside (a decision, a clock read, a random draw, input, a wait), the loop
+asks one small interface defined here, as QEMU's ``util/`` calls ``replay_*``
+functions that do nothing when replay is off. A replay session implements
+them and hands them to :meth:`~evloop.Simulation.plug` as one :class:`Seams`
+value, once, before the scenario runs. Nothing else in ``evloop`` is meant to
+be set from outside.
+
+The seams, and who asks them:
+
+=====================  ===========================================  ===========================
+seam                   asked by                                     without replay
+=====================  ===========================================  ===========================
+``chooser``            ``Scheduler.choose``: which thread takes     the simulation's chooser
+                       the turn, which simultaneous input comes     (FIFO by default)
+                       first, whether a fault fires
+``clock_read``         ``VirtualClock.get_ns`` of HOST and          the virtual clock's value
+                       VIRTUAL_RT (QEMU's ``REPLAY_CLOCK``)
+``random_draw``        ``SimRandom._next64``: every 64-bit draw     the seeded splitmix64 value
+``hooks``              the simulation: input delivered, every       nothing
+                       ``checkpoint_interval`` steps, shutdown
+``timer_gate``         ``TimerList.run_timers``, before a list      every list runs
+                       runs (QEMU's ``replay_checkpoint``)
+``blocker``            every blocking wait (``FdTable.blocker``)    the scheduler
+=====================  ===========================================  ===========================
+
+Two seams are structural rather than plugged. The fd layer is one
+:class:`FdMonitor` (an ``AioContext`` watches its fds through it and is told
+each fd's readiness as a :class:`FdWatcher`), as QEMU's ``FDMonOps`` is one
+vtable; host mode feeds the virtual one instead of replacing it. Observation
+is a :class:`DispatchObserver` that every context tells about each callback
+before it runs; the simulation turns those into steps, the rolling digest and
+checkpoints (read through ``Simulation.steps`` and ``Simulation.digest``).
+
+Every seam is called from the thread of control holding the turn, at a
+deterministic point, so a session may read the simulation's step counter to
+place what it logs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, Protocol
+
+from .loop.clock import ClockType
+
+__all__ = [
+    "Blocker",
+    "CheckpointGate",
+    "ChoiceKind",
+    "Chooser",
+    "ClockReadHook",
+    "DispatchObserver",
+    "FdMonitor",
+    "FdWatcher",
+    "RandomDrawHook",
+    "Seams",
+    "SimulationHooks",
+    "WaitCondition",
+]
+
+
+# -- decisions --------------------------------------------------------------------------
+
+
+class ChoiceKind(IntEnum):
+    """What a decision is about."""
+
+    THREAD = 0  #: which runnable thread of control takes the next turn
+    EXTERNAL = 1  #: which of several simultaneous external events comes first
+    FAULT = 2  #: whether (and which) fault to inject
+
+
+class Chooser(Protocol):
+    def choose(self, kind: ChoiceKind, options: Sequence[str]) -> int:
+        """Return an index into ``options`` (at least two of them)."""
+        ...
+
+
+# -- values read from outside -----------------------------------------------------------
+
+#: ``hook(clock_type, value) -> value`` on every read of HOST or VIRTUAL_RT.
+ClockReadHook = Callable[[ClockType, int], int]
+#: ``hook(value) -> value`` on every 64-bit draw of the simulation's RNG.
+RandomDrawHook = Callable[[int], int]
+#: Called before a timer list runs its expired timers; False skips the run.
+CheckpointGate = Callable[[ClockType], bool]
+
+
+# -- blocking ---------------------------------------------------------------------------
+
+
+class WaitCondition(Protocol):
+    """What a blocked thread of control waits for."""
+
+    def ready(self) -> bool:
+        """True when the wait can end now. Must be cheap and side-effect free."""
+        ...
+
+    def describe(self) -> str:
+        """A short human description, used in deadlock reports."""
+        ...
+
+
+class Blocker(Protocol):
+    def block(self, cond: WaitCondition, timeout_ns: int) -> None:
+        """Return once ``cond.ready()`` or ``timeout_ns`` (-1: never) has elapsed."""
+        ...
+
+
+# -- the fd layer -----------------------------------------------------------------------
+
+
+class FdWatcher(Protocol):
+    """Told an fd number's readiness mask whenever it may have changed."""
+
+    def fd_ready(self, fd: int, mask: int) -> None:
+        """``mask`` is the fd's current mask (POLLNVAL once closed). Must be idempotent."""
+        ...
+
+
+class FdMonitor(Protocol):
+    """What an ``AioContext`` needs of the fd layer (``FdTable`` is the virtual one)."""
+
+    blocker: Blocker | None
+
+    def watch(self, fd: int, watcher: FdWatcher) -> None: ...
+
+    def unwatch(self, fd: int, watcher: FdWatcher) -> None: ...
+
+    def mask(self, fd: int) -> int: ...
+
+
+# -- observation ------------------------------------------------------------------------
+
+
+class DispatchObserver(Protocol):
+    """Told ``(kind, context, callback owner)`` before each callback runs (kinds: DispatchKind)."""
+
+    def __call__(self, kind: int, ctx: Any, what: Any) -> None: ...
+
+
+class SimulationHooks(Protocol):
+    """What a simulation tells the replay layer, beyond the chooser, clock and RNG seams."""
+
+    def checkpoint(self, step: int) -> None:
+        """Every ``checkpoint_interval`` steps, after the step has been counted."""
+        ...
+
+    def input(self, channel: str, data: bytes, close: bool) -> None:
+        """External input was delivered (bytes, or the peer closed), before its step."""
+        ...
+
+    def shutdown(self, cause: str) -> None:
+        """A shutdown was requested (the first request of a run only)."""
+        ...
+
+
+# -- the door ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Seams:
+    """Everything a replay session plugs into a simulation, given once to ``Simulation.plug``.
+
+    A field left None keeps the simulation's own behaviour. ``chooser`` and
+    ``blocker`` wrap what the simulation already has: each is called once
+    with the simulation's own (its chooser; its scheduler) and returns the one
+    every decision (every wait) goes to from then on.
+    """
+
+    chooser: Callable[[Chooser], Chooser] | None = None
+    clock_read: ClockReadHook | None = None
+    random_draw: RandomDrawHook | None = None
+    hooks: SimulationHooks | None = None
+    timer_gate: CheckpointGate | None = None
+    blocker: Callable[[Blocker], Blocker] | None = None
