@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from replay import play, record  # noqa: E402
-from replay.fuzz import fuzz  # noqa: E402
+from replay.explore.fuzz import fuzz  # noqa: E402
 
 SCENARIO = "examples.minimachine:scenario"
 
@@ -88,7 +88,7 @@ def main() -> int:
 
 
 def _export(trace: Path, target: Path) -> bool:
-    from replay.tools import export
+    from replay.tools.export import export
 
     with open(target, "w", encoding="utf-8") as out:
         export(trace, out, fmt="perfetto")

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from replay import record  # noqa: E402
-from replay.fuzz import fuzz  # noqa: E402
+from replay.explore.fuzz import fuzz  # noqa: E402
 
 SCENARIO = "examples.minimachine:scenario"
 CLEAN = [

@@ -16,22 +16,25 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .api import PlayResult, RecordResult, play, record
     from .errors import ReplayDivergence, ReplayError, TraceFormatError
-    from .format import FORMAT_NAME, FORMAT_VERSION, EventKind, TraceHeader
     from .mutex import ReplayMutex
     from .scenario import ScenarioError, chooser_from_spec, load_scenario
     from .session import CheckpointKind, Player, Recorder, ReplayMode
-    from .trace import TraceReader, TraceWriter
+    from .trace.format import FORMAT_NAME, FORMAT_VERSION, EventKind
+    from .trace.header import TraceHeader
+    from .trace.reader import TraceReader
+    from .trace.writer import TraceWriter
 
 # Loaded on first use, so that importing a submodule (the pytest plugin,
 # which pytest imports in every run) does not pull in msgpack and evloop.
 _HOMES = {
     "PlayResult": "api", "RecordResult": "api", "play": "api", "record": "api",
     "ReplayDivergence": "errors", "ReplayError": "errors", "TraceFormatError": "errors",
-    "FORMAT_NAME": "format", "FORMAT_VERSION": "format", "EventKind": "format",
-    "TraceHeader": "format", "ReplayMutex": "mutex", "ScenarioError": "scenario",
+    "FORMAT_NAME": "trace.format", "FORMAT_VERSION": "trace.format",
+    "EventKind": "trace.format", "TraceHeader": "trace.header",
+    "ReplayMutex": "mutex", "ScenarioError": "scenario",
     "chooser_from_spec": "scenario", "load_scenario": "scenario",
     "CheckpointKind": "session", "Player": "session", "Recorder": "session",
-    "ReplayMode": "session", "TraceReader": "trace", "TraceWriter": "trace",
+    "ReplayMode": "session", "TraceReader": "trace.reader", "TraceWriter": "trace.writer",
 }
 
 

@@ -1,4 +1,4 @@
-"""``python -m replay`` and the ``replay`` console script: see ``replay/cli.py``."""
+"""``python -m replay`` and the ``replay`` console script: see ``replay.cli``."""
 
 from __future__ import annotations
 

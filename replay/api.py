@@ -26,7 +26,6 @@ from evloop import Blocker, Chooser, DispatchEvent, Simulation
 from evloop import __version__ as evloop_version
 
 from .errors import ReplayError
-from .format import TraceHeader
 from .scenario import (
     RECORDED_ONLY,
     Scenario,
@@ -36,7 +35,9 @@ from .scenario import (
     scenario_name,
 )
 from .session import Player, Recorder, describe_exception
-from .trace import TraceReader, TraceWriter
+from .trace.header import TraceHeader
+from .trace.reader import TraceReader
+from .trace.writer import TraceWriter
 
 __all__ = ["PlayResult", "RecordResult", "play", "record"]
 
@@ -236,7 +237,7 @@ def play(
     reader = TraceReader(path, strict=False)
     try:
         if reader.header.extensions.get("mode") == "host":  # recorded by replay.host
-            from .host import play_host
+            from .host.mode import play_host
 
             return play_host(path, until_step=until_step, on_step=on_step)
         return _play(reader, path, until_step, on_step)

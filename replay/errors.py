@@ -26,7 +26,7 @@ class ReplayError(Exception):
 class TraceFormatError(ReplayError):
     """A trace file is not what the format says it must be.
 
-    Raised by :class:`~replay.trace.TraceReader` (and by the CHOICES decoder)
+    Raised by :class:`~replay.trace.reader.TraceReader` (and by the CHOICES decoder)
     for every kind of damage: wrong magic, wrong format name or version,
     truncation, a bad checksum, undecodable msgpack, a record whose kind or
     fields are wrong. Nothing else escapes a reader reading hostile bytes.

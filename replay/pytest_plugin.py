@@ -234,9 +234,9 @@ def _recorded_run(item: pytest.Item, log: bool) -> _Run:
     """A simulation under a recorder, built as :func:`replay.record` builds one."""
     from evloop import FifoChooser, Simulation
     from evloop import __version__ as evloop_version
-    from replay.format import TraceHeader
     from replay.session import Recorder
-    from replay.trace import TraceWriter
+    from replay.trace.header import TraceHeader
+    from replay.trace.writer import TraceWriter
 
     header = TraceHeader(
         scenario=REPLAY_TEST_SCENARIO,

@@ -42,8 +42,10 @@ from typing import TYPE_CHECKING, Any
 from evloop import Blocker, ChoiceKind, Chooser, ClockType, Seams
 
 from .errors import ReplayDivergence, ReplayError
-from .format import EventKind, decode_choices, encode_choice_into
-from .trace import TraceReader, TraceWriter
+from .trace.choices import decode_choices, encode_choice_into
+from .trace.format import EventKind
+from .trace.reader import TraceReader
+from .trace.writer import TraceWriter
 
 if TYPE_CHECKING:
     from evloop import Simulation

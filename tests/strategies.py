@@ -6,7 +6,9 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from replay.format import MAX_BATCHED_OPTIONS, EventKind, TraceHeader, encode_choices
+from replay.trace.choices import encode_choices
+from replay.trace.format import MAX_BATCHED_OPTIONS, EventKind
+from replay.trace.header import TraceHeader
 
 UINT64_MAX = 2**64 - 1
 

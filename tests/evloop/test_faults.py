@@ -47,7 +47,7 @@ from evloop import (
 from evloop.loop.fds import PIPE_BUF, PIPE_CAPACITY
 from evloop.machine.faults import FAULT_KINDS
 from replay import EventKind, TraceReader, play, record
-from replay.format import decode_choices
+from replay.trace.choices import decode_choices
 from tests.helpers import assert_same_run
 
 WORKLOAD = "tests.evloop.test_faults:link_workload"

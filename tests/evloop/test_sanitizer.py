@@ -61,7 +61,7 @@ from replay import (
     play,
     record,
 )
-from replay.host import play_host, record_host
+from replay.host.mode import play_host, record_host
 from tests.helpers import assert_same_run
 
 SCENARIOS = "tests.evloop.test_sanitizer"

@@ -46,7 +46,9 @@ from replay import (
     play,
     record,
 )
-from replay.format import CHUNK_HEADER, CHUNK_HEADER_SIZE, MAGIC, TraceHeader, decode_choices
+from replay.trace.choices import decode_choices
+from replay.trace.format import CHUNK_HEADER, CHUNK_HEADER_SIZE, MAGIC
+from replay.trace.header import TraceHeader
 from tests.helpers import assert_same_run, json_from_child, record_and_play, records_of
 
 #: Every scenario the project ships (``examples/``).

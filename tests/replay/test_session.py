@@ -28,8 +28,8 @@ from replay import (
     TraceReader,
     TraceWriter,
 )
-from replay.format import decode_choices
 from replay.session import CHOICES_BATCH_BYTES, describe_exception
+from replay.trace.choices import decode_choices
 
 Scenario = Callable[[Simulation], None]
 HEADER = TraceHeader(scenario="tests.scenarios.none:by_hand", seed=0, package_version="0.1.0")

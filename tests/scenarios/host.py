@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from evloop import SCALE_MS, ClockType
-from replay.host import HostSimulation
+from replay.host.simulation import HostSimulation
 
 OBSERVED: list[tuple[object, ...]] = []
 #: The simulation of the last run, by role ("sim").

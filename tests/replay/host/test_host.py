@@ -39,16 +39,11 @@ import pytest
 import tests.scenarios.host as scenarios
 from evloop import HOST_EPOCH_NS, SCALE_MS, ClockType, DispatchEvent, SimulationError
 from replay import EventKind, ReplayDivergence, ReplayError, TraceReader, record
-from replay.host import (
-    TRACE_ENDED,
-    Channel,
-    ChannelKind,
-    HostClock,
-    HostSimulation,
-    is_host_trace,
-    play_host,
-    record_host,
-)
+from replay.host.channels import Channel, ChannelKind, is_host_trace
+from replay.host.clock import HostClock
+from replay.host.mode import play_host, record_host
+from replay.host.monitors import TRACE_ENDED
+from replay.host.simulation import HostSimulation
 from tests.helpers import json_from_child, records_of
 
 ECHO = "tests.scenarios.host:echo"

@@ -1,4 +1,4 @@
-"""Tests for replay.format (kinds, layouts, the CHOICES codec, the header) and replay.errors."""
+"""Tests for replay.trace: format, records, choices, header; and replay.errors."""
 
 from __future__ import annotations
 
@@ -11,27 +11,23 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from replay.errors import InvalidRecordError, ReplayDivergence, ReplayError, TraceFormatError
-from replay.format import (
+from replay.trace.choices import (
+    _choices_problem,
+    decode_choices,
+    encode_choice_into,
+    encode_choices,
+)
+from replay.trace.format import (
     FORMAT_NAME,
     FORMAT_VERSION,
     MAX_BATCHED_OPTIONS,
     MAX_CHUNK_PAYLOAD,
     MAX_CHUNK_THRESHOLD,
     MAX_RECORD_SIZE,
-    RECORD_LAYOUTS,
     EventKind,
-    MapPairs,
-    TraceHeader,
-    _choices_problem,
-    _explain,
-    _valid_choices,
-    check_record,
-    current_python_version,
-    decode_choices,
-    encode_choice_into,
-    encode_choices,
-    header_from_fields,
 )
+from replay.trace.header import TraceHeader, current_python_version, header_from_fields
+from replay.trace.records import RECORD_LAYOUTS, MapPairs, _explain, _valid_choices, check_record
 from tests.strategies import UINT64_MAX, decisions, headers, records
 
 # --- the bump rule ---------------------------------------------------------

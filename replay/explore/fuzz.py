@@ -25,10 +25,11 @@ from typing import Any, BinaryIO
 
 from evloop import ChoiceKind
 
-from .api import RecordResult, record
-from .errors import ReplayError
-from .format import EventKind, decode_choices
-from .trace import TraceReader
+from ..api import RecordResult, record
+from ..errors import ReplayError
+from ..trace.choices import decode_choices
+from ..trace.format import EventKind
+from ..trace.reader import TraceReader
 
 __all__ = ["FuzzResult", "ScriptChooser", "decisions_of", "fuzz", "minimize", "minimize_decisions"]
 
@@ -299,7 +300,7 @@ def minimize(path: str | Path, output: str | Path, progress: Progress | None = N
     with TraceReader(path) as reader:
         header = reader.header
     # Find the failure by replaying.
-    from .api import play
+    from ..api import play
 
     played = play(path)
     if played.failure is None:

@@ -1,4 +1,4 @@
-"""Tests for replay.trace: TraceWriter and TraceReader, on good and hostile bytes."""
+"""Tests for replay.trace.reader and .writer, on good and hostile bytes."""
 
 from __future__ import annotations
 
@@ -19,19 +19,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from replay.errors import InvalidRecordError, TraceFormatError
-from replay.format import (
+from replay.trace.choices import encode_choice_into, encode_choices
+from replay.trace.format import (
     CHUNK_HEADER_SIZE,
     DEFAULT_CHUNK_THRESHOLD,
     MAGIC,
     MAX_CHUNK_PAYLOAD,
     MAX_RECORD_SIZE,
     EventKind,
-    TraceHeader,
-    check_record,
-    encode_choice_into,
-    encode_choices,
 )
-from replay.trace import Record, TracePosition, TraceReader, TraceWriter
+from replay.trace.header import TraceHeader
+from replay.trace.reader import Record, TracePosition, TraceReader
+from replay.trace.records import check_record
+from replay.trace.writer import TraceWriter
 from tests.strategies import headers, records
 
 K = EventKind

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from replay import play, record
-from replay.cli import main
-from replay.fuzz import decisions_of
+from replay.cli.main import main
+from replay.explore.fuzz import decisions_of
 
 MACHINE = "examples.minimachine:scenario"
 

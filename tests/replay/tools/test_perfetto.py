@@ -1,4 +1,4 @@
-"""Tests for replay.perfetto: a replayed run as Chrome trace-event JSON.
+"""Tests for replay.tools.perfetto: a replayed run as Chrome trace-event JSON.
 
 A small validator of the format's rules (the JSON Object Format of the Trace
 Event Format, as ui.perfetto.dev and chrome://tracing read it) checks every
@@ -19,8 +19,8 @@ import pytest
 
 from evloop import DispatchEvent
 from replay import play, record
-from replay.perfetto import STEP_DURATION_NS, Timeline, export_perfetto
-from replay.tools import export
+from replay.tools.export import export
+from replay.tools.perfetto import STEP_DURATION_NS, Timeline, export_perfetto
 
 MACHINE = "examples.minimachine:scenario"
 WORKLOADS = "tests.scenarios.workloads"

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 
 from evloop import ChoiceKind
 from replay import play
-from replay.hypothesis import HypothesisChooser, SimulationRun, simulations
+from replay.explore.hypothesis import HypothesisChooser, SimulationRun, simulations
 
 MACHINE = "examples.minimachine:scenario"
 

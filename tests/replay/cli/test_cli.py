@@ -1,4 +1,4 @@
-"""Tests for the ``replay`` command line (``replay/cli.py``, ``python -m replay``).
+"""Tests for the ``replay`` command line (``replay.cli``, ``python -m replay``).
 
 Most run the CLI in-process through ``main(argv)``, which returns the exit
 code; a few run it as a real subprocess to check the entry point, the exit
@@ -24,11 +24,12 @@ import pytest
 import tests.scenarios.divergent as divergent
 from evloop import DispatchEvent
 from replay import TraceReader, play, record
-from replay.cli import BUNDLED_SCENARIOS, default_trace_path, main, parse_duration_ns, parse_param
-from replay.format import CHUNK_HEADER, CHUNK_HEADER_SIZE, MAGIC
-from replay.tools import RecordStream, format_ns
+from replay.cli.main import main
+from replay.cli.options import BUNDLED_SCENARIOS, default_trace_path, parse_duration_ns, parse_param
+from replay.tools.events import RecordStream, format_ns
+from replay.trace.format import CHUNK_HEADER, CHUNK_HEADER_SIZE, MAGIC
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 MACHINE = "examples.minimachine:scenario"
 DIVERGENT = "tests.scenarios.divergent"
 WORKLOADS = "tests.scenarios.workloads"

@@ -26,26 +26,25 @@ import pytest
 import tests.scenarios.divergent as divergent
 from evloop import DispatchEvent
 from replay import EventKind, ReplayDivergence, TraceFormatError, TraceReader, play, record
-from replay.tools import (
-    Outcome,
+from replay.tools.diff import (
+    diff,
+    first_record_difference,
+    first_step_difference,
+    header_differences,
+)
+from replay.tools.dump import dump
+from replay.tools.events import (
     RecordEvent,
     RecordStream,
     SafeSink,
-    count_chunks,
-    diff,
-    dump,
     expand_kinds,
-    find_traces,
-    first_record_difference,
-    first_step_difference,
     format_ns,
-    header_differences,
     read_steps,
-    stats,
     step_from_json,
     step_to_json,
-    verify_trace,
 )
+from replay.tools.stats import count_chunks, stats
+from replay.tools.verify import Outcome, find_traces, verify_trace
 
 MACHINE = "examples.minimachine:scenario"
 WORKLOADS = "tests.scenarios.workloads"
@@ -427,7 +426,7 @@ def test_format_ns_is_exact_milliseconds() -> None:
 
 
 def test_every_record_kind_has_a_name() -> None:
-    from replay.tools import RECORD_KINDS
+    from replay.tools.events import RECORD_KINDS
 
     names = {k.name.lower() for k in EventKind} - {"header", "end", "choices"}
     assert names == set(RECORD_KINDS)

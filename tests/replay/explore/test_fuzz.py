@@ -8,7 +8,7 @@ import pytest
 
 from evloop import ChoiceKind
 from replay import play, record
-from replay.fuzz import ScriptChooser, decisions_of, fuzz, minimize
+from replay.explore.fuzz import ScriptChooser, decisions_of, fuzz, minimize
 
 MACHINE = "examples.minimachine:scenario"
 BUG = "completed after a device reset"

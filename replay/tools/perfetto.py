@@ -45,9 +45,9 @@ from typing import Any, Final, TextIO
 
 from evloop import DispatchEvent
 
-from .api import PlayResult
-from .format import TraceHeader
-from .tools import Interleaver, RecordEvent, RecordStream, SafeSink, jsonable, replay_trace
+from ..api import PlayResult
+from ..trace.header import TraceHeader
+from .events import Interleaver, RecordEvent, RecordStream, SafeSink, jsonable, replay_trace
 
 __all__ = ["STEP_DURATION_NS", "ChromeTraceWriter", "ExportSummary", "Timeline", "export_perfetto"]
 

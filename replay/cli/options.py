@@ -1,0 +1,186 @@
+"""What the command line accepts: exit codes, option types, the options record and play share."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import inspect
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final, NoReturn
+
+from ..scenario import Scenario, ScenarioError, chooser_from_spec, load_scenario
+
+__all__ = ["BUNDLED_SCENARIOS", "EXIT_FOUND", "EXIT_OK", "EXIT_USAGE", "UsageError"]
+
+EXIT_OK: Final = 0
+EXIT_FOUND: Final = 1
+EXIT_USAGE: Final = 2
+
+#: The scenarios ``replay scenarios`` lists: ``module:function`` names.
+BUNDLED_SCENARIOS: Final = ("examples.minimachine:scenario",)
+#: Where ``record`` writes when given no ``-o`` (relative to the working directory).
+DEFAULT_TRACE_DIR: Final = "traces"
+
+_INT64_MIN: Final = -(1 << 63)
+_UINT64_MAX: Final = (1 << 64) - 1
+
+
+class UsageError(Exception):
+    """A mistake in the command line or its inputs: one line, exit 2."""
+
+
+def _fail(message: str) -> NoReturn:
+    raise UsageError(message)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but errors become :class:`UsageError` (one line, no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        _fail(f"{message} (see '{self.prog} --help')")
+
+
+# -- option types ------------------------------------------------------------------------
+
+
+def _int_in(lo: int | None, hi: int | None) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 0)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, not {text!r}") from None
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            bounds = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
+            raise argparse.ArgumentTypeError(f"expected an integer {bounds}, not {value}")
+        return value
+
+    return parse
+
+
+_UNITS: Final = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
+_DURATION: Final = re.compile(r"\s*(\d+)\s*(ns|us|µs|ms|s)?\s*")
+
+
+def parse_duration_ns(text: str) -> int:
+    """``T`` for ``--until-ns``: nanoseconds, or with a unit (``50ms``, ``2s``, ``10us``)."""
+    match = _DURATION.fullmatch(text)
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"expected nanoseconds or a duration such as 50ms, not {text!r}"
+        )
+    return int(match[1]) * _UNITS[match[2] or "ns"]
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE``; VALUE is a Python literal (``3``, ``True``, ``b'hi'``, ``[1, 2]``) or text."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(
+            f"expected KEY=VALUE with KEY a parameter name, not {text!r}"
+        )
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        value = raw  # plain text: --param label=hello
+    return key, value
+
+
+def _existing_file(text: str) -> Path:
+    path = Path(text)
+    if not path.exists():
+        _fail(f"{text}: no such file")
+    if path.is_dir():
+        _fail(f"{text}: is a directory, not a trace file")
+    return path
+
+
+# -- shared run options (record, check-determinism) ------------------------------------
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """The options that shape a recorded run. New run options (faults...) go here."""
+    p.add_argument("--seed", type=_int_in(_INT64_MIN, _UINT64_MAX), default=0,
+                   help="the simulation's seed (default 0)")
+    p.add_argument("--chooser", default="fifo", metavar="SPEC",
+                   help="who makes scheduling decisions: fifo (QEMU's order, the default), "
+                        "random:SEED, or any other spec replay.chooser_from_spec accepts")
+    p.add_argument("--chooser-seed", type=_int_in(0, None), metavar="S",
+                   help="the seed of a chooser given without one (--chooser random)")
+    p.add_argument("--param", type=parse_param, action="append", default=[],
+                   metavar="KEY=VALUE",
+                   help="a scenario parameter (repeatable); VALUE is a Python literal "
+                        "(3, True, b'hi', [1, 2]) or else plain text")
+    p.add_argument("--until-ns", type=parse_duration_ns, metavar="T",
+                   help="stop at virtual time T (ns, or with a unit: 50ms, 2s)")
+    p.add_argument("--max-steps", type=_int_in(0, None), metavar="N",
+                   help="stop after N steps")
+    p.add_argument("--faults", action="append", default=[], metavar="KIND[,KIND...]",
+                   help="faults the simulation may inject, each a recorded decision: delay, "
+                        "reorder, loss, duplicate, partition, short-read, short-write, eagain, "
+                        "eintr, host-jump, host-skew, preempt (optionally KIND:fd=N)")
+
+
+def _faults(args: argparse.Namespace) -> list[str]:
+    faults = [f.strip() for arg in args.faults for f in arg.split(",") if f.strip()]
+    if faults:
+        from evloop.machine.faults import parse_faults
+
+        try:
+            parse_faults(faults)
+        except ValueError as exc:
+            _fail(f"--faults: {exc}")
+    return faults
+
+
+def _chooser_spec(args: argparse.Namespace) -> str:
+    spec: str = args.chooser
+    if args.chooser_seed is not None:
+        if ":" in spec:
+            _fail(f"--chooser {spec!r} has its seed already; drop --chooser-seed")
+        spec = f"{spec}:{args.chooser_seed}"
+    try:
+        chooser_from_spec(spec)
+    except ScenarioError as exc:
+        _fail(f"--chooser: {exc}")
+    return spec
+
+
+def _load(spec: str) -> Scenario:
+    try:
+        return load_scenario(spec)
+    except ScenarioError as exc:
+        _fail(f"{exc} (see 'replay scenarios')")
+    except Exception as exc:  # the scenario's module itself failed to import
+        _fail(f"scenario {spec!r}: importing it failed: {type(exc).__name__}: {exc}")
+
+
+def _check_params(spec: str, fn: Scenario, params: dict[str, Any]) -> None:
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(None, **params)
+    except TypeError as exc:
+        names = list(signature.parameters)[1:]
+        takes = ", ".join(names) if names else "no parameters"
+        _fail(f"--param: scenario {spec!r} does not accept these ({exc}); it takes: {takes}")
+
+
+def _run_params(args: argparse.Namespace, fn: Scenario) -> dict[str, Any]:
+    params = dict(args.param)
+    _check_params(args.scenario, fn, params)
+    return params
+
+
+def default_trace_path(scenario: str, seed: int, chooser: str) -> Path:
+    """``traces/<module>-<function>-seed<N>[-<chooser>].evr``."""
+    where, _, func = scenario.rpartition(":")
+    module = Path(where).stem if where.endswith(".py") else where.rpartition(".")[2]
+    name = f"{module}-{func}-seed{seed}"
+    if chooser != "fifo":
+        name += "-" + chooser
+    return Path(DEFAULT_TRACE_DIR) / (re.sub(r"[^A-Za-z0-9_.-]+", "-", name) + ".evr")

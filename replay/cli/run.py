@@ -1,0 +1,259 @@
+"""The commands that run scenarios: record, play, fuzz, minimize, check-determinism."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from ..api import PlayResult, record
+from ..errors import InvalidRecordError, ReplayDivergence
+from ..tools.determinism import DeterminismReport, DeterminismRun, check_determinism
+from ..tools.events import RecordStream, format_ns, replay_trace
+from .options import (
+    EXIT_FOUND,
+    EXIT_OK,
+    _chooser_spec,
+    _existing_file,
+    _fail,
+    _faults,
+    _load,
+    _run_params,
+    default_trace_path,
+)
+from .tools import _Progress, format_record_difference, format_step_difference
+
+# -- record ------------------------------------------------------------------------------
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    chooser = _chooser_spec(args)
+    fn = _load(args.scenario)
+    params = _run_params(args, fn)
+    out = Path(args.output) if args.output else default_trace_path(
+        args.scenario, args.seed, chooser
+    )
+    if out.is_dir():
+        _fail(f"-o {out}: is a directory")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        result = record(
+            args.scenario, out, seed=args.seed, params=params, chooser=chooser,
+            until_ns=args.until_ns, max_steps=args.max_steps, faults=_faults(args),
+        )
+    except InvalidRecordError as exc:
+        _fail(f"--param: a value the trace format cannot hold: {exc}")
+    outcome = result.reason if result.failure is None else f"FAILED: {result.failure}"
+    print(
+        f"recorded {args.scenario} (seed {args.seed}, chooser {chooser}): {result.steps} steps, "
+        f"{format_ns(result.time_ns)} virtual, {result.records} records, {result.bytes} bytes, "
+        f"{result.decisions} decisions; {outcome} -> {out}"
+    )
+    if result.failure is not None:
+        print(f"replay it with: replay play {shlex.quote(str(out))}")
+        return EXIT_FOUND
+    return EXIT_OK
+
+
+# -- play --------------------------------------------------------------------------------
+
+
+def _truncation_text(path: Path, result: PlayResult) -> str:
+    with RecordStream(path) as stream:
+        for _ in stream:
+            pass
+    error = stream.stop_error
+    why = "" if error is None else f" (expected {error.expected}, found {error.found})"
+    return (
+        f"{path}: the trace is truncated: it ends at byte {result.truncated_at}{why}.\n"
+        f"replayed its {stream.events} events (its whole chunks, up to step {stream.last_step}); "
+        f"the run then went on without it to step {result.steps}, "
+        f"{format_ns(result.time_ns)} virtual ({result.reason})"
+    )
+
+
+def cmd_play(args: argparse.Namespace) -> int:
+    path = _existing_file(args.file)
+    try:
+        result, _ = replay_trace(path, until_step=args.until_step)
+    except ReplayDivergence as exc:
+        print(f"{path}: {exc}")
+        return EXIT_FOUND
+    run = f"{result.steps} steps, {format_ns(result.time_ns)} virtual, {result.events} events"
+    if result.truncated_at is not None:
+        print(_truncation_text(path, result))
+        return EXIT_OK
+    if args.until_step is not None and result.bit_exact is None:
+        print(f"replayed {path} to step {result.steps}: {run}; stopped early, so bytes "
+              "not compared (play it whole to check bit-exactness)")
+        return EXIT_OK
+    if not result.bit_exact:
+        print(f"{path}: replays, but its re-recording differs from the trace's bytes "
+              f"(not bit-exact): {run}")
+        return EXIT_FOUND
+    if result.failure is not None:
+        print(f"replayed {path}: replays to the same failure: {result.failure} ({run}, bit-exact)")
+    else:
+        print(f"replayed {path}: {run}, bit-exact ({result.reason})")
+    return EXIT_OK
+
+
+# -- fuzz and minimize -------------------------------------------------------------------
+
+
+class _RunProgress:
+    """A progress bar on a terminal; on anything else (CI), a plain line every 10%."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.bar = _Progress()
+        self.last_tenth = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar.active:
+            width = 30
+            filled = width * done // max(total, 1)
+            self.bar.update(f"{self.what} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+            return
+        tenth = 10 * done // max(total, 1)
+        if tenth != self.last_tenth:
+            self.last_tenth = tenth
+            print(f"{self.what}: {done}/{total}", file=sys.stderr, flush=True)
+
+    def clear(self) -> None:
+        self.bar.clear()
+
+
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    from ..explore.fuzz import fuzz
+
+    fn = _load(args.scenario)
+    params = _run_params(args, fn)
+    faults = _faults(args)
+    out = Path(args.output) if args.output else default_trace_path(
+        args.scenario, args.seed, f"fuzz-{args.chooser}"
+    )
+    if out.is_dir():
+        _fail(f"-o {out}: is a directory")
+    progress = _RunProgress(f"fuzzing {args.scenario} ({args.chooser})")
+    try:
+        result = fuzz(
+            args.scenario, runs=args.runs, chooser=args.chooser, workers=args.workers,
+            seed=args.seed, params=params, faults=faults, until_ns=args.until_ns,
+            max_steps=args.max_steps, output=out, progress=progress,
+        )
+    finally:
+        progress.clear()
+    if not result.found:
+        print(f"no failure in {result.runs} runs of {args.scenario} ({args.chooser} chooser)")
+        return EXIT_OK
+    print(f"failure found after {result.runs} run(s): {result.failure}")
+    print(
+        f"shrunk to {result.non_default} non-FIFO decision(s) out of {result.decisions}; "
+        f"trace saved -> {out}"
+    )
+    print(f"replay it with: replay play {shlex.quote(str(out))}")
+    return EXIT_FOUND
+
+
+def cmd_minimize(args: argparse.Namespace) -> int:
+    from ..explore.fuzz import decisions_of, minimize
+
+    before = sum(1 for c in decisions_of(args.file) if c)
+    progress = _RunProgress(f"minimizing {args.file}")
+    try:
+        result = minimize(args.file, args.output, progress=lambda tries, left: progress.bar.update(
+            f"minimizing {args.file}: try {tries}, {left} decisions left"
+        ))
+    except ValueError as exc:
+        _fail(str(exc))
+    finally:
+        progress.clear()
+    print(f"{args.file}: {result.failure}")
+    print(
+        f"minimized from {before} to {result.non_default} non-FIFO decision(s) -> {args.output}"
+    )
+    print(f"replay it with: replay play {shlex.quote(str(args.output))}")
+    return EXIT_FOUND
+
+
+# -- check-determinism -------------------------------------------------------------------
+
+
+def _record_args(args: argparse.Namespace, chooser: str) -> list[str]:
+    out = ["--chooser", chooser]
+    for key, value in args.param:
+        out += ["--param", f"{key}={value!r}"]
+    if args.until_ns is not None:
+        out += ["--until-ns", str(args.until_ns)]
+    if args.max_steps is not None:
+        out += ["--max-steps", str(args.max_steps)]
+    for fault in _faults(args):
+        out += ["--faults", fault]
+    return out
+
+
+def _run_line(run: DeterminismRun) -> str:
+    text = (f"run {run.index + 1} (PYTHONHASHSEED={run.hash_seed}): trace "
+            f"{run.trace_sha256[:16]}, steps {run.steps_sha256[:16]}")
+    summary = run.summary.partition(": ")[2].rpartition(" -> ")[0]
+    return f"{text}: {summary}" if summary else text
+
+
+def _print_determinism(report: DeterminismReport, kept: Path | None) -> None:
+    for run in report.runs:
+        if run.problem is not None:
+            print(f"run {run.index + 1} (PYTHONHASHSEED={run.hash_seed}): {run.problem}")
+    if report.mismatch is not None:
+        ra, rb = (report.runs[i] for i in report.mismatch)
+        a, b = f"run {ra.index + 1}", f"run {rb.index + 1}"
+        what = "traces" if ra.trace_sha256 != rb.trace_sha256 else "steps (traces identical)"
+        print(f"NOT deterministic: {a} (PYTHONHASHSEED={ra.hash_seed}) and {b} "
+              f"(PYTHONHASHSEED={rb.hash_seed}) differ in their {what}")
+        if report.steps is not None:
+            if ra.problem is not None or rb.problem is not None:
+                print("(steps from a replay that left its trace: near, not exactly, the recording)")
+            print("\n".join(format_step_difference(report.steps, a, b)))
+        if report.records is not None:
+            print("\n".join(format_record_difference(report.records, a, b)))
+    elif not report.ok:
+        print("NOT deterministic: a run does not replay in its own kind of process")
+    else:
+        print(f"deterministic: {len(report.runs)} runs of {report.scenario} (seed "
+              f"{report.seed}) recorded identical traces and steps")
+    if kept is not None and not report.ok:
+        print(f"traces and step dumps kept in {kept}")
+
+
+def cmd_check_determinism(args: argparse.Namespace) -> int:
+    chooser = _chooser_spec(args)
+    fn = _load(args.scenario)
+    _run_params(args, fn)
+    if args.runs < 2:
+        _fail(f"--runs must be at least 2, not {args.runs}")
+    keep = Path(args.keep) if args.keep else None
+    workdir = keep if keep is not None else Path(tempfile.mkdtemp(prefix="replay-determinism-"))
+    progress = _Progress()
+    done = [0]
+
+    def on_run(run: DeterminismRun) -> None:
+        done[0] += 1
+        progress.clear()
+        print(_run_line(run), flush=True)
+        progress.update(f"{done[0]}/{args.runs} runs done")
+
+    progress.update(f"recording {args.runs} runs of {args.scenario}")
+    try:
+        report = check_determinism(
+            args.scenario, runs=args.runs, seed=args.seed, workdir=workdir,
+            record_args=_record_args(args, chooser), jobs=args.jobs, on_run=on_run,
+        )
+    finally:
+        progress.clear()
+    if report.ok and keep is None:
+        shutil.rmtree(workdir, ignore_errors=True)
+    _print_determinism(report, workdir)
+    return EXIT_OK if report.ok else EXIT_FOUND
