@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: all test lint unit demo bench traces clean
+.PHONY: all test test-fast lint unit demo bench traces clean
 
 all: test
 
@@ -23,6 +23,10 @@ unit: $(STAMP)
 	$(PY) -m pytest -q
 
 test: lint unit
+
+# Quick local runs: everything but the tests marked slow (over about 1 s). CI runs `make test`.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
 
 demo: $(STAMP)
 	$(PY) examples/demo.py

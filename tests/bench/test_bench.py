@@ -4,11 +4,15 @@ No timing is asserted here, ever: machines are shared and noisy, and the
 figures are for people to read (``make bench``). What is asserted is that every
 workload's code runs, that ``results.json`` has every expected figure with the
 expected shape, and the harness's arithmetic on made-up values.
+
+The runs and the dispatch anatomy import the peers (simpy, trio): without the
+``bench`` extra those tests skip, saying so; the harness's own tests still run.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import subprocess
 import sys
@@ -20,6 +24,16 @@ import pytest
 from bench.harness import Series, Settings, Status, Target, figure, ratio, rounds
 
 ROOT = Path(__file__).resolve().parents[2]
+
+#: The peers ``bench`` measures against: the ``bench`` extra.
+BENCH_EXTRA = ("simpy", "trio")
+_MISSING = [name for name in BENCH_EXTRA if importlib.util.find_spec(name) is None]
+
+#: On every test that runs the suite or imports ``bench.peers``.
+needs_bench_extra = pytest.mark.skipif(
+    bool(_MISSING),
+    reason=f"needs the bench extra (pip install -e '.[bench]'): {', '.join(_MISSING)} missing",
+)
 
 EXPECTED_FIGURES = {
     "timers_evreplay",
@@ -122,6 +136,8 @@ def quick_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return doc
 
 
+@pytest.mark.slow  # the shared quick run takes about 2 s
+@needs_bench_extra
 def test_quick_run_writes_every_expected_figure(quick_results: dict[str, Any]) -> None:
     assert set(quick_results["figures"]) == EXPECTED_FIGURES
     assert set(quick_results) >= MACHINE_KEYS
@@ -129,6 +145,8 @@ def test_quick_run_writes_every_expected_figure(quick_results: dict[str, Any]) -
     assert (quick_results["repeat"], quick_results["warmup"]) == (1, 0)
 
 
+@pytest.mark.slow  # the shared quick run takes about 2 s
+@needs_bench_extra
 def test_quick_figures_are_well_formed(quick_results: dict[str, Any]) -> None:
     for key, fig in quick_results["figures"].items():
         assert set(fig) == FIGURE_KEYS, key
@@ -143,11 +161,15 @@ def test_quick_figures_are_well_formed(quick_results: dict[str, Any]) -> None:
             assert fig["met"] is None, key
 
 
+@pytest.mark.slow  # the shared quick run takes about 2 s
+@needs_bench_extra
 def test_peers_are_always_measured(quick_results: dict[str, Any]) -> None:
     for key in PEER_FIGURES:
         assert quick_results["figures"][key]["status"] == "ok", key
 
 
+@pytest.mark.slow  # the shared quick run takes about 2 s
+@needs_bench_extra
 def test_evreplay_figures_are_measured_once_evloop_imports(
     quick_results: dict[str, Any],
 ) -> None:
@@ -158,6 +180,7 @@ def test_evreplay_figures_are_measured_once_evloop_imports(
         assert "unavailable" in statuses
 
 
+@needs_bench_extra
 def test_only_runs_the_named_workloads(tmp_path: Path) -> None:
     path = tmp_path / "r.json"
     cmd = [sys.executable, "-m", "bench", "--quick", "--only", "record", "--json", str(path)]
@@ -170,6 +193,7 @@ def test_only_runs_the_named_workloads(tmp_path: Path) -> None:
     }
 
 
+@needs_bench_extra
 def test_unknown_workload_is_refused(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "bench", "--only", "nope", "--json", str(tmp_path / "r.json")]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
@@ -221,6 +245,7 @@ def test_warmup_rounds_use_the_smaller_samplers_when_given() -> None:
     assert series["b"].runs == [2.0, 2.0]
 
 
+@needs_bench_extra
 @pytest.mark.parametrize("guard", [False, True])
 @pytest.mark.parametrize("digest", [False, True])
 @pytest.mark.parametrize("clocks", [False, True])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import select
 from dataclasses import dataclass
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -284,6 +285,7 @@ def run(
         )
 
 
+@pytest.mark.slow
 @settings(max_examples=500, deadline=None)
 @given(
     script=ops,

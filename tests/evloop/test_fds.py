@@ -1396,3 +1396,4 @@ class FdTableMachine(RuleBasedStateMachine):
 
 FdTableMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40)
 TestFdTableMachine = FdTableMachine.TestCase
+TestFdTableMachine.pytestmark = [pytest.mark.slow]

@@ -225,6 +225,7 @@ def test_play_follows_a_given_log() -> None:
     assert run.mutex.grants == grants
 
 
+@pytest.mark.slow
 def test_four_threads_recorded_once_replay_the_same_order_five_times() -> None:
     counts = [2000, 2000, 2000, 2000]
     recorded = run_threads(ReplayMode.RECORD, counts)

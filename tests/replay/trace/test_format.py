@@ -76,6 +76,7 @@ def test_limits_leave_room_for_the_largest_record_in_a_chunk() -> None:
 # --- check_record ----------------------------------------------------------
 
 
+@pytest.mark.slow
 @given(records())
 def test_every_generated_record_is_valid(record: tuple[Any, ...]) -> None:
     assert check_record(record) is None
