@@ -16,6 +16,7 @@ __all__ = [
     "DeadlockError",
     "EvloopError",
     "EvloopInternalError",
+    "FencedError",
     "NondeterminismError",
     "SimulationError",
     "WatchdogError",
@@ -75,3 +76,13 @@ class WatchdogError(SimulationError):
         super().__init__(message)
         self.thread = thread
         self.site = site
+
+
+class FencedError(EvloopError, NotImplementedError):
+    """Something a simulation cannot run deterministically, refused up front.
+
+    A subprocess, a signal handler or a process pool would run outside
+    virtual time and the turn lock; instead of hanging or leaking, the call
+    raises this (a ``NotImplementedError``, as asyncio's own "not supported
+    on this platform" answers are) with one line naming the fence.
+    """

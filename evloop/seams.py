@@ -73,6 +73,9 @@ class ChoiceKind(IntEnum):
     THREAD = 0  #: which runnable thread of control takes the next turn
     EXTERNAL = 1  #: which of several simultaneous external events comes first
     FAULT = 2  #: whether (and which) fault to inject
+    READY_FD = 3  #: asyncio: which of several ready fds is handled first
+    TIMER_TIE = 4  #: asyncio: the order of timers due at the same nanosecond
+    READY_QUEUE = 5  #: asyncio, chaos mode only: the order of a batch of ready callbacks
 
 
 class Chooser(Protocol):

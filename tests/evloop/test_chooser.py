@@ -78,6 +78,9 @@ def test_choice_kinds_have_stable_values() -> None:
         ("THREAD", 0),
         ("EXTERNAL", 1),
         ("FAULT", 2),
+        ("READY_FD", 3),
+        ("TIMER_TIE", 4),
+        ("READY_QUEUE", 5),
     ]
 
 

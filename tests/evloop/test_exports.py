@@ -30,6 +30,7 @@ EXPECTED = {
     "EvloopError",
     "EvloopInternalError",
     "FdTable",
+    "FencedError",
     "FifoChooser",
     "RandomChooser",
     "IOThread",
