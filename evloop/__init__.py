@@ -34,7 +34,13 @@ from .loop.mainloop import MainLoop
 from .loop.notifier import EventNotifier
 from .loop.timer import Timer
 from .loop.waiting import WarpBlocker
-from .machine.chooser import FifoChooser, PCTChooser, RandomChooser
+from .machine.chooser import (
+    ChoicePoint,
+    FifoChooser,
+    PCTChooser,
+    RandomChooser,
+    SystematicChooser,
+)
 from .machine.external import ScriptedPeer
 from .machine.iothread import IOThread
 from .machine.rng import SimRandom
@@ -59,6 +65,7 @@ __all__ = [
     "BHFlags",
     "Blocker",
     "ChoiceKind",
+    "ChoicePoint",
     "Chooser",
     "ClockType",
     "DeadlockError",
@@ -84,6 +91,7 @@ __all__ = [
     "SimulationError",
     "SimulationHooks",
     "StopReason",
+    "SystematicChooser",
     "ThreadOfControl",
     "ThreadState",
     "Timer",

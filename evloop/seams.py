@@ -79,6 +79,10 @@ class ChoiceKind(IntEnum):
 
 
 class Chooser(Protocol):
+    """Answers every decision. One that needs to see the simulation (which thread
+    of control is running) may also define ``attach(sim)``, which the
+    simulation calls once, when it is built with that chooser."""
+
     def choose(self, kind: ChoiceKind, options: Sequence[str]) -> int:
         """Return an index into ``options`` (at least two of them)."""
         ...

@@ -93,7 +93,7 @@ def scenario_name(scenario: str | Scenario) -> str:
 
 #: Choosers whose decisions exist only in the trace they were recorded to
 #: (a play takes them from the trace, so it never needs to rebuild them).
-RECORDED_ONLY = ("hypothesis", "script")
+RECORDED_ONLY = ("hypothesis", "script", "systematic")
 
 
 def chooser_from_spec(spec: str) -> Chooser:

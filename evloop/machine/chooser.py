@@ -9,16 +9,25 @@ always QEMU's own order. Seeded, fuzzed, shrunk and replayed runs differ only
 in which chooser answers; a trace records the answers.
 
 A decision with a single option is never asked: there is nothing to choose.
+
+A chooser that needs to see the simulation (which thread of control is
+running, to count preemptions) may define ``attach(sim)``: the simulation
+calls it once, when it is built.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..seams import ChoiceKind
 from .rng import SimRandom
 
-__all__ = ["FifoChooser", "PCTChooser", "RandomChooser"]
+if TYPE_CHECKING:
+    from .simulation import Simulation
+
+__all__ = ["ChoicePoint", "FifoChooser", "PCTChooser", "RandomChooser", "SystematicChooser"]
 
 
 class FifoChooser:
@@ -103,3 +112,105 @@ class PCTChooser:
 
     def __repr__(self) -> str:
         return f"PCTChooser(seed={self.seed}, depth={self.depth})"
+
+
+@dataclass(frozen=True, slots=True)
+class ChoicePoint:
+    """One decision a :class:`SystematicChooser` answered: what was asked, what it chose."""
+
+    kind: ChoiceKind
+    #: How many options there were.
+    options: int
+    #: The running thread's index among a THREAD decision's options, or -1
+    #: when it cannot continue (it blocked or finished) or the decision is
+    #: not about threads.
+    running: int
+    choice: int
+
+    @property
+    def default(self) -> int:
+        """The choice that preempts nobody: the running thread, else the first option."""
+        return self.running if self.running >= 0 else 0
+
+    def costs(self, choice: int) -> int:
+        """Preemptions taking ``choice`` here costs: 1 to switch away from a thread
+        that could continue, else 0."""
+        return 1 if 0 <= self.running != choice else 0
+
+    def order(self) -> list[int]:
+        """The order a depth-first search tries the options in: the default first."""
+        first = self.default
+        return [first, *(i for i in range(self.options) if i != first)]
+
+
+class SystematicChooser:
+    """One run of a systematic (depth-first) exploration: a prefix, then no preemption.
+
+    It answers the first ``len(prefix)`` decisions from ``prefix`` and every
+    later one with :attr:`ChoicePoint.default`: the running thread keeps the
+    turn whenever it can continue, otherwise the first option (FIFO). Every
+    decision is logged (:attr:`log`) with the running thread's position, so
+    an explorer can count the run's preemptions and pick the next prefix.
+
+    A *preemption* is a THREAD decision that picks another thread while the
+    running one is among the options (it reached a preemption point, a wait
+    with a zero timeout, or a wait that is already over). It needs to know
+    the running thread, which the simulation gives through :meth:`attach`.
+
+    Past ``max_decisions`` decisions the chooser answers 0 (FIFO) and stops
+    logging (:attr:`beyond` counts them): a thread that spins on
+    ``yield_now`` while nobody preempts it would otherwise never finish.
+    A prefix answer out of range for its decision means the run did not
+    repeat the one the prefix came from: :attr:`diverged_at` names it and
+    the chooser answers 0.
+    """
+
+    spec = "systematic"
+
+    def __init__(self, prefix: Sequence[int] = (), *, max_decisions: int = 10_000) -> None:
+        if max_decisions < 1:
+            raise ValueError(f"max_decisions must be at least 1, not {max_decisions}")
+        self.prefix = tuple(prefix)
+        self.max_decisions = max_decisions
+        self.log: list[ChoicePoint] = []
+        self.beyond = 0
+        self.diverged_at: int | None = None
+        self._sim: Simulation | None = None
+
+    def attach(self, sim: Simulation) -> None:
+        self._sim = sim
+
+    def _running(self, kind: ChoiceKind, options: Sequence[str]) -> int:
+        sim = self._sim
+        if kind is not ChoiceKind.THREAD or sim is None:
+            return -1
+        name = sim.current_thread.name
+        for i, option in enumerate(options):  # thread names are unique
+            if option == name:
+                return i
+        return -1
+
+    def choose(self, kind: ChoiceKind, options: Sequence[str]) -> int:
+        i = len(self.log)
+        if i >= self.max_decisions:
+            self.beyond += 1
+            return 0
+        running = self._running(kind, options)
+        if i < len(self.prefix):
+            choice = self.prefix[i]
+            if not 0 <= choice < len(options):
+                if self.diverged_at is None:
+                    self.diverged_at = i
+                choice = 0
+        else:
+            choice = running if running >= 0 else 0
+        self.log.append(ChoicePoint(kind, len(options), running, choice))
+        return choice
+
+    @property
+    def preemptions(self) -> int:
+        """How many preemptions this run made so far."""
+        return sum(d.costs(d.choice) for d in self.log)
+
+    def __repr__(self) -> str:
+        return f"SystematicChooser({len(self.prefix)} prefix decisions)"

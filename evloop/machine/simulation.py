@@ -206,6 +206,9 @@ class Simulation:
         if watchdog is not None and threads == "greenlet":
             self.watchdog = Watchdog(self._sched, self._sign_of_life, float(watchdog))
             self._sched.watchdog = self.watchdog
+        attach = getattr(self.chooser, "attach", None)
+        if attach is not None:  # a chooser that watches the run (chooser.py)
+            attach(self)
         self._sched.on_turn = self._on_turn
         self._sched.deliver = self._deliver
         self.fds = FdTable(blocker=self._sched)

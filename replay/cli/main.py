@@ -118,7 +118,17 @@ Each run records the scenario under the chooser (random:SEED+i, pct:SEED+i,
 or hypothesis drawing every decision). It stops at the first failure, shrinks
 it towards QEMU's own FIFO order (hypothesis shrinks its draws; random and
 PCT runs are delta-debugged), saves the trace and prints how to replay it.
-Exit 1 when a failure was found, 0 when every run passed.""",
+Exit 1 when a failure was found, 0 when every run passed.
+
+  replay fuzz examples.minimachine:scenario --chooser systematic --preemptions 2
+  replay fuzz examples.minimachine:scenario --param fixed=True --chooser systematic \\
+      --preemptions 3 --runs 10000
+
+--chooser systematic runs every schedule, depth first, in which at most K
+thread switches preempt a thread that could have continued (the rest only
+switch when a thread blocks or finishes), up to --runs schedules. It prints
+"all N schedules up to K preemptions explored, no failure", or saves the
+first failing schedule's trace as recorded (replay minimize shrinks it).""",
     "minimize": """\
 examples:
   replay minimize bug.evr -o bug.min.evr
@@ -205,9 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "fuzz", cmd_fuzz, "explore a scenario's schedules until one fails")
     p.add_argument("scenario", metavar="SCENARIO")
     p.add_argument("--runs", type=_int_in(1, None), default=1000, metavar="N",
-                   help="how many runs at most (default 1000)")
-    p.add_argument("--chooser", choices=["random", "pct", "hypothesis"], default="random",
-                   help="how decisions are explored (default random)")
+                   help="how many runs (schedules, for systematic) at most (default 1000)")
+    p.add_argument("--chooser", choices=["random", "pct", "hypothesis", "systematic"],
+                   default="random", help="how decisions are explored (default random)")
+    p.add_argument("--preemptions", type=_int_in(0, 1000), metavar="K",
+                   help="systematic: explore every schedule with at most K preemptions "
+                        "(default 2)")
     p.add_argument("--workers", type=_int_in(1, 256), default=1, metavar="W",
                    help="processes running random/pct runs in parallel (default 1)")
     p.add_argument("-o", "--output", metavar="FILE", help="where to save the failing trace")

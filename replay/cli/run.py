@@ -8,6 +8,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from ..api import PlayResult, record
 from ..errors import InvalidRecordError, ReplayDivergence
@@ -138,6 +139,10 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     )
     if out.is_dir():
         _fail(f"-o {out}: is a directory")
+    if args.chooser == "systematic":
+        return _fuzz_systematic(args, params, faults, out)
+    if args.preemptions is not None:
+        _fail("--preemptions bounds the systematic explorer: use it with --chooser systematic")
     progress = _RunProgress(f"fuzzing {args.scenario} ({args.chooser})")
     try:
         result = fuzz(
@@ -153,6 +158,48 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     print(f"failure found after {result.runs} run(s): {result.failure}")
     print(
         f"shrunk to {result.non_default} non-FIFO decision(s) out of {result.decisions}; "
+        f"trace saved -> {out}"
+    )
+    print(f"replay it with: replay play {shlex.quote(str(out))}")
+    return EXIT_FOUND
+
+
+def _fuzz_systematic(
+    args: argparse.Namespace, params: dict[str, Any], faults: list[str], out: Path
+) -> int:
+    """``fuzz --chooser systematic``: every schedule up to K preemptions, ``--runs`` at most."""
+    from ..explore.systematic import MAX_DECISIONS, explore_systematic
+
+    if args.workers != 1:
+        _fail("--workers: the systematic explorer runs its schedules one after another")
+    bound = 2 if args.preemptions is None else args.preemptions
+    what = f"{bound} preemption{'' if bound == 1 else 's'}"
+    progress = _RunProgress(f"exploring {args.scenario} (systematic, up to {what})")
+    try:
+        result = explore_systematic(
+            args.scenario, preemptions=bound, budget=args.runs, seed=args.seed, params=params,
+            faults=faults, until_ns=args.until_ns, max_steps=args.max_steps, output=out,
+            progress=progress,
+        )
+    finally:
+        progress.clear()
+    if result.cut:
+        print(
+            f"note: {result.cut} schedule(s) reached {MAX_DECISIONS} decisions; past that "
+            "they ran in FIFO order, unexplored"
+        )
+    if result.failure is None:
+        if result.complete:
+            print(f"all {result.schedules} schedules up to {what} explored, no failure")
+        else:
+            print(
+                f"{result.schedules} schedules up to {what} explored, no failure; the budget "
+                f"(--runs {args.runs}) ran out before the search was complete"
+            )
+        return EXIT_OK
+    print(f"failure found in schedule {result.schedules}: {result.failure}")
+    print(
+        f"{result.preempted} preemption(s) in {result.decisions} decision(s); "
         f"trace saved -> {out}"
     )
     print(f"replay it with: replay play {shlex.quote(str(out))}")

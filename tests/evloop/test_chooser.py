@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from evloop import (
     ChoiceKind,
+    ChoicePoint,
     Chooser,
     FifoChooser,
     PCTChooser,
@@ -24,6 +25,7 @@ from evloop import (
     SimRandom,
     Simulation,
     SimulationError,
+    SystematicChooser,
 )
 from tests.helpers import Boom
 
@@ -464,3 +466,75 @@ def test_a_seeded_chooser_replays_the_same_run(seed: int) -> None:
 def test_different_seeds_reach_different_orders() -> None:
     orders = {tuple(_fuzzed_run(seed)[1]) for seed in range(20)}
     assert len(orders) > 1
+
+
+# -- the systematic chooser ---------------------------------------------------------------
+
+
+def _yielders(sim: Simulation, log: list[str]) -> None:
+    def worker(name: str) -> None:
+        log.append(f"{name}1")
+        sim.yield_now()
+        log.append(f"{name}2")
+
+    sim.thread("a", lambda: worker("a"))
+    sim.thread("b", lambda: worker("b"))
+
+
+def test_systematic_chooser_keeps_the_running_thread_and_logs_where_it_was() -> None:
+    chooser = SystematicChooser()
+    log: list[str] = []
+    with Simulation(chooser=chooser) as sim:
+        _yielders(sim, log)
+        sim.run()
+    assert log == ["a1", "a2", "b1", "b2"]
+    # First: main blocks, a and b wait (nobody running among them); then a
+    # yields with b waiting longer: [b, a], a running at index 1, kept.
+    assert chooser.log == [
+        ChoicePoint(ChoiceKind.THREAD, 2, -1, 0),
+        ChoicePoint(ChoiceKind.THREAD, 2, 1, 1),
+    ]
+    assert chooser.preemptions == 0
+
+
+def test_systematic_chooser_follows_its_prefix_and_counts_preemptions() -> None:
+    # b first (free), a at b's preemption point (1), b at a's (2).
+    chooser = SystematicChooser([1, 0, 0])
+    log: list[str] = []
+    with Simulation(chooser=chooser) as sim:
+        _yielders(sim, log)
+        sim.run()
+    assert log == ["b1", "a1", "b2", "a2"]
+    assert [(p.running, p.choice) for p in chooser.log] == [(-1, 1), (1, 0), (1, 0)]
+    assert chooser.preemptions == 2
+    assert chooser.diverged_at is None
+
+
+def test_systematic_chooser_marks_a_prefix_answer_out_of_range() -> None:
+    chooser = SystematicChooser([5])
+    with Simulation(chooser=chooser) as sim:
+        _yielders(sim, [])
+        sim.run()
+    assert chooser.diverged_at == 0 and chooser.log[0].choice == 0
+
+
+def test_systematic_chooser_answers_fifo_unlogged_past_max_decisions() -> None:
+    chooser = SystematicChooser(max_decisions=1)
+    log: list[str] = []
+    with Simulation(chooser=chooser) as sim:
+        _yielders(sim, log)
+        sim.run()
+    assert log == ["a1", "b1", "a2", "b2"]  # a's yield went FIFO: b, the longest waiting
+    assert len(chooser.log) == 1 and chooser.beyond == 2
+    with pytest.raises(ValueError, match=r"^max_decisions must be at least 1, not 0$"):
+        SystematicChooser(max_decisions=0)
+
+
+def test_choice_point_order_and_costs() -> None:
+    point = ChoicePoint(ChoiceKind.THREAD, 3, 2, 2)
+    assert (point.default, point.order()) == (2, [2, 0, 1])
+    assert [point.costs(i) for i in range(3)] == [1, 1, 0]
+    free = ChoicePoint(ChoiceKind.EXTERNAL, 3, -1, 0)
+    assert (free.default, free.order(), [free.costs(i) for i in range(3)]) == (
+        0, [0, 1, 2], [0, 0, 0]
+    )
