@@ -231,37 +231,23 @@ def _new_run(item: pytest.Item, state: _ItemState) -> _Run:
 
 
 def _recorded_run(item: pytest.Item, log: bool) -> _Run:
-    """A simulation under a recorder, built as :func:`replay.record` builds one."""
-    from evloop import FifoChooser, Simulation
-    from evloop import __version__ as evloop_version
+    """A simulation under a recorder, set up by the driver :func:`replay.record` uses."""
+    from evloop import FifoChooser
+    from replay.api import simulation
+    from replay.driver import begin_recording, new_header
     from replay.session import Recorder
-    from replay.trace.header import TraceHeader
-    from replay.trace.writer import TraceWriter
 
-    header = TraceHeader(
-        scenario=REPLAY_TEST_SCENARIO,
-        seed=0,
-        chooser="fifo",
-        parameters={"path": _test_file(item), "function": item.name},
-        package_version=evloop_version,
-        extensions={
-            "run.until_ns": None,
-            "run.max_steps": None,
-            "run.checkpoint_interval": CHECKPOINT_INTERVAL,
-        },
+    header = new_header(
+        REPLAY_TEST_SCENARIO,
+        params={"path": _test_file(item), "function": item.name},
+        checkpoint_interval=CHECKPOINT_INTERVAL,
     )
     buffer = io.BytesIO()
-    recorder = Recorder(TraceWriter(buffer, header))
-    simulation = Simulation(
-        0,
-        chooser=FifoChooser(),
-        checkpoint_interval=CHECKPOINT_INTERVAL,
-        recent=RECENT_STEPS,
-        log=log,
+    chooser = FifoChooser()
+    recording = begin_recording(
+        buffer, header, lambda writer: (Recorder(writer), simulation(header, chooser, log), None)
     )
-    recorder.attach(simulation)
-    recorder.start()
-    return _Run(simulation, recorder, buffer)
+    return _Run(recording.sim, recording.recorder, buffer)
 
 
 def _test_file(item: pytest.Item) -> str:

@@ -10,10 +10,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..api import PlayResult, record
+from ..api import PlayResult, play, record
 from ..errors import InvalidRecordError, ReplayDivergence
 from ..tools.determinism import DeterminismReport, DeterminismRun, check_determinism
-from ..tools.events import RecordStream, format_ns, replay_trace
+from ..tools.events import RecordStream, format_ns
 from .options import (
     EXIT_FOUND,
     EXIT_OK,
@@ -79,7 +79,7 @@ def _truncation_text(path: Path, result: PlayResult) -> str:
 def cmd_play(args: argparse.Namespace) -> int:
     path = _existing_file(args.file)
     try:
-        result, _ = replay_trace(path, until_step=args.until_step)
+        result = play(path, until_step=args.until_step)
     except ReplayDivergence as exc:
         print(f"{path}: {exc}")
         return EXIT_FOUND

@@ -124,11 +124,8 @@ def _print_stats(s: TraceStats) -> None:
         assert s.time_ns is not None
         end = s.reason if s.failure is None else f"{s.reason}: {s.failure}"
         print(f"run:              {s.steps} steps, {format_ns(s.time_ns)} virtual ({end})")
-        if s.steps_regenerated:
-            print(f"steps by kind:    {_counts(s.steps_by_kind)}")
-            print(f"steps by thread:  {_counts(s.steps_by_thread)}")
-        else:
-            print("steps by kind:    (not regenerated: host-mode traces replay without on_step)")
+        print(f"steps by kind:    {_counts(s.steps_by_kind)}")
+        print(f"steps by thread:  {_counts(s.steps_by_thread)}")
     print(f"records:          {s.records} ({_counts(s.records_by_kind)})")
     print(f"events:           {s.events}, of which {s.decisions} decisions")
     print(f"bytes per step:   {_ratio(s.bytes_per_step)}")

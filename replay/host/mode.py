@@ -1,4 +1,10 @@
-"""record_host and play_host: a host-mode run from start to end (rules: ``replay.host``)."""
+"""record_host and play_host: a host-mode run from start to end (rules: ``replay.host``).
+
+Both go through the one record/play driver (``replay.driver``); what is host
+mode's own is the session kinds, the simulation with its channels, the monitor
+plugged over the scheduler as the blocker seam, and starting the host clock.
+"""
+
 from __future__ import annotations
 
 import contextlib
@@ -7,25 +13,20 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from evloop import (
-    DispatchEvent,
-)
-from evloop import __version__ as evloop_version
+from evloop import DispatchEvent
 
-from ..api import (
-    RECENT_STEPS,
+from ..driver import (
+    DEFAULT_CHECKPOINT_INTERVAL,
+    BlockerPlug,
     PlayResult,
     RecordResult,
-    _drive_play,
-    _HashSink,
-    _play_limits,
-    _record_result,
-    _run_options,
-    _scenario_of,
+    begin_recording,
+    finish_recording,
+    new_header,
+    play_run,
+    simulation_options,
 )
-from ..errors import ReplayError
 from ..scenario import Scenario, chooser_from_spec, load_scenario, scenario_name
-from ..trace.header import TraceHeader
 from ..trace.reader import TraceReader
 from ..trace.writer import TraceWriter
 from .channels import CHANNELS_KEY, HOST_MODE, _channel_specs, _channels_from_header
@@ -33,9 +34,7 @@ from .clock import HostClock
 from .monitors import LiveMonitor, TraceMonitor
 from .simulation import HostPlayer, HostRecorder, HostSimulation
 
-__all__ = ["play_host", "record_host"]
-
-# -- record_host and play_host -----------------------------------------------------------------
+__all__ = ["play_host", "play_host_trace", "record_host"]
 
 
 def record_host(
@@ -47,7 +46,7 @@ def record_host(
     until_ns: int | None = None,
     max_steps: int | None = None,
     seed: int = 0,
-    checkpoint_interval: int = 1024,
+    checkpoint_interval: int = DEFAULT_CHECKPOINT_INTERVAL,
 ) -> RecordResult:
     """Run ``scenario`` in host mode against real peers; write its trace to ``output``.
 
@@ -62,49 +61,38 @@ def record_host(
         channels = _channel_specs(real_fds)
         name = scenario_name(scenario)
         fn = load_scenario(name) if isinstance(scenario, str) else scenario
-        params = dict(params or {})
-        extensions: dict[str, Any] = _run_options(until_ns, max_steps, checkpoint_interval)
-        extensions["mode"] = HOST_MODE
-        extensions[CHANNELS_KEY] = [[n, kind.value] for n, kind in channels]
-        header = TraceHeader(
-            scenario=name, seed=seed, chooser="fifo", parameters=params,
-            package_version=evloop_version, extensions=extensions,
+        header = new_header(
+            name, seed=seed, params=params, until_ns=until_ns, max_steps=max_steps,
+            checkpoint_interval=checkpoint_interval,
+            extensions={
+                "mode": HOST_MODE,
+                CHANNELS_KEY: [[n, kind.value] for n, kind in channels],
+            },
         )
-        writer = TraceWriter(output, header)
-        sim: HostSimulation | None = None
-        try:
-            host_clock = HostClock()
+        host_clock = HostClock()
+
+        def build(
+            writer: TraceWriter,
+        ) -> tuple[HostRecorder, HostSimulation, BlockerPlug | None]:
+            nonlocal monitor
             rec = HostRecorder(writer, host_clock)
             sim = HostSimulation(
-                channels, seed, chooser=chooser_from_spec("fifo"),
-                checkpoint_interval=checkpoint_interval, recent=RECENT_STEPS,
+                channels, seed, chooser=chooser_from_spec("fifo"), **simulation_options(header)
             )
             monitor = LiveMonitor(sim, rec, real_fds)
-            rec.attach(sim, monitor.over)
-            rec.start()
-            sim.start_host_clock(rec.host_start(host_clock.start()))
-            failure: Exception | None = None
-            reason = "failure"
-            try:
-                fn(sim, **params)
-                reason = sim.run(until_ns=until_ns, max_steps=max_steps).reason.value
-            except ReplayError:
-                raise
-            except Exception as exc:  # the program failed: a finding, keep the trace
-                failure = exc
-            rec.finish(failure)
-        except BaseException:
-            writer.abort()
-            raise
-        finally:
-            if sim is not None:
-                sim.close()
+            return rec, sim, monitor.over
+
+        recording = begin_recording(output, header, build)
+
+        def started() -> None:
+            recording.sim.start_host_clock(recording.recorder.host_start(host_clock.start()))
+
+        return finish_recording(recording, fn, started)
     finally:
         if monitor is None:  # else the monitor closed them
             for fd in sorted({fd for fd in real_fds.values() if type(fd) is int and fd >= 0}):
                 with contextlib.suppress(OSError):
                     os.close(fd)
-    return _record_result(output, sim, writer, rec, reason, failure)
 
 
 def play_host(
@@ -114,38 +102,28 @@ def play_host(
     on_step: Callable[[DispatchEvent], object] | None = None,
 ) -> PlayResult:
     """Replay the host-mode trace at ``path`` with no peer; as :func:`replay.play`."""
-    reader = TraceReader(path, strict=False)
-    try:
-        return _play_host(reader, path, until_step, on_step)
-    finally:
-        reader.close()
+    with TraceReader(path, strict=False) as reader:
+        return play_host_trace(reader, path, until_step=until_step, on_step=on_step)
 
 
-def _play_host(
+def play_host_trace(
     reader: TraceReader,
     path: str | Path,
-    until_step: int | None,
-    on_step: Callable[[DispatchEvent], object] | None,
+    *,
+    until_step: int | None = None,
+    on_step: Callable[[DispatchEvent], object] | None = None,
 ) -> PlayResult:
+    """Replay the host-mode trace ``reader`` holds (opened from ``path``) with no peer."""
     header = reader.header
     channels = _channels_from_header(header, path)
-    fn = _scenario_of(header, path)
-    chooser_from_spec(header.chooser)  # validate
-    until_ns, max_steps, interval = _play_limits(header, until_step)
-    sink = _HashSink()
-    player = HostPlayer(reader, TraceWriter(sink, header))  # type: ignore[arg-type]
-    sim = HostSimulation(
-        channels, header.seed,
-        checkpoint_interval=interval, recent=RECENT_STEPS,
-        log=on_step if on_step is not None else False,
-    )
 
-    monitor = TraceMonitor(sim, player)
+    def build(writer: TraceWriter) -> tuple[HostPlayer, HostSimulation, BlockerPlug | None]:
+        chooser_from_spec(header.chooser)  # validate
+        player = HostPlayer(reader, writer)
+        sim = HostSimulation(channels, header.seed, **simulation_options(header, on_step))
+        return player, sim, TraceMonitor(sim, player).over
 
-    def started() -> None:
+    def started(player: HostPlayer, sim: HostSimulation) -> None:
         sim.start_host_clock(player.host_start(0))
 
-    return _drive_play(
-        path, reader, sink, sim, player, fn, until_ns, max_steps, until_step, started,
-        monitor.over,
-    )
+    return play_run(path, reader, build, until_step=until_step, started=started)

@@ -49,7 +49,6 @@ from .events import (
     header_to_json,
     jsonable,
     read_steps,
-    replay_trace,
     step_from_json,
     step_to_json,
 )
@@ -87,7 +86,6 @@ __all__ = [
     "header_to_json",
     "jsonable",
     "read_steps",
-    "replay_trace",
     "stats",
     "step_from_json",
     "step_to_json",

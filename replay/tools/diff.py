@@ -13,10 +13,11 @@ from typing import IO, Final
 
 from evloop import DispatchEvent
 
+from ..api import play
 from ..errors import ReplayDivergence
 from ..trace.header import TraceHeader
 from ..trace.reader import TraceReader
-from .events import RecordEvent, RecordStream, SafeSink, read_steps, replay_trace, step_to_json
+from .events import RecordEvent, RecordStream, SafeSink, read_steps, step_to_json
 
 __all__ = [
     "DiffResult",
@@ -123,7 +124,7 @@ class DiffResult:
     #: Steps regenerated from each trace (None: not regenerated).
     steps_a: int | None = None
     steps_b: int | None = None
-    #: Why a side's steps may be incomplete (its replay diverged, it is a host trace).
+    #: Why a side's steps may be incomplete (its replay diverged).
     notes: tuple[str, ...] = ()
 
     @property
@@ -152,9 +153,7 @@ def _spool_steps(path: str | Path, spool: IO[str], side: str) -> tuple[int | Non
     sink = SafeSink(write)
     note = None
     try:
-        _, regenerated = replay_trace(path, on_step=sink)
-        if not regenerated:
-            return None, f"{side}: a host-mode trace: steps not regenerated"
+        play(path, on_step=sink)
     except ReplayDivergence as exc:
         first = str(exc).splitlines()[0]
         note = f"{side} does not replay here ({first}): its steps stop there"

@@ -10,7 +10,7 @@ from typing import Any, TextIO
 
 from evloop import DispatchEvent
 
-from ..api import PlayResult
+from ..api import PlayResult, play
 from ..trace.header import TraceHeader
 from .events import (
     Interleaver,
@@ -22,7 +22,6 @@ from .events import (
     format_ns,
     format_step,
     header_to_json,
-    replay_trace,
     step_to_json,
 )
 
@@ -94,7 +93,8 @@ def dump(
         result: PlayResult | None = None
         regenerated = False
         if replay:
-            result, regenerated = replay_trace(path, until_step=to_step, on_step=sink)
+            result = play(path, until_step=to_step, on_step=sink)
+            regenerated = True
             sink.check()
         interleaver.finish(to_step)
     end: dict[str, Any] = {"type": "end", "steps_regenerated": regenerated}
@@ -103,8 +103,7 @@ def dump(
         end.update(_play_json(result))
         text = f"# end: {_play_text(result)}"
     if not regenerated:
-        why = "--records-only" if not replay else "host-mode traces replay without on_step"
-        text += f" (steps not regenerated: {why})"
+        text += " (steps not regenerated: --records-only)"
     line(text, end)
     return DumpResult(result, counts["steps"], counts["records"], regenerated)
 

@@ -13,7 +13,6 @@ from typing import Any, Final
 
 from evloop import ClockType, DispatchEvent
 
-from ..api import PlayResult, play
 from ..errors import TraceFormatError
 from ..session import CheckpointKind
 from ..trace.choices import decode_choices
@@ -34,7 +33,6 @@ __all__ = [
     "header_to_json",
     "jsonable",
     "read_steps",
-    "replay_trace",
     "step_from_json",
     "step_to_json",
 ]
@@ -378,36 +376,6 @@ class Interleaver:
             self._advance()
         if self._error is not None:
             raise self._error
-
-
-# -- replaying ---------------------------------------------------------------------------
-
-
-def _is_host(header: TraceHeader) -> bool:
-    from ..host.channels import is_host_trace
-
-    return is_host_trace(header)
-
-
-def replay_trace(
-    path: str | Path,
-    *,
-    until_step: int | None = None,
-    on_step: Callable[[DispatchEvent], object] | None = None,
-) -> tuple[PlayResult, bool]:
-    """Replay ``path`` as its header says (simulation or host mode).
-
-    Returns the result and whether ``on_step`` saw the steps: host-mode
-    traces replay through :func:`replay.host.play_host`, which has no
-    ``on_step``.
-    """
-    with TraceReader(path, strict=False) as reader:
-        header = reader.header
-    if _is_host(header):
-        from ..host.mode import play_host
-
-        return play_host(path, until_step=until_step), False
-    return play(path, until_step=until_step, on_step=on_step), True
 
 
 def _notes_for_truncation(stream: RecordStream) -> str:

@@ -45,9 +45,9 @@ from typing import Any, Final, TextIO
 
 from evloop import DispatchEvent
 
-from ..api import PlayResult
+from ..api import PlayResult, play
 from ..trace.header import TraceHeader
-from .events import Interleaver, RecordEvent, RecordStream, SafeSink, jsonable, replay_trace
+from .events import Interleaver, RecordEvent, RecordStream, SafeSink, jsonable
 
 __all__ = ["STEP_DURATION_NS", "ChromeTraceWriter", "ExportSummary", "Timeline", "export_perfetto"]
 
@@ -229,9 +229,9 @@ def export_perfetto(
             writer.step(ev)
 
         sink = SafeSink(on_step)
-        result, regenerated = replay_trace(path, on_step=sink)
+        result = play(path, on_step=sink)
         sink.check()
         interleaver.finish()
         writer.close()
     c = writer.counts
-    return ExportSummary(c["events"], c["X"], c["i"], c["C"], writer.threads, result, regenerated)
+    return ExportSummary(c["events"], c["X"], c["i"], c["C"], writer.threads, result, True)

@@ -11,11 +11,11 @@ from typing import Any
 
 from evloop import DispatchEvent
 
-from ..api import PlayResult
+from ..api import PlayResult, play
 from ..errors import ReplayDivergence
 from ..trace.format import CHUNK_HEADER, CHUNK_HEADER_SIZE, MAGIC
 from ..trace.header import TraceHeader
-from .events import RecordStream, SafeSink, replay_trace
+from .events import RecordStream, SafeSink
 
 __all__ = ["TraceStats", "count_chunks", "stats"]
 
@@ -61,7 +61,7 @@ class TraceStats:
     steps_by_kind: Mapping[str, int]
     steps_by_thread: Mapping[str, int]
     divergence: str | None = None
-    #: False when the replay could not report steps (host-mode traces).
+    #: False when no replay reported steps (``replay=False``, or it diverged).
     steps_regenerated: bool = True
 
     @property
@@ -115,7 +115,8 @@ def stats(path: str | Path, *, replay: bool = True) -> TraceStats:
     if replay:
         sink = SafeSink(count)
         try:
-            result, regenerated = replay_trace(path, on_step=sink)
+            result = play(path, on_step=sink)
+            regenerated = True
         except ReplayDivergence as exc:
             divergence = str(exc)
         sink.check()

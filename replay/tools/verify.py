@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from ..api import PlayResult
+from ..api import PlayResult, play
 from ..errors import ReplayDivergence, ReplayError
 from ..trace.reader import TraceReader
-from .events import format_ns, replay_trace
+from .events import format_ns
 
 __all__ = ["Outcome", "VerifyResult", "find_traces", "verify_trace"]
 
@@ -47,7 +47,7 @@ def verify_trace(path: str | Path) -> VerifyResult:
         with TraceReader(path) as reader:
             for _ in reader:
                 pass
-        result, _ = replay_trace(path)
+        result = play(path)
     except ReplayDivergence as exc:
         return VerifyResult(path, Outcome.DIVERGED, str(exc).splitlines()[0])
     except (ReplayError, OSError) as exc:

@@ -50,6 +50,7 @@ class TraceWriter:
         "bytes_written",
         "chunks_written",
         "closed",
+        "header",
         "records_written",
     )
 
@@ -67,6 +68,8 @@ class TraceWriter:
             )
         if not isinstance(header, TraceHeader):
             raise TypeError(f"header must be a TraceHeader, not {type(header).__name__}")
+        #: The header this trace starts with.
+        self.header = header
         self._pack = msgpack.Packer(**PACKER_OPTIONS).pack
         try:
             header_bytes: bytes = self._pack(header.to_record())

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
+import json
 import os
 import socket
 import subprocess
@@ -38,12 +39,15 @@ import pytest
 
 import tests.scenarios.host as scenarios
 from evloop import HOST_EPOCH_NS, SCALE_MS, ClockType, DispatchEvent, SimulationError
-from replay import EventKind, ReplayDivergence, ReplayError, TraceReader, record
+from replay import EventKind, ReplayDivergence, ReplayError, TraceReader, play, record
+from replay.cli import main as cli_main
 from replay.host.channels import Channel, ChannelKind, is_host_trace
 from replay.host.clock import HostClock
 from replay.host.mode import play_host, record_host
 from replay.host.monitors import TRACE_ENDED
 from replay.host.simulation import HostSimulation
+from replay.tools.dump import dump
+from replay.tools.stats import stats
 from tests.helpers import json_from_child, records_of
 
 ECHO = "tests.scenarios.host:echo"
@@ -487,3 +491,42 @@ def test_play_host_refuses_a_simulation_trace(tmp_path: Path) -> None:
     record("tests.scenarios.host:ticks", path, params={"count": 2})
     with pytest.raises(ReplayError, match="not a host-mode trace"):
         play_host(path)
+
+
+# -- the tools on a host trace ------------------------------------------------------------
+
+
+def test_replay_play_plays_a_host_trace_with_on_step(tmp_path: Path) -> None:
+    path = tmp_path / "ticks.evr"
+    rec = record_host("tests.scenarios.host:ticks", path, inputs={}, params={"count": 3})
+    steps: list[DispatchEvent] = []
+    played = play(path, on_step=steps.append)
+    assert played == play_host(path)
+    assert played.bit_exact is True
+    assert [e.step for e in steps] == list(range(1, rec.steps + 1))
+
+
+def test_replay_dump_of_a_host_trace_prints_every_step(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "ticks.evr"
+    rec = record_host("tests.scenarios.host:ticks", path, inputs={}, params={"count": 3})
+    assert rec.steps > 0
+    assert cli_main(["dump", "--json", str(path)]) == 0
+    objects = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [o["step"] for o in objects if o["type"] == "step"] == list(range(1, rec.steps + 1))
+    assert objects[-1]["type"] == "end"
+    assert objects[-1]["steps_regenerated"] is True
+    assert objects[-1]["steps"] == rec.steps
+    with open(os.devnull, "w") as out:
+        result = dump(path, out)
+    assert (result.steps_written, result.steps_regenerated) == (rec.steps, True)
+
+
+def test_replay_stats_of_a_host_trace_counts_its_steps(tmp_path: Path) -> None:
+    path = tmp_path / "ticks.evr"
+    rec = record_host("tests.scenarios.host:ticks", path, inputs={}, params={"count": 3})
+    s = stats(path)
+    assert (s.steps, s.steps_regenerated) == (rec.steps, True)
+    assert sum(s.steps_by_kind.values()) == rec.steps
+    assert s.steps_by_thread == {"main": rec.steps}

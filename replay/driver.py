@@ -1,0 +1,364 @@
+"""The one record/play driver: every run that records or plays a trace goes through here.
+
+``replay.record`` and ``replay.play`` (simulation mode), ``replay.host`` (host
+mode), the pytest plugin's recorded ``sim`` fixture and the command line all
+build and run their runs with these functions; each says only what differs
+(which session, which simulation, which blocker). The rules they keep:
+
+* **The header is the run's whole description.** Record writes the run's
+  limits and checkpoint interval as ``run.*`` extensions (:func:`run_options`);
+  play reads them back (:func:`run_limits`); both build the simulation from
+  the header (:func:`simulation_options`) and call the scenario with the
+  header's parameters, the normalized values the trace stores, so a play is
+  the recorded run by construction.
+* **One door.** A session is plugged into its simulation once, through
+  ``Session.attach`` (``Simulation.plug``), before the first step, and logs
+  or checks the INIT checkpoint at once.
+* **A finding is not an error.** A scenario that raises is a found bug: the
+  recording ends with it and the trace stays whole. A :class:`ReplayError`
+  is the replay layer's own and propagates.
+* **Nothing is left half done.** The simulation is closed whatever happens;
+  a recording that fails is aborted (never left looking complete); a play
+  that diverged raises its divergence and says nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Generic, TypeVar
+
+from evloop import Blocker, Simulation
+from evloop import __version__ as evloop_version
+
+from .errors import ReplayError
+from .scenario import Scenario, ScenarioError, load_scenario
+from .session import Player, Recorder, describe_exception
+from .trace.header import TraceHeader
+from .trace.reader import TraceReader
+from .trace.writer import TraceWriter
+
+__all__ = [
+    "DEFAULT_CHECKPOINT_INTERVAL",
+    "RECENT_STEPS",
+    "PlayResult",
+    "RecordResult",
+    "Recording",
+    "begin_recording",
+    "finish_recording",
+    "header_option",
+    "new_header",
+    "play_run",
+    "run_limits",
+    "run_options",
+    "simulation_options",
+]
+
+#: How many recent steps a divergence or failure report shows.
+RECENT_STEPS = 32
+#: Steps between two periodic checkpoints, unless a recording says otherwise.
+DEFAULT_CHECKPOINT_INTERVAL = 1024
+
+#: Plugs a blocker over the simulation's scheduler (host mode's monitor).
+BlockerPlug = Callable[[Blocker], Blocker]
+
+R = TypeVar("R", bound=Recorder)
+P = TypeVar("P", bound=Player)
+S = TypeVar("S", bound=Simulation)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordResult:
+    path: str | None
+    steps: int
+    time_ns: int
+    #: How the run ended: a StopReason value, or "failure".
+    reason: str
+    #: The failure that ended the run (``"exception: Type: message"``), if any.
+    failure: str | None
+    records: int
+    bytes: int
+    decisions: int
+    digest: int
+    exception: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlayResult:
+    path: str | None
+    steps: int
+    time_ns: int
+    reason: str
+    failure: str | None
+    #: The re-recording equals the trace byte for byte (None when not comparable:
+    #: a truncated trace, or a play stopped early with ``until_step``).
+    bit_exact: bool | None
+    complete: bool
+    truncated_at: int | None
+    events: int
+    digest: int
+
+
+# -- the header: what a run is ---------------------------------------------------------
+
+
+def run_options(
+    until_ns: int | None,
+    max_steps: int | None,
+    checkpoint_interval: int,
+    sanitize: bool | str = False,
+) -> dict[str, Any]:
+    """The ``run.*`` header extensions of a recording: its limits, interval and sanitizer."""
+    options: dict[str, Any] = {
+        "run.until_ns": until_ns,
+        "run.max_steps": max_steps,
+        "run.checkpoint_interval": checkpoint_interval,
+    }
+    if sanitize:  # only when set: traces without it stay byte-identical
+        options["run.sanitize"] = sanitize
+    return options
+
+
+def new_header(
+    scenario: str,
+    *,
+    seed: int = 0,
+    chooser: str = "fifo",
+    params: Mapping[str, Any] | None = None,
+    faults: Sequence[str] = (),
+    until_ns: int | None = None,
+    max_steps: int | None = None,
+    checkpoint_interval: int = DEFAULT_CHECKPOINT_INTERVAL,
+    sanitize: bool | str = False,
+    extensions: Mapping[str, Any] | None = None,
+) -> TraceHeader:
+    """The header of a new recording of ``scenario`` (a ``module:function`` name)."""
+    return TraceHeader(
+        scenario=scenario,
+        seed=seed,
+        chooser=chooser,
+        parameters=dict(params or {}),
+        faults=tuple(faults),
+        package_version=evloop_version,
+        extensions={
+            **run_options(until_ns, max_steps, checkpoint_interval, sanitize),
+            **(extensions or {}),
+        },
+    )
+
+
+def header_option(header: TraceHeader, key: str, default: Any) -> Any:
+    """Header extension ``key``; ``default`` when absent or nil."""
+    value = header.extensions.get(key, default)
+    return default if value is None else value
+
+
+def run_limits(
+    header: TraceHeader, until_step: int | None = None
+) -> tuple[int | None, int | None, int]:
+    """``until_ns``, ``max_steps`` and the checkpoint interval of a run, from its header.
+
+    ``until_step`` (play only) stops the run earlier than the recording did.
+    """
+    until_ns = header_option(header, "run.until_ns", None)
+    max_steps = header_option(header, "run.max_steps", None)
+    interval = int(header_option(header, "run.checkpoint_interval", DEFAULT_CHECKPOINT_INTERVAL))
+    if until_step is not None:
+        max_steps = until_step if max_steps is None else min(max_steps, until_step)
+    return until_ns, max_steps, interval
+
+
+def simulation_options(header: TraceHeader, log: object = False) -> dict[str, Any]:
+    """What every simulation of this header is built with, in both modes and directions.
+
+    ``log`` is ``Simulation``'s: False, True, or a callback for every step.
+    """
+    _, _, interval = run_limits(header)
+    return {
+        "checkpoint_interval": interval,
+        "recent": RECENT_STEPS,
+        "log": False if log is None else log,
+    }
+
+
+def scenario_of(header: TraceHeader, path: str | Path) -> Scenario:
+    """The trace's scenario function; a ScenarioError names the trace."""
+    try:
+        return load_scenario(header.scenario)
+    except ScenarioError as exc:
+        raise ScenarioError(f"{path}: {exc}") from None
+
+
+# -- recording -------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Recording(Generic[R, S]):
+    """A recording under way: the trace being written, its recorder, its simulation."""
+
+    output: str | Path | BinaryIO
+    writer: TraceWriter
+    recorder: R
+    sim: S
+
+
+def begin_recording(
+    output: str | Path | BinaryIO,
+    header: TraceHeader,
+    build: Callable[[TraceWriter], tuple[R, S, BlockerPlug | None]],
+) -> Recording[R, S]:
+    """Open the trace, build the recorder and simulation, plug them together, log INIT.
+
+    ``build`` makes the recorder (over the writer it is given), the simulation
+    and, in host mode, the blocker to plug over the scheduler. Whatever fails
+    here aborts the trace and closes the simulation.
+    """
+    writer = TraceWriter(output, header)
+    sim: S | None = None
+    try:
+        recorder, sim, blocker = build(writer)
+        recorder.attach(sim, blocker)
+        recorder.start()
+    except BaseException:
+        writer.abort()
+        if sim is not None:
+            sim.close()
+        raise
+    return Recording(output, writer, recorder, sim)
+
+
+def finish_recording(
+    recording: Recording[R, S],
+    fn: Scenario,
+    started: Callable[[], object] | None = None,
+) -> RecordResult:
+    """Run the scenario and the simulation to the header's limits; log the end; close.
+
+    ``started`` runs first (host mode starts its clock there).
+    """
+    sim, recorder, writer = recording.sim, recording.recorder, recording.writer
+    until_ns, max_steps, _ = run_limits(writer.header)
+    failure: Exception | None = None
+    reason = "failure"
+    try:
+        if started is not None:
+            started()
+        try:
+            # The values the header stores (lists as tuples, keys sorted), so
+            # that record and play hand the scenario the very same parameters.
+            fn(sim, **dict(writer.header.parameters))
+            reason = sim.run(until_ns=until_ns, max_steps=max_steps).reason.value
+        except ReplayError:
+            raise
+        except Exception as exc:  # the scenario failed: that is a finding, keep the trace
+            failure = exc
+        recorder.finish(failure)
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        sim.close()
+    output = recording.output
+    return RecordResult(
+        path=str(output) if isinstance(output, str | Path) else None,
+        steps=sim.steps,
+        time_ns=sim.now_ns,
+        reason=reason,
+        failure=None if failure is None else describe_exception(failure),
+        records=writer.records_written,
+        bytes=writer.bytes_written,
+        decisions=recorder.decisions,
+        digest=sim.digest,
+        exception=failure,
+    )
+
+
+# -- playing ---------------------------------------------------------------------------
+
+
+class _HashSink:
+    """A write-only binary sink that keeps only a hash and a length."""
+
+    def __init__(self) -> None:
+        self.hash = hashlib.sha256()
+        self.length = 0
+
+    def write(self, data: bytes) -> int:
+        self.hash.update(data)
+        self.length += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def _file_digest(path: str | Path) -> tuple[bytes, int]:
+    h = hashlib.sha256()
+    length = 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+            length += len(block)
+    return h.digest(), length
+
+
+def play_run(
+    path: str | Path,
+    reader: TraceReader,
+    build: Callable[[TraceWriter], tuple[P, S, BlockerPlug | None]],
+    *,
+    until_step: int | None = None,
+    started: Callable[[P, S], object] | None = None,
+) -> PlayResult:
+    """Replay the trace ``reader`` holds (either mode) to its end, check it, say what it found.
+
+    ``build`` makes the player (re-recording into the writer it is given, a
+    hash-only sink), the simulation and, in host mode, the blocker;
+    ``started`` runs once the player is plugged in and has checked INIT.
+    """
+    header = reader.header
+    fn = scenario_of(header, path)
+    until_ns, max_steps, _ = run_limits(header, until_step)
+    sink = _HashSink()
+    player, sim, blocker = build(TraceWriter(sink, header))  # type: ignore[arg-type]
+    try:
+        player.attach(sim, blocker)
+        player.start()
+        if started is not None:
+            started(player, sim)
+        failure: Exception | None = None
+        reason = "failure"
+        try:
+            fn(sim, **dict(header.parameters))
+            exact = until_step is not None and max_steps == until_step
+            result = sim.run(until_ns=until_ns, max_steps=max_steps, exact_steps=exact)
+            reason = result.reason.value
+        except ReplayError:
+            raise
+        except Exception as exc:
+            failure = exc
+        if player.divergence is not None:
+            raise player.divergence
+        stopped_early = until_step is not None and reason == "max_steps"
+        if not stopped_early and not player.exhausted:
+            player.finish(failure)
+    finally:
+        sim.close()
+    bit_exact: bool | None = None
+    if reader.complete and not stopped_early:
+        original, length = _file_digest(path)
+        bit_exact = original == sink.hash.digest() and length == sink.length
+    return PlayResult(
+        path=str(path),
+        steps=sim.steps,
+        time_ns=sim.now_ns,
+        reason=reason,
+        failure=None if failure is None else describe_exception(failure),
+        bit_exact=bit_exact,
+        complete=reader.complete,
+        truncated_at=reader.truncated_at,
+        events=player.event_index,
+        digest=sim.digest,
+    )
