@@ -41,6 +41,26 @@ from .machine.chooser import (
     RandomChooser,
     SystematicChooser,
 )
+from .machine.colock import (
+    CoMutex,
+    CoQueue,
+    CoRwlock,
+    qemu_co_queue_next,
+    qemu_co_queue_restart_all,
+    qemu_co_queue_wait,
+)
+from .machine.coroutine import (
+    Coroutine,
+    aio_co_enter,
+    aio_co_schedule,
+    aio_co_wake,
+    qemu_co_sleep_ns,
+    qemu_coroutine_create,
+    qemu_coroutine_enter,
+    qemu_coroutine_self,
+    qemu_coroutine_yield,
+    qemu_in_coroutine,
+)
 from .machine.external import ScriptedPeer
 from .machine.iothread import IOThread
 from .machine.rng import SimRandom
@@ -68,6 +88,10 @@ __all__ = [
     "ChoicePoint",
     "Chooser",
     "ClockType",
+    "CoMutex",
+    "CoQueue",
+    "CoRwlock",
+    "Coroutine",
     "DeadlockError",
     "DispatchEvent",
     "DispatchKind",
@@ -99,6 +123,18 @@ __all__ = [
     "WaitCondition",
     "WarpBlocker",
     "WatchdogError",
+    "aio_co_enter",
+    "aio_co_schedule",
+    "aio_co_wake",
+    "qemu_co_queue_next",
+    "qemu_co_queue_restart_all",
+    "qemu_co_queue_wait",
+    "qemu_co_sleep_ns",
+    "qemu_coroutine_create",
+    "qemu_coroutine_enter",
+    "qemu_coroutine_self",
+    "qemu_coroutine_yield",
+    "qemu_in_coroutine",
     "soonest_timeout",
     "timeout_ns_to_ms",
 ]

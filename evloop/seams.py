@@ -76,6 +76,8 @@ class ChoiceKind(IntEnum):
     READY_FD = 3  #: asyncio: which of several ready fds is handled first
     TIMER_TIE = 4  #: asyncio: the order of timers due at the same nanosecond
     READY_QUEUE = 5  #: asyncio, chaos mode only: the order of a batch of ready callbacks
+    #: which coroutine, of those other threads scheduled on one context, is entered first
+    COROUTINE = 6
 
 
 class Chooser(Protocol):

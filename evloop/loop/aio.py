@@ -213,6 +213,11 @@ class AioContext:
         if observer is not None:
             self.tlg.set_observer(observer)
         self._thread_pool: Any = None
+        #: Coroutines aio_co_schedule'd here, and the BH that enters them (util/async.c).
+        #: The BH is made on first use, so a context without coroutines numbers its BHs
+        #: as before.
+        self.scheduled_coroutines: list[Any] = []
+        self.co_schedule_bh: BH | None = None
         self.notifier = EventNotifier(fds)
         self.set_event_notifier(
             self.notifier, self._notifier_cb, self._notifier_poll, self._notifier_poll_ready

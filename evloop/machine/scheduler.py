@@ -50,7 +50,7 @@ import heapq
 import threading
 from collections.abc import Callable
 from enum import Enum
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
@@ -62,7 +62,14 @@ if TYPE_CHECKING:
     from .external import ExternalEvent
     from .watchdog import Watchdog
 
-__all__ = ["BACKENDS", "Backend", "Scheduler", "ThreadOfControl", "ThreadState"]
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "Scheduler",
+    "ThreadOfControl",
+    "ThreadState",
+    "current_thread_of_control",
+]
 
 Backend = Literal["greenlet", "os"]
 #: The ways threads of control can be carried (see the module docstring).
@@ -81,6 +88,27 @@ _RUNNING = ThreadState.RUNNING
 _RUNNABLE = ThreadState.RUNNABLE
 _BLOCKED = ThreadState.BLOCKED
 _DONE = ThreadState.DONE
+
+
+class _Active(threading.local):
+    """Per OS thread: the schedulers whose threads of control run on it, innermost last."""
+
+    def __init__(self) -> None:
+        self.stack: list[Scheduler] = []
+
+
+_active = _Active()
+
+
+def current_thread_of_control() -> ThreadOfControl | None:
+    """The thread of control running the caller, or None outside every simulation.
+
+    A simulation is "running" on an OS thread while its main thread is in
+    ``Simulation.run`` or in a blocking wait there (its other threads of
+    control run only then), and on each OS thread of the ``"os"`` backend.
+    """
+    stack = _active.stack
+    return stack[-1].current if stack else None
 
 
 class _Cancelled(BaseException):
@@ -125,6 +153,7 @@ class ThreadOfControl:
         "_os_thread",
         "_sched",
         "_turn",
+        "aio_context",
         "cond",
         "idle_ok",
         "index",
@@ -155,6 +184,8 @@ class ThreadOfControl:
         self._glet: greenlet | None = None
         self._ident: int | None = None
         self._os_thread: threading.Thread | None = None
+        #: The AioContext this thread runs (QEMU's per-thread ``my_aiocontext``), if any.
+        self.aio_context: Any = None
 
     @property
     def done(self) -> bool:
@@ -303,6 +334,7 @@ class Scheduler:
         assert turn is not None
         turn.acquire()
         t._ident = threading.get_ident()
+        _active.stack.append(self)
         self._run_thread(t)
 
     def _run_thread(self, t: ThreadOfControl) -> None:
@@ -378,10 +410,8 @@ class Scheduler:
         self._seq = seq = self._seq + 1
         me.seq = seq
         self._waiting.append(me)
-        watchdog = self.watchdog
-        if me is main and watchdog is not None and not watchdog.armed:
-            with watchdog:
-                self._reschedule(me)
+        if me is main and not self.in_run:
+            self._main_wait()
         else:
             self._reschedule(me)
         me.cond = None
@@ -389,6 +419,31 @@ class Scheduler:
         if me is main and self.failure is not None:
             failure, self.failure = self.failure, None
             raise failure
+
+    def _main_wait(self) -> None:
+        """The main thread waits outside ``run``: other threads run meanwhile (and are watched)."""
+        stack = _active.stack
+        stack.append(self)
+        try:
+            watchdog = self.watchdog
+            if watchdog is not None and not watchdog.armed:
+                with watchdog:
+                    self._reschedule(self.main)
+            else:
+                self._reschedule(self.main)
+        finally:
+            stack.pop()
+
+    def enter_run(self) -> None:
+        """``Simulation.run`` starts: its threads of control run on this OS thread."""
+        self.in_run = True
+        _active.stack.append(self)
+
+    def leave_run(self) -> None:
+        self.in_run = False
+        stack = _active.stack
+        if stack and stack[-1] is self:
+            stack.pop()
 
     def sleep(self, ns: int) -> None:
         if ns < 0:

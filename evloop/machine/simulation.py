@@ -253,6 +253,7 @@ class Simulation:
         self._sched.halt = self._halt
         self._step_limit = -1
         self._sched.idle_cond = self.main_loop._cond
+        self._sched.main.aio_context = self.main_loop.aio_context
         self.iothreads: list[IOThread] = []
         self._peers: list[ScriptedPeer] = []
         self._net: Network | None = None
@@ -384,6 +385,7 @@ class Simulation:
         self._sched.check_name(name)  # before the context allocates its eventfd
         io = IOThread(name, self.new_aio_context(name))
         io.thread = self._sched.spawn(name, io.run, idle_ok=True)
+        io.thread.aio_context = io.ctx
         self.iothreads.append(io)
         return io
 
@@ -476,7 +478,7 @@ class Simulation:
         self._halt[0] = exact_steps and step_limit is not None and self.steps >= step_limit
         sched.until_ns = until_ns
         sched.stop_reason = None
-        sched.in_run = True
+        sched.enter_run()
         wait = self.main_loop.wait
         reason: StopReason
         sanitizer = None
@@ -515,7 +517,7 @@ class Simulation:
                 fell_back = False
                 wait()
         finally:
-            sched.in_run = False
+            sched.leave_run()
             sched.until_ns = None
             sched.stop_reason = None
             self._step_limit = -1

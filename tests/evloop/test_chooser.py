@@ -83,6 +83,7 @@ def test_choice_kinds_have_stable_values() -> None:
         ("READY_FD", 3),
         ("TIMER_TIE", 4),
         ("READY_QUEUE", 5),
+        ("COROUTINE", 6),
     ]
 
 
