@@ -4,8 +4,9 @@
    bit-exactly;
 2. fuzz its schedules until the ordering bug appears, shrink the failing run
    to the few decisions that matter, and save the trace under ``traces/``;
-3. replay that trace to the same failure, write a Perfetto timeline of it,
-   and print the commands a user would type next.
+3. replay that trace to the same failure, write a Perfetto timeline of it;
+4. explore every schedule of the fixed machine up to 3 preemptions, and
+   print the commands a user would type next.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from replay import play, record  # noqa: E402
+from replay.explore import explore_systematic  # noqa: E402
 from replay.explore.fuzz import fuzz  # noqa: E402
 
 SCENARIO = "examples.minimachine:scenario"
@@ -74,6 +76,13 @@ def main() -> int:
     if exported:
         say(f"   Perfetto timeline -> {timeline.relative_to(ROOT)} (open it in ui.perfetto.dev)")
 
+    say("== 4. the fix, checked in every schedule up to 3 preemptions")
+    proof = explore_systematic(SCENARIO, preemptions=3, budget=10_000, params={"fixed": True})
+    if proof.failure is not None or not proof.complete:
+        say(f"   unexpected: {proof.failure or 'the search did not complete'}")
+        return 1
+    say(f"   all {proof.schedules} schedules up to 3 preemptions explored, no failure")
+
     elapsed = time.monotonic() - started
     took = f"{elapsed * 1000:.0f} ms" if elapsed < 1 else f"{elapsed:.1f} s"
     say(f"\ndone in {took}. Next:")
@@ -82,6 +91,7 @@ def main() -> int:
     say(f"   .venv/bin/replay dump {rel} --kinds turn,bh,timer   # what happened, step by step")
     say(f"   .venv/bin/replay diff {clean.relative_to(ROOT)} {rel}   # where the runs part")
     say(f"   .venv/bin/replay fuzz {SCENARIO} --chooser pct --runs 200")
+    say(f"   .venv/bin/replay fuzz {SCENARIO} --chooser systematic --preemptions 0")
     say(f"   .venv/bin/replay record {SCENARIO} --param fixed=True   # the fix holds")
     say("   .venv/bin/replay verify traces/             # CI's determinism gate")
     return 0 if same and again.bit_exact and played.bit_exact else 1

@@ -29,7 +29,7 @@ USE_AFTER_FREE = (
 
 def _interleavings(preemptions: int, **params: int) -> tuple[int, list[str]]:
     interleavings.RUNS.clear()
-    result = explore_systematic(STEPS, preemptions=preemptions, params=params)
+    result = explore_systematic(STEPS, preemptions=preemptions, params=params, budget=10_000)
     assert result.complete and result.failure is None
     return result.schedules, ["".join(run) for run in interleavings.RUNS]
 
@@ -61,6 +61,15 @@ def test_preemption_bound_0_runs_only_non_preemptive_schedules() -> None:
     )
 
 
+@pytest.mark.slow
+def test_with_preemptions_enough_every_interleaving_runs_exactly_once() -> None:
+    """Three threads of three steps interleave in 9! / (3! 3! 3!) = 1680 ways; six
+    preemptions reach all of them (a seventh adds none), and no schedule repeats one."""
+    count, runs = _interleavings(6, threads=3, steps=3)
+    assert count == len(set(runs)) == 1680
+    assert _interleavings(7, threads=3, steps=3)[0] == 1680
+
+
 def test_a_race_needing_one_preemption_is_absent_at_0_and_found_at_1(tmp_path: Path) -> None:
     clean = explore_systematic(LOST_UPDATE, preemptions=0)
     assert clean.complete and clean.failure is None and clean.schedules == 7
@@ -80,7 +89,6 @@ def test_finds_the_machines_ordering_bug_at_preemption_bound_0(tmp_path: Path) -
     assert result.trace_path == out
 
 
-@pytest.mark.slow
 def test_the_fixed_machine_passes_every_schedule() -> None:
     counts = [
         explore_systematic(MACHINE, preemptions=k, params={"fixed": True}, budget=10_000)
