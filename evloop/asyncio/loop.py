@@ -59,7 +59,6 @@ import concurrent.futures
 import gc
 import sys
 from asyncio import format_helpers, futures
-from asyncio.selector_events import BaseSelectorEventLoop
 from collections.abc import Callable
 from contextvars import Context
 from heapq import heapify, heappop, heappush
@@ -72,6 +71,7 @@ from ..machine.simulation import Simulation
 from ..seams import ChoiceKind
 from .executor import DEFAULT_EXECUTOR_WORKERS, SimThreadPoolExecutor
 from .handles import SimHandle, SimTimerHandle
+from .network import NetworkSelectorLoop
 from .selector import EVENT_READ, EVENT_WRITE, VirtualSelector
 
 __all__ = ["GC_INTERVAL_STEPS", "SimEventLoop"]
@@ -117,7 +117,7 @@ class _LoopWait:
         return f"asyncio loop {loop.name!r}: waiting on {loop._selector.describe()}"
 
 
-class SimEventLoop(BaseSelectorEventLoop):
+class SimEventLoop(NetworkSelectorLoop):
     """An asyncio event loop on a simulation's clock, fds and threads of control.
 
     ``sim`` is the simulation to run on; without one the loop makes its own

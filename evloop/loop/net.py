@@ -107,6 +107,10 @@ class Network:
         """A new socket, like ``socket.socket(family, type, proto)``."""
         return VirtualSocket(self, family, type, proto)
 
+    def socket_factory(self, addr_info: tuple[Any, ...]) -> VirtualSocket:
+        """A socket for one ``getaddrinfo`` answer (aiohttp's ``socket_factory`` hook)."""
+        return self.socket(addr_info[0], addr_info[1], addr_info[2])
+
     def getaddrinfo(
         self,
         host: str | bytes | None,
