@@ -14,6 +14,8 @@ control of the simulation instead. Rules kept here:
 * **Jobs start in submission order** (one FIFO queue per pool); workers are
   started on demand, up to ``max_workers``, and wait for work in a blocking
   wait, which is never a deadlock (they are idle, like QEMU's pool workers).
+  Between two jobs a worker passes a preemption point, so the next job goes
+  to whichever worker the scheduler picks.
 * **A job's exception is its future's**, as in ``concurrent.futures``:
   nothing is logged or lost.
 * **Blocking inside a job** must block through the simulation
@@ -30,6 +32,8 @@ import concurrent.futures
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from .threadsafe import SimConcurrentFuture
 
 if TYPE_CHECKING:
     import asyncio
@@ -100,7 +104,7 @@ class SimThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
     ) -> concurrent.futures.Future[Any]:
         if self._shutdown:
             raise RuntimeError("cannot schedule new futures after shutdown")
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        future: concurrent.futures.Future[Any] = SimConcurrentFuture(self.sim._sched)
         self._jobs.append((future, fn, args, kwargs))
         if len(self._jobs) > self._idle and len(self._workers) < self._max_workers:
             name = f"{self._thread_name_prefix}/worker-{len(self._workers)}"
@@ -126,6 +130,10 @@ class SimThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
                     self._running -= 1
                 if not jobs and not self._running:
                     self._drained_now()
+                else:
+                    # Between jobs, a preemption point: real workers run side
+                    # by side, so the next job is not this worker's by right.
+                    sched.yield_now()
             elif self._shutdown:
                 return
             else:

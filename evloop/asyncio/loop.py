@@ -73,6 +73,7 @@ from .executor import DEFAULT_EXECUTOR_WORKERS, SimThreadPoolExecutor
 from .handles import SimHandle, SimTimerHandle
 from .network import NetworkSelectorLoop
 from .selector import EVENT_READ, EVENT_WRITE, VirtualSelector
+from .threadsafe import install_run_coroutine_threadsafe
 
 __all__ = ["GC_INTERVAL_STEPS", "SimEventLoop"]
 
@@ -177,6 +178,7 @@ class SimEventLoop(NetworkSelectorLoop):
         self._next_gc = 0
         super().__init__(VirtualSelector(sim.fds))
         self._scheduled = []
+        install_run_coroutine_threadsafe()
 
     def __del__(self) -> None:
         if "_selector" in self.__dict__:  # a constructor that raised built nothing to close
