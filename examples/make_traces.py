@@ -21,6 +21,8 @@ CLEAN = [
     ("minimachine-clean.evr", "fifo", {}),
     ("minimachine-fixed-random-7.evr", "random:7", {"fixed": True}),
     ("minimachine-fixed-pct-3.evr", "pct:3", {"fixed": True}),
+    # The block device's requests handled by coroutines on the IOThread.
+    ("minimachine-coroutines-random-7.evr", "random:7", {"fixed": True, "coroutines": True}),
 ]
 
 

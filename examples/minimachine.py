@@ -6,7 +6,11 @@
 * an RTC-like device: a periodic VIRTUAL-clock timer counting ticks;
 * a block device: requests are handed to an IOThread, which runs them on its
   thread pool and completes each back into the main loop with a bottom half
-  (QEMU's thread-pool completion pattern);
+  (QEMU's thread-pool completion pattern). With ``coroutines=True`` each
+  request is handled by a coroutine on the IOThread instead, as QEMU's block
+  layer does: it takes the driver's ``CoMutex``, submits the work to the
+  thread pool and yields until the pool's completion wakes it
+  (``thread_pool_submit_co``), then completes into the main loop;
 * a vCPU-like thread of control running a guest block driver: it submits a
   request, waits for the device to accept it, and if the request has not
   completed within its I/O timeout, resets the device and retries.
@@ -31,7 +35,18 @@ import select
 from dataclasses import dataclass, field
 from functools import partial
 
-from evloop import SCALE_MS, ClockType, IOThread, Simulation
+from evloop import (
+    SCALE_MS,
+    ClockType,
+    CoMutex,
+    IOThread,
+    Simulation,
+    aio_co_schedule,
+    aio_co_wake,
+    qemu_coroutine_create,
+    qemu_coroutine_self,
+    qemu_coroutine_yield,
+)
 
 #: How long the "disk" takes per request, and the guest driver's I/O timeout.
 DISK_LATENCY_NS = 5 * SCALE_MS
@@ -41,10 +56,15 @@ DRIVER_TIMEOUT_NS = 5 * SCALE_MS
 class BlockDevice:
     """A block device model: submit from the vCPU, complete in the main loop."""
 
-    def __init__(self, sim: Simulation, io: IOThread, *, drain_on_reset: bool) -> None:
+    def __init__(
+        self, sim: Simulation, io: IOThread, *, drain_on_reset: bool, coroutines: bool = False
+    ) -> None:
         self.sim = sim
         self.io = io
         self.drain_on_reset = drain_on_reset
+        self.coroutines = coroutines
+        #: The driver's lock, held by a request coroutine while it runs (``s->lock``).
+        self.lock = CoMutex()
         self.inflight: dict[int, str] = {}
         self.completed: list[int] = []
         self.resets = 0
@@ -56,6 +76,10 @@ class BlockDevice:
     def submit(self, req: int) -> None:
         self.inflight[req] = f"buffer-{req}"
         self.idle.clear()
+        if self.coroutines:
+            co = qemu_coroutine_create(partial(self._co_request, req), name=f"blk-request-{req}")
+            aio_co_schedule(self.io.ctx, co)
+            return
         self.io.ctx.bh_schedule_oneshot(partial(self._start, req), name="blk-submit")
 
     def reset(self) -> None:
@@ -68,6 +92,26 @@ class BlockDevice:
     # IOThread context
     def _start(self, req: int) -> None:
         self.io.ctx.thread_pool_submit(partial(self._work, req), partial(self._done, req))
+
+    def _co_request(self, req: int) -> None:
+        """A request, as a coroutine on the IOThread (``blk_co_preadv`` and below)."""
+        with self.lock:
+            result = self._thread_pool_submit_co(partial(self._work, req))
+        self._done(req, result)
+
+    def _thread_pool_submit_co(self, fn: partial[str]) -> object:
+        """Run ``fn`` on the pool; the coroutine yields until the completion wakes it."""
+        co = qemu_coroutine_self()
+        assert co is not None
+        box: list[object] = []
+
+        def wake(result: object) -> None:
+            box.append(result)
+            aio_co_wake(co)
+
+        self.io.ctx.thread_pool_submit(fn, wake)
+        qemu_coroutine_yield()
+        return box[0]
 
     def _done(self, req: int, result: object) -> None:
         self.sim.main_loop.aio_context.bh_schedule_oneshot(
@@ -103,13 +147,18 @@ class Machine:
 
 
 def scenario(
-    sim: Simulation, *, requests: int = 3, text: bytes = b"hello\n", fixed: bool = False
+    sim: Simulation,
+    *,
+    requests: int = 3,
+    text: bytes = b"hello\n",
+    fixed: bool = False,
+    coroutines: bool = False,
 ) -> Machine:
     """The bundled machine: serial console, RTC, IOThread block device, one vCPU."""
     ml = sim.main_loop
     fds = sim.fds
     io = sim.iothread("iothread0")
-    m = Machine(sim, BlockDevice(sim, io, drain_on_reset=fixed))
+    m = Machine(sim, BlockDevice(sim, io, drain_on_reset=fixed, coroutines=coroutines))
 
     # Serial console: the guest side of a socket pair, the typist on the other end.
     guest, host = fds.socketpair()
