@@ -19,7 +19,8 @@ from evloop import Simulation
 #: The interleaving (list of steps taken) of every run of :func:`steps`, oldest first.
 RUNS: list[list[str]] = []
 
-_calls = [0]
+#: How many times :func:`unstable` has run (a test resets it).
+RESTARTS = [0]
 
 
 def steps(sim: Simulation, *, threads: int = 2, steps: int = 2) -> None:
@@ -57,8 +58,8 @@ def lost_update(sim: Simulation) -> None:
 
 
 def unstable(sim: Simulation) -> None:
-    _calls[0] += 1
-    for t in range(2 + _calls[0] % 2):
+    RESTARTS[0] += 1
+    for t in range(2 + RESTARTS[0] % 2):
         sim.thread(f"t{t}", sim.yield_now)
 
 

@@ -156,3 +156,21 @@ def test_systematic_fuzz_usage_errors(
     assert "Traceback" not in err
     if message is not None:
         assert err == f"replay: error: {message}\n"
+
+
+def test_systematic_fuzz_of_a_nondeterministic_scenario_is_a_clean_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from tests.scenarios import interleavings
+
+    interleavings.RESTARTS[0] = 0  # the first run starts 3 threads, the second 2
+    args = ["fuzz", "tests.scenarios.interleavings:unstable", "--chooser", "systematic"]
+    assert main([*args, "-o", str(tmp_path / "x.evr")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == (
+        "replay: error: tests.scenarios.interleavings:unstable: schedule 2 did not repeat the "
+        "run it was derived from: decision 0 was a THREAD decision among 3 options, now a "
+        "THREAD decision among 2 options; the scenario leaks nondeterminism (run `replay "
+        "check-determinism` on it)"
+    )
