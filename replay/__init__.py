@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from .errors import ReplayDivergence, ReplayError, TraceFormatError
     from .mutex import ReplayMutex
     from .scenario import ScenarioError, chooser_from_spec, load_scenario
-    from .session import CheckpointKind, Player, Recorder, ReplayMode
-    from .trace.format import FORMAT_NAME, FORMAT_VERSION, EventKind
+    from .session import Player, Recorder, ReplayMode
+    from .trace.format import FORMAT_NAME, FORMAT_VERSION, CheckpointKind, EventKind
     from .trace.header import TraceHeader
     from .trace.reader import TraceReader
     from .trace.writer import TraceWriter
@@ -33,7 +33,7 @@ _HOMES = {
     "EventKind": "trace.format", "TraceHeader": "trace.header",
     "ReplayMutex": "mutex", "ScenarioError": "scenario",
     "chooser_from_spec": "scenario", "load_scenario": "scenario",
-    "CheckpointKind": "session", "Player": "session", "Recorder": "session",
+    "CheckpointKind": "trace.format", "Player": "session", "Recorder": "session",
     "ReplayMode": "session", "TraceReader": "trace.reader", "TraceWriter": "trace.writer",
 }
 

@@ -36,21 +36,22 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Callable, Sequence
-from enum import Enum, IntEnum
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from evloop import Blocker, ChoiceKind, Chooser, ClockType, Seams
 
 from .errors import ReplayDivergence, ReplayError
 from .trace.choices import decode_choices, encode_choice_into
-from .trace.format import EventKind
+from .trace.describe import show_record
+from .trace.format import CheckpointKind, EventKind
 from .trace.reader import TraceReader
 from .trace.writer import TraceWriter
 
 if TYPE_CHECKING:
     from evloop import Simulation
 
-__all__ = ["CheckpointKind", "Player", "Recorder", "ReplayMode", "describe_exception"]
+__all__ = ["Player", "Recorder", "ReplayMode", "describe_exception"]
 
 #: A CHOICES batch is written once its packed stream reaches this many bytes.
 CHOICES_BATCH_BYTES = 4096
@@ -62,12 +63,6 @@ class ReplayMode(Enum):
     NONE = "none"
     RECORD = "record"
     PLAY = "play"
-
-
-class CheckpointKind(IntEnum):
-    INIT = 0
-    PERIODIC = 1
-    FINAL = 2
 
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")
@@ -225,30 +220,6 @@ class Recorder(_Session):
         self.writer.close()
 
 
-def _show(record: tuple[Any, ...] | None) -> str:
-    """A short, readable description of a record (for divergence reports)."""
-    if record is None:
-        return "the end of the trace"
-    kind = EventKind(record[0])
-    if kind is EventKind.CHOICE:
-        return f"CHOICE(step={record[1]}, options={record[2]}, choice={record[3]})"
-    if kind is EventKind.CHECKPOINT:
-        ck = CheckpointKind(record[2]).name if record[2] in (0, 1, 2) else record[2]
-        return f"CHECKPOINT {ck}(step={record[1]}, digest={record[3]:#018x})"
-    if kind is EventKind.INPUT:
-        data = record[3]
-        what = "close" if not data else f"{len(data)} bytes {bytes(data[:16])!r}"
-        return f"INPUT(step={record[1]}, channel={record[2]!r}, {what})"
-    if kind is EventKind.CLOCK:
-        name = ClockType(record[2]).name if 0 <= record[2] < 4 else record[2]
-        return f"CLOCK(step={record[1]}, {name}, offset={record[3]})"
-    if kind is EventKind.RANDOM:
-        return f"RANDOM(step={record[1]}, value={record[2]:#x})"
-    if kind is EventKind.SHUTDOWN:
-        return f"SHUTDOWN(step={record[1]}, cause={record[2]!r})"
-    return f"{kind.name}{tuple(record[1:])!r}"
-
-
 class Player(_Session):
     """Takes every value from a trace and checks the run against it (``REPLAY_MODE_PLAY``).
 
@@ -315,7 +286,7 @@ class Player(_Session):
             or record[1] != step
             or tuple(record[2 : 2 + len(match)]) != match
         ):
-            self._diverge(index, _show(record), actual)
+            self._diverge(index, show_record(record), actual)
         assert record is not None
         return record
 
@@ -416,5 +387,5 @@ class Player(_Session):
             self._emit(record)
             trailing = self._next()
             if trailing is not None:
-                self._diverge(self.event_index, _show(trailing), "the end of the run")
+                self._diverge(self.event_index, show_record(trailing), "the end of the run")
         self.writer.close()

@@ -16,7 +16,8 @@ from evloop import (
 )
 
 from ..errors import ReplayError
-from ..session import Player, Recorder, _show
+from ..session import Player, Recorder
+from ..trace.describe import show_record
 from ..trace.format import EventKind
 from ..trace.reader import TraceReader
 from ..trace.writer import TraceWriter
@@ -220,5 +221,5 @@ class HostPlayer(Player):
 
     def refuse_input(self, actual: str) -> NoReturn:
         """The input :meth:`peek_input` gave cannot be delivered: a divergence."""
-        self._diverge(self.event_index, _show(self._peek()), actual)
+        self._diverge(self.event_index, show_record(self._peek()), actual)
         raise AssertionError("unreachable")  # _diverge raises

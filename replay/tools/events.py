@@ -11,11 +11,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
-from evloop import ClockType, DispatchEvent
+from evloop import DispatchEvent
 
 from ..errors import TraceFormatError
-from ..session import CheckpointKind
 from ..trace.choices import decode_choices
+from ..trace.describe import detail_text, record_detail
 from ..trace.format import EventKind
 from ..trace.header import TraceHeader
 from ..trace.reader import TraceReader
@@ -164,27 +164,7 @@ class RecordEvent:
         return (self.step, self.kind, tuple(self.detail.items()))
 
     def describe(self) -> str:
-        d = self.detail
-        kind = self.kind
-        if kind == "checkpoint":
-            return f"{d['checkpoint']} digest={d['digest']}"
-        if kind == "choice":
-            return f"option {d['choice']} of {d['options']}"
-        if kind == "input":
-            data = bytes.fromhex(d["data_hex"])
-            what = "close" if not data else f"{len(data)} bytes {data[:32]!r}"
-            return f"{d['channel']}: {what}"
-        if kind == "clock":
-            if d["clock"] == "REALTIME":  # host mode only: real time that passed in a wait
-                return f"REALTIME advanced {d['offset_ns']} ns (host mode)"
-            return f"{d['clock']} read, offset {d['offset_ns']} ns"
-        if kind == "random":
-            return f"drew {d['value']}"
-        if kind == "mutex":
-            return f"grant to thread {d['thread_index']} (step delta {d['step_delta']})"
-        if kind == "shutdown":
-            return str(d["cause"])
-        return ", ".join(f"{k}={v!r}" for k, v in d.items())
+        return detail_text(self.kind, self.detail)
 
     def to_json(self) -> dict[str, Any]:
         return {"type": "record", "event": self.index, "step": self.step, "kind": self.kind,
@@ -197,32 +177,6 @@ class RecordEvent:
             f"{self.step:>8}  {blank:>17}  {blank:<20} {'[trace]':<12} {self.kind:<10} "
             f"{self.describe()}"
         )
-
-
-def _record_detail(record: tuple[Any, ...]) -> tuple[str, dict[str, Any]]:
-    kind = record[0]
-    if kind == EventKind.CHECKPOINT:
-        ck = record[2]
-        name = CheckpointKind(ck).name if ck in CheckpointKind._value2member_map_ else str(ck)
-        return "checkpoint", {"checkpoint": name, "digest": f"{record[3]:#018x}"}
-    if kind == EventKind.CHOICE:
-        return "choice", {"options": record[2], "choice": record[3]}
-    if kind == EventKind.INPUT:
-        data = bytes(record[3])
-        return "input", {"channel": record[2], "size": len(data), "data_hex": data.hex()}
-    if kind == EventKind.CLOCK:
-        ct = record[2]
-        name = ClockType(ct).name if ct in ClockType._value2member_map_ else str(ct)
-        return "clock", {"clock": name, "offset_ns": record[3]}
-    if kind == EventKind.RANDOM:
-        return "random", {"value": f"{record[2]:#018x}"}
-    if kind == EventKind.MUTEX:
-        return "mutex", {"step_delta": record[1], "thread_index": record[2]}
-    if kind == EventKind.SHUTDOWN:
-        return "shutdown", {"cause": record[2]}
-    if kind == EventKind.FAULT:
-        return "fault", {"fault_kind": record[2], "target": record[3], "arg": record[4]}
-    return EventKind(kind).name.lower(), {"fields": list(record[1:])}
 
 
 class RecordStream:
@@ -274,7 +228,7 @@ class RecordStream:
                 continue
             if record[0] != EventKind.MUTEX:
                 step = record[1]
-            kind, detail = _record_detail(tuple(record))
+            kind, detail = record_detail(tuple(record))
             if kind == "choice":
                 self.decisions += 1
             yield self._event(step, kind, detail)

@@ -50,6 +50,7 @@ __all__ = [
     "MAX_VARINT_SIZE",
     "PACKER_OPTIONS",
     "RECORD_UNPACKER_LIMITS",
+    "CheckpointKind",
     "EventKind",
     "FieldSpec",
     "FieldType",
@@ -170,6 +171,14 @@ class EventKind(IntEnum):
     MUTEX = 8  #: step_delta, thread_index: a replay-mutex grant
     SHUTDOWN = 9  #: step, cause
     FAULT = 10  #: step, fault_kind, target, arg: an injected fault
+
+
+class CheckpointKind(IntEnum):
+    """What a CHECKPOINT record's ``checkpoint_kind`` field says."""
+
+    INIT = 0  #: after the header, before the first step
+    PERIODIC = 1  #: every ``checkpoint_interval`` steps
+    FINAL = 2  #: after the last step, before END
 
 
 class FieldType(IntEnum):
