@@ -163,7 +163,7 @@ class EventKind(IntEnum):
     HEADER = 0  #: the first record of every trace; see TraceHeader
     END = 1  #: total_records: the trace is complete
     CHECKPOINT = 2  #: step, checkpoint_kind, digest (uint64)
-    CHOICE = 3  #: step_delta, n_options, choice
+    CHOICE = 3  #: step, n_options, choice: one decision, at an absolute step
     CHOICES = 4  #: first_step, packed (varint triples, see encode_choices)
     INPUT = 5  #: step, channel, data: external input bytes
     CLOCK = 6  #: step, clock_type, value_ns: a clock read from outside

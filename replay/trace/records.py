@@ -135,7 +135,7 @@ RECORD_LAYOUTS: Final[Mapping[EventKind, RecordLayout]] = MappingProxyType(
             _layout(EventKind.CHECKPOINT, ("step", _U), ("checkpoint_kind", _U), ("digest", _U)),
             _layout(
                 EventKind.CHOICE,
-                ("step_delta", _U),
+                ("step", _U),
                 ("n_options", _U),
                 ("choice", _U),
                 extra=_check_choice,

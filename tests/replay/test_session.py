@@ -476,3 +476,30 @@ def test_events_after_the_final_checkpoint_are_a_divergence() -> None:
     assert div.event_index == 3  # after INIT (0), the draw (1) and FINAL (2)
     assert div.expected == "SHUTDOWN(step=1, cause='left over')"
     assert div.actual == "the end of the run"
+
+
+def test_a_choice_record_is_one_decision_at_its_absolute_step() -> None:
+    recorded_order: list[str] = []
+    trace = record_by_hand(yielding(3, 20, recorded_order), chooser=RandomChooser(11))
+
+    def unbatched() -> bytes:
+        out = io.BytesIO()
+        with TraceReader(io.BytesIO(trace)) as reader, TraceWriter(out, reader.header) as writer:
+            for record in reader:
+                if record[0] != EventKind.CHOICES:
+                    writer.write(record)
+                    continue
+                step = record[1]
+                for delta, n_options, choice in decode_choices(record[2]):
+                    step += delta
+                    writer.write((EventKind.CHOICE, step, n_options, choice))
+        return out.getvalue()
+
+    single = unbatched()
+    steps = [r[1] for r in records_in(single) if r[0] == EventKind.CHOICE]
+    assert len(steps) > 2 and steps == sorted(steps) and steps[-1] > steps[0]
+    played_order: list[str] = []
+    played = play_by_hand(single, yielding(3, 20, played_order))
+    assert played.player.divergence is None
+    assert played_order == recorded_order
+    assert played.data == trace  # the re-recording batches the same decisions again

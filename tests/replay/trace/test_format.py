@@ -57,7 +57,7 @@ def test_record_layouts_are_frozen_for_this_format_version() -> None:
     assert {k.name: layout.describe() for k, layout in RECORD_LAYOUTS.items()} == {
         "END": "END [kind, total_records: uint]",
         "CHECKPOINT": "CHECKPOINT [kind, step: uint, checkpoint_kind: uint, digest: uint]",
-        "CHOICE": "CHOICE [kind, step_delta: uint, n_options: uint, choice: uint]",
+        "CHOICE": "CHOICE [kind, step: uint, n_options: uint, choice: uint]",
         "CHOICES": "CHOICES [kind, first_step: uint, packed: bin]",
         "INPUT": "INPUT [kind, step: uint, channel: str, data: bin]",
         "CLOCK": "CLOCK [kind, step: uint, clock_type: uint, value_ns: int]",
