@@ -27,7 +27,7 @@ import socket
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
-__all__ = ["SERVICES", "AddrInfo", "HostTable", "numeric_family"]
+__all__ = ["SERVICES", "AddrInfo", "HostTable", "canonical_ip", "is_wildcard", "numeric_family"]
 
 AddrInfo = tuple[socket.AddressFamily, socket.SocketKind, int, str, tuple[Any, ...]]
 
@@ -58,6 +58,11 @@ def numeric_family(host: str) -> socket.AddressFamily | None:
     except ValueError:
         return None
     return socket.AF_INET if address.version == 4 else socket.AF_INET6
+
+
+def is_wildcard(ip: str) -> bool:
+    """``ip`` is INADDR_ANY or in6addr_any (canonical text)."""
+    return ip in ("0.0.0.0", "::")
 
 
 def canonical_ip(host: str) -> str:
