@@ -17,7 +17,7 @@ from .errors import (
     SimulationError,
     WatchdogError,
 )
-from .loop.aio import AioContext, DispatchKind
+from .loop.aio import AioContext
 from .loop.bh import BH, BHFlags
 from .loop.clock import (
     HOST_EPOCH_NS,
@@ -70,6 +70,7 @@ from .seams import (
     Blocker,
     ChoiceKind,
     Chooser,
+    DispatchKind,
     Seams,
     SimulationHooks,
     WaitCondition,

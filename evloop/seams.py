@@ -54,6 +54,7 @@ __all__ = [
     "ChoiceKind",
     "Chooser",
     "ClockReadHook",
+    "DispatchKind",
     "DispatchObserver",
     "FdMonitor",
     "FdWatcher",
@@ -145,6 +146,20 @@ class FdMonitor(Protocol):
 
 
 # -- observation ------------------------------------------------------------------------
+
+
+class DispatchKind:
+    """What kind of callback an observer is told about (plain ints: hot path)."""
+
+    BH = 0
+    READ = 1
+    WRITE = 2
+    POLL_READY = 3
+    TIMER = 4
+    TURN = 5
+    INPUT = 6
+    FAULT = 7  #: a fault injected, or held bytes arriving (``faults.py``)
+    NAMES = ("bh", "read", "write", "poll_ready", "timer", "turn", "input", "fault")
 
 
 class DispatchObserver(Protocol):

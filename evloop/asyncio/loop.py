@@ -65,10 +65,9 @@ from heapq import heapify, heappop, heappush
 from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, Unpack
 
 from ..errors import FencedError
-from ..loop.aio import DispatchKind
 from ..machine.chooser import FifoChooser
 from ..machine.simulation import Simulation
-from ..seams import ChoiceKind
+from ..seams import ChoiceKind, DispatchKind
 from .executor import DEFAULT_EXECUTOR_WORKERS, SimThreadPoolExecutor
 from .handles import SimHandle, SimTimerHandle
 from .network import NetworkSelectorLoop
@@ -602,7 +601,7 @@ class SimEventLoop(NetworkSelectorLoop):
                         (steps, now, thread.name, _TIMER if is_timer else _BH, self, handle)
                     )
                 if steps == sim._next_checkpoint:
-                    sim._checkpoint(steps)
+                    sim._at_watch(steps)
             else:
                 observer(_TIMER if is_timer else _BH, self, handle)
             if debug:

@@ -41,7 +41,6 @@ bottom halves not yet run stay queued for the next poll.
 
 from __future__ import annotations
 
-import select
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -50,102 +49,19 @@ from ..seams import Blocker, DispatchObserver
 from .bh import BH, BH_DELETED, BH_FREED, BH_IDLE, BH_ONESHOT, BH_PENDING, BH_SCHEDULED
 from .clock import SCALE_MS, ClockType, VirtualClock, soonest_timeout
 from .fds import FdTable
+from .handlers import _POLL_IN, _POLL_OUT, FdHandlers, _Handler
 from .notifier import EventNotifier
 from .timer import Timer, TimerListGroup
 from .waiting import WarpBlocker
 
-__all__ = ["AioContext", "DispatchKind"]
+__all__ = ["AioContext"]
 
 
-class DispatchKind:
-    """What kind of callback an observer is told about (plain ints: hot path)."""
-
-    BH = 0
-    READ = 1
-    WRITE = 2
-    POLL_READY = 3
-    TIMER = 4
-    TURN = 5
-    INPUT = 6
-    FAULT = 7  #: a fault injected, or held bytes arriving (``faults.py``)
-    NAMES = ("bh", "read", "write", "poll_ready", "timer", "turn", "input", "fault")
-
-
-_POLL_IN = select.POLLIN | select.POLLHUP | select.POLLERR
-_POLL_OUT = select.POLLOUT | select.POLLERR
-#: Stop polling a handler that has not been ready for this long.
-POLL_IDLE_INTERVAL_NS = 7_000_000_000
+#: A BH's flags once dequeued (``aio_bh_dequeue``).
+_BH_DEQUEUED = ~(BH_PENDING | BH_SCHEDULED | BH_IDLE)
 #: Idle bottom halves are polled at least this often.
 IDLE_BH_TIMEOUT_NS = 10 * SCALE_MS
 
-IOHandler = Callable[[], object]
-PollFn = Callable[[], bool]
-
-
-class _Handler:
-    """One registration of an fd (``AioHandler``). Replaced, never mutated, on re-registration."""
-
-    __slots__ = (
-        "ctx",
-        "deleted",
-        "events",
-        "fd",
-        "in_poll_list",
-        "io_poll",
-        "io_poll_ready",
-        "io_read",
-        "io_write",
-        "is_notifier",
-        "mask",
-        "poll_idle_timeout",
-        "poll_ns",
-        "poll_ready",
-        "revents",
-        "seq",
-        "uid",
-    )
-
-    def __init__(
-        self,
-        ctx: AioContext,
-        fd: int,
-        seq: int,
-        io_read: IOHandler | None,
-        io_write: IOHandler | None,
-        io_poll: PollFn | None,
-        io_poll_ready: IOHandler | None,
-    ) -> None:
-        self.ctx = ctx
-        self.fd = fd
-        self.seq = seq
-        self.uid = seq
-        self.io_read = io_read
-        self.io_write = io_write
-        self.io_poll = io_poll
-        self.io_poll_ready = io_poll_ready
-        self.events = (_POLL_IN if io_read is not None else 0) | (
-            _POLL_OUT if io_write is not None else 0
-        )
-        self.deleted = False
-        self.is_notifier = False
-        self.mask = 0
-        self.revents = 0
-        self.poll_ready = False
-        self.in_poll_list = False
-        self.poll_ns = 0
-        self.poll_idle_timeout = 0
-
-    def fd_ready(self, fd: int, mask: int) -> None:
-        """Told by the fd monitor whenever the fd's readiness may have changed."""
-        self.mask = mask
-        ready = self.ctx._ready
-        if mask & self.events and not self.deleted:
-            ready[self.seq] = self
-        else:
-            ready.pop(self.seq, None)
-
-    def __repr__(self) -> str:
-        return f"<fd handler fd={self.fd} seq={self.seq}{' deleted' if self.deleted else ''}>"
 
 
 class _ReadyCondition:
@@ -163,7 +79,7 @@ class _ReadyCondition:
         return f"poll of AioContext {self.ctx.name!r}"
 
 
-class AioContext:
+class AioContext(FdHandlers):
     """An event loop: bottom halves, fd handlers, timers and event notifiers."""
 
     def __init__(
@@ -197,6 +113,19 @@ class AioContext:
         #: Shared with the simulation: once raised, dispatch loops stop before
         #: taking their next item (Simulation.run's exact step limit).
         self.halt: list[bool] = [False]
+        #: The loop's dirty signal, shared by every context of a main loop or
+        #: simulation: raised whenever something may have become ready or due
+        #: (an fd handler ready or registered, a timer becoming the head of
+        #: its list, a poll, a thread or input appearing, a shutdown). A fast
+        #: path lowers it and, while it stays down, knows that nothing but its
+        #: own work happened. See ``MainLoop.run_quiet``.
+        self.dirty: list[bool] = [False]
+        #: The cell a BH enqueue raises: ``dirty``, except while this context's
+        #: own BH batches run back to back (``bhbatches.py``).
+        self._bh_dirty = self.dirty
+        #: The cell an fd handler becoming ready raises: ``dirty``, except
+        #: while this context's ready handlers run iteration after iteration.
+        self._ready_dirty = self.dirty
         # notify() protocol: notified is the flag, notify_me says someone waits.
         self._notified = False
         self._notify_me = 0
@@ -208,8 +137,9 @@ class AioContext:
         self.poll_grow = 0
         self.poll_shrink = 0
         self._poll_started = False
-        self.tlg = TimerListGroup(clock, self.notify, self)
+        self.tlg = TimerListGroup(clock, self._timer_notify, self)
         self.tlg.set_halt(self.halt)
+        self.tlg.set_dirty(self.dirty)
         if observer is not None:
             self.tlg.set_observer(observer)
         self._thread_pool: Any = None
@@ -241,6 +171,11 @@ class AioContext:
             blocker = self._explicit_blocker = WarpBlocker(self.clock)
         return blocker
 
+    def set_dirty(self, dirty: list[bool]) -> None:
+        """Share the dirty signal ``dirty`` (of a main loop or simulation)."""
+        self.dirty = self._bh_dirty = self._ready_dirty = dirty
+        self.tlg.set_dirty(dirty)
+
     def set_observer(self, observer: DispatchObserver | None) -> None:
         """Tell ``observer(kind, ctx, callback_owner)`` about every callback before it runs."""
         self._observer = observer
@@ -259,12 +194,18 @@ class AioContext:
 
     def notify(self) -> None:
         """Wake the context's blocking poll, from any thread of control (``aio_notify``)."""
+        self.dirty[0] = True
         self._notified = True
         if self._notify_me:
             self.notifier.set()
 
-    def _notify_accept(self) -> None:
-        self._notified = False
+    def _timer_notify(self) -> None:
+        # notify() for a timer that became the head of its list: the list has
+        # raised the dirty signal itself (or, while it runs its own passes,
+        # knows it is not news).
+        self._notified = True
+        if self._notify_me:
+            self.notifier.set()
 
     # -- bottom halves ------------------------------------------------------------
 
@@ -282,6 +223,7 @@ class AioContext:
         bh._flags = old | BH_PENDING | new_flags
         if not old & BH_PENDING:
             self._bh_list.append(bh)
+        self._bh_dirty[0] = True
         self._notified = True
         if self._notify_me:
             self.notifier.set()
@@ -289,12 +231,41 @@ class AioContext:
     def _bh_poll(self) -> bool:
         """Run the scheduled bottom halves enqueued before this call (``aio_bh_poll``)."""
         slices = self._bh_slices
-        if self._bh_list:
-            slices.append(self._bh_list)
-            self._bh_list = []
-        elif not slices:
-            return False
-        return self._bh_run_slices()
+        batch = self._bh_list
+        if not batch:
+            return bool(slices) and self._bh_run_slices()
+        self._bh_list = []
+        if slices:
+            slices.append(batch)
+            return self._bh_run_slices()
+        slices.append(batch)
+        # The common case, _bh_run_slices over the one slice there is, with
+        # fewer steps per BH. A callback's nested poll may run (and drop)
+        # the slice; what it leaves runs as _bh_run_slices would run it.
+        observer = self._observer
+        halt = self.halt
+        progress = False
+        while batch:
+            if halt[0]:
+                return progress
+            bh = batch.pop()
+            flags = bh._flags
+            bh._flags = flags & _BH_DEQUEUED
+            if flags & (BH_DELETED | BH_ONESHOT):
+                bh._flags |= BH_FREED
+            if flags & (BH_SCHEDULED | BH_DELETED) == BH_SCHEDULED:
+                if not flags & BH_IDLE:
+                    progress = True
+                if observer is not None:
+                    observer(0, self, bh)
+                bh.cb()
+        if halt[0]:
+            return progress  # the emptied slice is dropped by the next poll
+        if slices and slices[0] is batch:
+            slices.popleft()
+        if slices and self._bh_run_slices():
+            progress = True
+        return progress
 
     def _bh_run_slices(self) -> bool:
         """Run the bottom halves of the slices that ``_bh_poll`` set aside."""
@@ -311,7 +282,7 @@ class AioContext:
                 continue
             bh = current.pop()
             flags = bh._flags
-            bh._flags = flags & ~(BH_PENDING | BH_SCHEDULED | BH_IDLE)
+            bh._flags = flags & _BH_DEQUEUED
             if flags & (BH_DELETED | BH_ONESHOT):
                 bh._flags |= BH_FREED
             if flags & (BH_SCHEDULED | BH_DELETED) == BH_SCHEDULED:
@@ -354,70 +325,6 @@ class AioContext:
             return 0
         return soonest_timeout(timeout, deadline)
 
-    # -- fd handlers --------------------------------------------------------------
-
-    def set_fd_handler(
-        self,
-        fd: int,
-        io_read: IOHandler | None,
-        io_write: IOHandler | None,
-        io_poll: PollFn | None = None,
-        io_poll_ready: IOHandler | None = None,
-    ) -> None:
-        """Register, replace or (all handlers None) remove the handlers of ``fd``."""
-        if io_poll is not None and io_poll_ready is None:
-            io_poll = None  # polling only makes sense with a handler for it
-        old = self._handlers.get(fd)
-        if io_read is None and io_write is None and io_poll is None:
-            if old is None:
-                return
-            change = -1 if old.io_poll is None else 0
-            del self._handlers[fd]
-            self._remove_handler(old)
-        else:
-            change = (1 if io_poll is None else 0) - (
-                1 if old is not None and old.io_poll is None else 0
-            )
-            node = _Handler(self, fd, self._handler_seq, io_read, io_write, io_poll, io_poll_ready)
-            self._handler_seq += 1
-            self._handlers[fd] = node
-            if old is not None:
-                pending = self._gsource_ready
-                if pending and old in pending:
-                    # Between check and dispatch: the new registration inherits
-                    # the polled revents and, being the newest, runs last.
-                    pending.remove(old)
-                    node.revents = old.revents
-                    pending.append(node)
-                self._remove_handler(old)
-            self.fds.watch(fd, node)
-        self._poll_disable_cnt += change
-        self.notify()
-
-    def _remove_handler(self, node: _Handler) -> None:
-        node.deleted = True
-        node.revents = 0
-        node.poll_ready = False
-        self._ready.pop(node.seq, None)
-        if node.in_poll_list:
-            node.in_poll_list = False
-            del self._poll_list[node.seq]
-        self.fds.unwatch(node.fd, node)
-
-    def set_event_notifier(
-        self,
-        notifier: EventNotifier,
-        io_read: IOHandler | None,
-        io_poll: PollFn | None = None,
-        io_poll_ready: IOHandler | None = None,
-    ) -> None:
-        """Handlers for an :class:`EventNotifier` (``aio_set_event_notifier``)."""
-        self.set_fd_handler(notifier.fd, io_read, None, io_poll, io_poll_ready)
-
-    def handler_count(self) -> int:
-        """Registered fd handlers, the context's own notifier excluded."""
-        return len(self._handlers) - 1
-
     # -- timers -------------------------------------------------------------------
 
     def timer_new_ns(
@@ -432,157 +339,6 @@ class AioContext:
         """A timer whose :meth:`Timer.mod` takes times in units of ``scale`` ns."""
         return self.tlg.new_timer(clock_type, scale, cb, name)
 
-    # -- adaptive polling ---------------------------------------------------------
-
-    def set_poll_params(self, max_ns: int, grow: int, shrink: int) -> None:
-        """Adaptive polling limits (``aio_context_set_poll_params``); max_ns 0 disables it."""
-        if max_ns < 0 or grow < 0 or shrink < 0:
-            raise ValueError(
-                f"poll parameters must be non-negative (max_ns={max_ns}, grow={grow}, "
-                f"shrink={shrink})"
-            )
-        for node in self._handlers.values():
-            node.poll_ns = 0
-        self.poll_max_ns = max_ns
-        self.poll_grow = grow
-        self.poll_shrink = shrink
-        self.notify()
-
-    def _poll_set_started(self, ready: dict[int, _Handler], started: bool) -> bool:
-        if started == self._poll_started:
-            return False
-        self._poll_started = started
-        progress = False
-        if not started:
-            for node in list(self._poll_list.values()):
-                if node.deleted or node.io_poll is None:
-                    continue
-                # Poll one last time in case the event came while we stopped polling.
-                if node.io_poll():
-                    node.poll_ready = True
-                    ready[node.seq] = node
-                    progress = True
-        return progress
-
-    def _try_poll_mode(self, ready: dict[int, _Handler], timeout: int) -> tuple[bool, int]:
-        if not self._poll_list:
-            return False, timeout
-        max_ns = 0
-        for node in self._poll_list.values():
-            if node.poll_ns > max_ns:
-                max_ns = node.poll_ns
-        max_ns = soonest_timeout(timeout, max_ns)
-        if max_ns and not self._poll_disable_cnt:
-            self._poll_set_started(ready, True)
-            now = self.clock._now[ClockType.REALTIME]
-            progress = False
-            for node in list(self._poll_list.values()):
-                if node.io_poll is not None and node.io_poll():
-                    node.poll_ready = True
-                    ready[node.seq] = node
-                    node.poll_idle_timeout = now + POLL_IDLE_INTERVAL_NS
-                    timeout = 0
-                    if not node.is_notifier:
-                        progress = True
-            if self._remove_idle_poll_handlers(ready, now):
-                timeout = 0
-                progress = True
-            if progress:
-                return True, timeout
-        return False, timeout
-
-    def _remove_idle_poll_handlers(self, ready: dict[int, _Handler], now: int) -> bool:
-        progress = False
-        for node in list(self._poll_list.values()):
-            if node.poll_idle_timeout == 0:
-                node.poll_idle_timeout = now + POLL_IDLE_INTERVAL_NS
-            elif now >= node.poll_idle_timeout:
-                node.poll_idle_timeout = 0
-                node.in_poll_list = False
-                del self._poll_list[node.seq]
-                # QEMU polls once more only after an io_poll_end callback,
-                # which evloop's handlers do not have.
-        return progress
-
-    def _adjust_polling_time(self, node: _Handler, block_ns: int) -> None:
-        if block_ns <= node.poll_ns:
-            return  # the sweet spot
-        if block_ns > self.poll_max_ns:
-            node.poll_ns = node.poll_ns // self.poll_shrink if self.poll_shrink else 0
-        elif node.poll_ns < self.poll_max_ns and block_ns < self.poll_max_ns:
-            grow = self.poll_grow or 2
-            node.poll_ns = node.poll_ns * grow if node.poll_ns else 4000
-            if node.poll_ns > self.poll_max_ns:
-                node.poll_ns = self.poll_max_ns
-
-    # -- dispatch -----------------------------------------------------------------
-
-    def _dispatch_handler(self, node: _Handler) -> bool:
-        revents = node.revents & node.events
-        node.revents = 0
-        poll_ready = node.poll_ready
-        node.poll_ready = False
-        if node.deleted:
-            return False
-        if not node.in_poll_list and node.io_poll is not None:
-            node.in_poll_list = True
-            self._poll_list[node.seq] = node
-        observer = self._observer
-        if poll_ready and revents == 0 and node.io_poll_ready is not None:
-            # Off the poll list while the callback runs, in case it polls again.
-            if node.in_poll_list:
-                node.in_poll_list = False
-                del self._poll_list[node.seq]
-            if observer is not None and not node.is_notifier:
-                observer(DispatchKind.POLL_READY, self, node)
-            node.io_poll_ready()
-            if not node.in_poll_list and not node.deleted:
-                node.in_poll_list = True
-                self._poll_list[node.seq] = node
-            return not node.is_notifier
-        progress = False
-        if revents & _POLL_IN and node.io_read is not None:
-            if observer is not None and not node.is_notifier:
-                observer(DispatchKind.READ, self, node)
-            node.io_read()
-            if not node.is_notifier:
-                progress = True
-        if not node.deleted and revents & _POLL_OUT and node.io_write is not None:
-            if observer is not None:
-                observer(DispatchKind.WRITE, self, node)
-            node.io_write()
-            progress = True
-        return progress
-
-    def _dispatch_ready(self, nodes: list[_Handler]) -> bool:
-        progress = False
-        halt = self.halt
-        for node in nodes:
-            if halt[0]:
-                break
-            if self._dispatch_handler(node):
-                progress = True
-        return progress
-
-    def _snapshot(self, poll_ready: dict[int, _Handler] | None, with_fds: bool) -> list[_Handler]:
-        """Capture the ready handlers and their revents, oldest registration first.
-
-        ``poll_ready`` are handlers whose ``io_poll`` said ready; ``with_fds``
-        adds those whose fd is ready (the wait's result).
-        """
-        if with_fds:
-            fd_ready = self._ready
-            for node in fd_ready.values():
-                node.revents = node.mask & node.events
-            if not poll_ready:
-                return [fd_ready[k] for k in sorted(fd_ready)] if fd_ready else []
-            merged = dict(poll_ready)
-            merged.update(fd_ready)
-            return [merged[k] for k in sorted(merged)]
-        if not poll_ready:
-            return []
-        return [poll_ready[k] for k in sorted(poll_ready)]
-
     # -- aio_poll -----------------------------------------------------------------
 
     def poll(self, blocking: bool) -> bool:
@@ -592,6 +348,7 @@ class AioContext:
             # (a scheduling point) instead of spinning on work it may not do.
             self.blocker.block(self._wait_cond, 0)
             return False
+        self.dirty[0] = True
         on_poll = self._on_poll
         if on_poll is not None:
             self._on_poll = None
@@ -654,7 +411,7 @@ class AioContext:
         self._notify_me &= ~1
         self._notified = False
         self._gsource_ready = nodes = self._snapshot(None, True)
-        if self._bh_scheduled():
+        if (self._bh_list or self._bh_slices) and self._bh_scheduled():
             return True
         for node in nodes:
             revents = node.revents
@@ -679,10 +436,12 @@ class AioContext:
         Bottom halves run first; a handler they re-register keeps the revents
         polled for the fd, as ``aio_set_fd_handler`` copies ``pfd``.
         """
-        self._bh_poll()
+        if self._bh_list or self._bh_slices:
+            self._bh_poll()
         nodes = self._gsource_ready
-        self._gsource_ready = []
-        self._dispatch_ready(nodes)
+        if nodes:
+            self._gsource_ready = []
+            self._dispatch_ready(nodes)
         self.tlg.run_timers()
 
     # -- thread pool --------------------------------------------------------------

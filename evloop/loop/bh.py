@@ -87,6 +87,7 @@ class BH:
         ctx = self.ctx
         if not old & BH_PENDING:
             ctx._bh_list.append(self)
+        ctx._bh_dirty[0] = True
         ctx._notified = True
         if ctx._notify_me:
             ctx.notifier.set()

@@ -665,6 +665,9 @@ class FdTable:
         watchers = self._watchers.get(fd)
         if watchers is None:
             return
+        if len(watchers) == 1:  # the common case: one watcher, nobody to drop
+            watchers[0].fd_ready(fd, self.mask(fd))
+            return
         for watcher in watchers:
             current = self._watchers.get(fd, ())
             if current is not watchers and not any(w is watcher for w in current):

@@ -74,15 +74,16 @@ class MainLoop:
         self.iohandler_context.halt = self.halt
         self.iohandler_context.tlg.set_halt(self.halt)
         self.tlg.set_halt(self.halt)
+        #: The dirty signal of both contexts and the main-loop timers (see
+        #: ``AioContext.dirty`` and ``quiet.py``).
+        self.dirty = self.aio_context.dirty
+        self.iohandler_context.set_dirty(self.dirty)
+        self.tlg.set_dirty(self.dirty)
         self._cond = _MainLoopCondition(self._sources)
         self.name = "main-loop"
         #: Digest identity of the main-loop timer list group's owner.
         self.uid = 0xFF
         self._warp: WarpBlocker | None = None
-        #: Raised by every notify_event (a main-loop timer became the head of
-        #: its list, a shutdown, ...); a simulation's fast path lowers it and
-        #: reads it as "main-loop timers may have changed".
-        self._kicked = False
 
     @property
     def blocker(self) -> Blocker:
@@ -105,7 +106,6 @@ class MainLoop:
         ``notify_me`` is set) needs the kick; otherwise it will see the change
         when it next prepares, so nothing is done.
         """
-        self._kicked = True
         ctx = self.aio_context
         if ctx._notify_me:
             ctx.notify()

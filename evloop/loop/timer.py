@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from heapq import heapify, heappop, heappush
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .clock import ClockType, VirtualClock, soonest_timeout
 
@@ -50,6 +50,7 @@ class TimerList:
     """The pending timers of one clock, for one context (``QEMUTimerList``)."""
 
     __slots__ = (
+        "_ct",
         "_dead",
         "_front_seq",
         "_heap",
@@ -57,6 +58,7 @@ class TimerList:
         "checkpoint",
         "clock",
         "clock_type",
+        "dirty",
         "halt",
         "notify",
         "observer",
@@ -72,12 +74,17 @@ class TimerList:
     ) -> None:
         self.clock = clock
         self.clock_type = ClockType(clock_type)
+        #: The clock type as a plain int: IntEnum members index lists slowly.
+        self._ct = int(clock_type)
         self.notify = notify
         self.owner = owner
         self.observer: DispatchObserver | None = None
         self.checkpoint: CheckpointGate | None = None
         #: Raised by a simulation's step limit: stop before the next timer.
         self.halt: list[bool] = [False]
+        #: Raised whenever a timer becomes the head of this list (the loop's
+        #: dirty signal, ``AioContext.dirty``); see :meth:`run_warping`.
+        self.dirty: list[bool] = [False]
         self._heap: list[_Entry] = []
         self._seq = 0
         self._front_seq = -1
@@ -103,14 +110,14 @@ class TimerList:
     def deadline_ns(self) -> int:
         """ns until the soonest timer expires: 0 if expired, -1 if none or clock disabled."""
         head = self._head()
-        if head is None or not self.clock._enabled[self.clock_type]:
+        if head is None or not self.clock._enabled[self._ct]:
             return -1
-        delta: int = head[0] - self.clock._now[self.clock_type]
+        delta: int = head[0] - self.clock._now[self._ct]
         return delta if delta > 0 else 0
 
     def expired(self) -> bool:
         head = self._head()
-        return head is not None and head[0] <= self.clock._now[self.clock_type]
+        return head is not None and head[0] <= self.clock._now[self._ct]
 
     def _arm(self, timer: Timer, expire_ns: int) -> None:
         # Timer.mod_ns inlines this (hot path): keep the two in step.
@@ -130,10 +137,11 @@ class TimerList:
         heappush(heap, entry)
         if self._dead > 64 and self._dead > len(heap) >> 1:
             self._compact()  # in place: heap stays the same list
-        notify = self.notify
-        if notify is not None:
-            head = heap[0]
-            if head is entry or (head[2]._entry is not head and self._head() is entry):
+        head = heap[0]
+        if head is entry or (head[2]._entry is not head and self._head() is entry):
+            self.dirty[0] = True
+            notify = self.notify
+            if notify is not None:
                 notify()
 
     def _disarm(self, timer: Timer) -> None:
@@ -155,13 +163,13 @@ class TimerList:
         if not heap:
             return False
         clock = self.clock
-        clock_type = self.clock_type
-        if not clock._enabled[clock_type]:
+        ct = self._ct
+        if not clock._enabled[ct]:
             return False
         gate = self.checkpoint
-        if gate is not None and not gate(clock_type):
+        if gate is not None and not gate(self.clock_type):
             return False
-        current = clock._now[clock_type]
+        current = clock._now[ct]
         observer = self.observer
         halt = self.halt
         progress = False
@@ -183,6 +191,131 @@ class TimerList:
             timer.cb()
             progress = True
         return progress
+
+    def run_warping(
+        self,
+        wait_for: Callable[[int], int] | None,
+        begin: Callable[[], None] | None,
+        until_ns: int,
+        counter: _Counter,
+        step_limit: int,
+    ) -> int:
+        """Warp to the head's expiry and run the expired timers, pass after pass.
+
+        Each pass is what one quiet main-loop iteration does when this list
+        alone has timers: the blocking wait warps every clock by the time to
+        the head, and then :meth:`run_timers` runs. ``wait_for(ns)``, when
+        given, is how long the wait lasts for a deadline ``ns`` away (the
+        main loop rounds an ``AioContext``'s deadline up to whole ms, as glib
+        polls); ``begin()``, when given, runs before each pass's warp, for what the
+        iteration does before its wait ends (the contexts' check).
+
+        Preconditions, kept by the caller: every other timer list of the loop
+        is empty; nothing else can be ready; ``self.dirty`` is the loop's
+        dirty signal, lowered. A timer of this list that becomes its head
+        does not raise the signal while the passes run (it is their own work).
+
+        Stops before a pass when ``counter.steps`` reaches ``step_limit``
+        (-1: none), the REALTIME clock reaches ``until_ns`` (-1: none), the
+        head is already due, the list is empty or its clock is disabled; and
+        after a pass that raised the dirty signal or the halt flag. Returns
+        why, as one of the ``WARP_*`` constants; after :data:`WARP_DIRTY` and
+        :data:`WARP_UNTIL` the caller finishes the iteration (the phases that
+        come after this list's timers).
+        """
+        dirty = self.dirty
+        self.dirty = [False]  # this list's own new heads: not news
+        clock = self.clock
+        now = clock._now
+        enabled = clock._enabled
+        ct = self._ct
+        heap = self._heap
+        halt = self.halt
+        observer = self.observer
+        owner = self.owner
+        advance = clock.advance
+        pop = heappop
+        entry: Any = None  # the head, when the last pass left it checked
+        try:
+            while True:
+                if 0 <= step_limit <= counter.steps:
+                    return WARP_LIMIT
+                if 0 <= until_ns <= now[0]:
+                    return WARP_UNTIL_REACHED
+                if halt[0]:
+                    return WARP_DIRTY
+                if entry is None:
+                    while heap and heap[0][2]._entry is not heap[0]:  # dead: drop it
+                        pop(heap)
+                        self._dead -= 1
+                    if not heap:
+                        return WARP_EMPTY
+                    entry = heap[0]
+                if not enabled[ct]:
+                    return WARP_DISABLED
+                delta = entry[0] - now[ct]
+                if wait_for is not None:
+                    if delta <= 0:
+                        return WARP_DUE
+                    delta = wait_for(delta)
+                elif delta < 0:
+                    delta = 0  # due already: the wait does not block
+                if begin is not None:
+                    begin()
+                reached = 0 <= until_ns < now[0] + delta
+                if reached:
+                    clock.advance_to(until_ns)
+                    if entry[0] > now[ct]:
+                        return WARP_UNTIL  # the head is not due at the limit
+                elif delta:
+                    advance(delta)
+                # run_timers, without its setup: the clock sampled once, the
+                # head live and due, the halt flag down (checked after each).
+                current = now[ct]
+                timer = entry[2]
+                while True:
+                    pop(heap)
+                    timer._entry = None
+                    if observer is not None:
+                        observer(DISPATCH_TIMER, owner, timer)
+                    timer.cb()
+                    if not heap or halt[0]:
+                        entry = None
+                        break
+                    entry = heap[0]
+                    timer = entry[2]
+                    while timer._entry is not entry:  # dead: drop it, same pass
+                        pop(heap)
+                        self._dead -= 1
+                        if not heap:
+                            break
+                        entry = heap[0]
+                        timer = entry[2]
+                    if not heap:
+                        entry = None
+                        break
+                    if entry[0] > current:
+                        break  # the next pass starts from this head
+                if reached:
+                    return WARP_UNTIL
+                if dirty[0] or halt[0]:
+                    return WARP_DIRTY
+        finally:
+            self.dirty = dirty
+
+
+class _Counter(Protocol):
+    steps: int
+
+
+#: Why :meth:`TimerList.run_warping` stopped (plain ints: compared on hot paths).
+WARP_DIRTY = 0  #: something else changed during the last pass
+WARP_EMPTY = 1  #: no timer left
+WARP_DISABLED = 2  #: the list's clock is disabled
+WARP_DUE = 3  #: the head is due before any wait (``wait_for`` given: a context ready at prepare)
+WARP_LIMIT = 4  #: the step limit is reached
+WARP_UNTIL = 5  #: the last pass warped to ``until_ns`` and ran there
+WARP_UNTIL_REACHED = 6  #: the clock was at ``until_ns`` before the pass
 
 
 class Timer:
@@ -229,6 +362,7 @@ class Timer:
         heap = tl._heap
         heappush(heap, entry)
         if heap[0] is entry:
+            tl.dirty[0] = True
             notify = tl.notify
             if notify is not None:
                 notify()
@@ -295,6 +429,7 @@ class TimerListGroup:
             clock.add_listener(self._clock_enabled)
 
     def _clock_enabled(self, clock_type: ClockType) -> None:
+        self.lists[clock_type].dirty[0] = True
         notify = self.lists[clock_type].notify
         if notify is not None:
             notify()
@@ -328,6 +463,18 @@ class TimerListGroup:
     def set_halt(self, halt: list[bool]) -> None:
         for tl in self.lists:
             tl.halt = halt
+
+    def set_dirty(self, dirty: list[bool]) -> None:
+        for tl in self.lists:
+            tl.dirty = dirty
+
+    def run_timers_after(self, tl: TimerList) -> bool:
+        """Run the expired timers of the lists that come after ``tl`` in clock order."""
+        progress = False
+        for other in self.lists[tl._ct + 1 :]:
+            if other._heap and other.run_timers():
+                progress = True
+        return progress
 
     def set_checkpoint(self, gate: CheckpointGate | None) -> None:
         """Ask ``gate(clock_type)`` before any list runs its timers (the replay seam)."""

@@ -84,11 +84,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from ..loop.aio import DispatchKind
 from ..loop.clock import SCALE_MS, ClockType, VirtualClock
 from ..loop.fds import PIPE_BUF, FdTable, _error, _Pipe
 from ..loop.stream import _SocketEnd
-from ..seams import ChoiceKind
+from ..seams import ChoiceKind, DispatchKind
 
 if TYPE_CHECKING:
     from ..seams import DispatchObserver
@@ -419,6 +418,7 @@ class FaultInjector:
         event = _Arrival(direction.writer, direction, b"", _receiving_fd(direction.writer))
         if retry and at <= now:
             self._sched.stalled.append(_as_external(event))
+            self._sched.dirty[0] = True
         else:
             self._sched.add_external(max(at, now), _as_external(event))
 

@@ -240,6 +240,9 @@ class Scheduler:
         #: How threads of control are carried: ``"greenlet"`` or ``"os"``.
         self.backend: Backend = threads
         self._green = threads == "greenlet"
+        #: The main loop's dirty signal: raised when a thread of control or
+        #: external input appears (the main thread is no longer alone).
+        self.dirty: list[bool] = [False]
         self.threads: list[ThreadOfControl] = []
         #: The threads that wait for a turn (runnable or blocked), by sequence number.
         self._waiting: list[ThreadOfControl] = []
@@ -289,6 +292,7 @@ class Scheduler:
     ) -> ThreadOfControl:
         self.check_name(name)
         self._names.add(name)
+        self.dirty[0] = True
         t = ThreadOfControl(self, name, len(self.threads), fn, idle_ok)
         t.seq = self._next_seq()
         self.threads.append(t)
@@ -587,6 +591,7 @@ class Scheduler:
 
     def add_external(self, at_ns: int, event: ExternalEvent) -> None:
         self._external_seq += 1
+        self.dirty[0] = True
         heapq.heappush(self._external, (at_ns, self._external_seq, event))
 
     def _deliver_due(self) -> None:

@@ -26,26 +26,17 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
-from heapq import heappop
 from typing import Any
 
 from ..errors import SimulationError
-from ..loop.aio import AioContext, DispatchKind
-from ..loop.bh import (
-    BH_DELETED,
-    BH_FREED,
-    BH_IDLE,
-    BH_ONESHOT,
-    BH_PENDING,
-    BH_SCHEDULED,
-    callback_name,
-)
+from ..loop.aio import AioContext
+from ..loop.bh import callback_name
 from ..loop.clock import ClockType, VirtualClock
 from ..loop.fds import FdTable
 from ..loop.mainloop import MainLoop
 from ..loop.net import Network
-from ..loop.timer import TimerList
-from ..seams import CheckpointGate, Chooser, DispatchObserver, Seams, SimulationHooks
+from ..loop.quiet import QUIET_AGAIN, QUIET_UNTIL, run_quiet
+from ..seams import CheckpointGate, Chooser, DispatchKind, DispatchObserver, Seams, SimulationHooks
 from .chooser import FifoChooser
 from .external import ExternalEvent, ScriptedPeer
 from .faults import FaultInjector, parse_faults
@@ -132,8 +123,6 @@ class SimEvent:
 
 _PRIME = 0x100000001B3  # FNV's 64-bit prime
 _MASK64 = (1 << 64) - 1
-#: A BH's flags once dequeued (``aio_bh_dequeue``).
-_BH_DEQUEUED = ~(BH_PENDING | BH_SCHEDULED | BH_IDLE)
 _RawStep = tuple[int, int, str, int, Any, Any]
 
 
@@ -218,14 +207,17 @@ class Simulation:
         #: The fault specs this simulation accepts (empty: no fault is ever injected).
         self.faults: frozenset[str] = frozenset(specs)
         self._faults: FaultInjector | None = None
-        observer: DispatchObserver = self._observe
+        # Without a log or a ring of recent steps, each step is only counted
+        # and folded into the digest: the lean observer (every dispatch pays it).
+        lean = not recent and (log is False or log is None)
+        observer: DispatchObserver = self._lean_observer() if lean else self._observe
         if plan:
             self._faults = FaultInjector(
                 plan, sched=self._sched, fds=self.fds, clock=self.clock, step=self._step,
                 outside=lambda fd: any(p.fd == fd and not p.closed for p in self._peers),
             )
             if self._faults.preempts:
-                observer = self._faults.preempting(self._observe)
+                observer = self._faults.preempting(observer)
         self._dispatch_observer = observer
         self.steps = 0
         #: Rolling 64-bit digest of every step so far (kind, thread, what, time).
@@ -234,6 +226,9 @@ class Simulation:
         self.hooks: SimulationHooks | None = None
         self.checkpoint_interval = checkpoint_interval
         self._next_checkpoint = -1
+        #: The next step at which _at_watch must run (a checkpoint or the exact
+        #: step limit), -1 for none: one comparison per step.
+        self._watch = -1
         self._plugged = False
         self._timer_gate: CheckpointGate | None = None
         #: Every step as a DispatchEvent, when built with ``log=True``.
@@ -251,6 +246,7 @@ class Simulation:
         #: Raised when the step limit of run() is reached; shared by every context.
         self._halt = self.main_loop.halt
         self._sched.halt = self._halt
+        self._sched.dirty = self.main_loop.dirty
         self._step_limit = -1
         self._sched.idle_cond = self.main_loop._cond
         self._sched.main.aio_context = self.main_loop.aio_context
@@ -285,6 +281,7 @@ class Simulation:
         if seams.hooks is not None:
             self.hooks = seams.hooks
             self._next_checkpoint = self.checkpoint_interval
+            self._rewatch()
         if seams.timer_gate is not None:
             self._timer_gate = seams.timer_gate
             for tlg in [self.main_loop.tlg, *(ctx.tlg for ctx in self._aio_contexts)]:
@@ -303,14 +300,57 @@ class Simulation:
     # where key packs the step's kind, thread, owner and callback identity.
 
     def _observe(self, kind: int, ctx: Any, what: Any) -> None:
-        # The dispatch observer of every context. The fast paths inline it
-        # (and _step) for their own steps; keep them in step with _step.
-        self._step(kind, ctx.uid, what.uid, ctx, what)
+        # The dispatch observer of every context: _step for a callback (one
+        # call less, as every dispatch pays it).
+        self.steps = steps = self.steps + 1
+        now = self.clock._now[0]
+        thread = self._sched.current
+        self.digest = (
+            (self.digest ^ now) * _PRIME
+            + ((kind << 56) | (thread.index << 48) | (ctx.uid << 32) | what.uid)
+        ) & _MASK64
+        if self._recent is not None:
+            self._recent.append((steps, now, thread.name, kind, ctx, what))
+        if self._sink is not None:
+            self._sink(_materialize((steps, now, thread.name, kind, ctx, what)))
+        if steps == self._watch:
+            self._at_watch(steps)
 
-    def _checkpoint(self, steps: int) -> None:
-        self._next_checkpoint += self.checkpoint_interval
-        assert self.hooks is not None
-        self.hooks.checkpoint(steps)
+    def _lean_observer(self) -> DispatchObserver:
+        """:meth:`_observe` without the log and the ring of recent steps.
+
+        A closure, so that what never changes (the clock's times, the
+        scheduler) is a cell, not an attribute looked up at every dispatch.
+        """
+        sim = self
+        now = self.clock._now
+        sched = self._sched
+
+        def observe(kind: int, ctx: Any, what: Any) -> None:
+            sim.steps = steps = sim.steps + 1
+            sim.digest = (
+                (sim.digest ^ now[0]) * _PRIME
+                + ((kind << 56) | (sched.current.index << 48) | (ctx.uid << 32) | what.uid)
+            ) & _MASK64
+            if steps == sim._watch:
+                sim._at_watch(steps)
+
+        return observe
+
+    def _at_watch(self, steps: int) -> None:
+        """The step is a checkpoint's, or the exact step limit's (``_watch``)."""
+        if steps == self._next_checkpoint:
+            self._next_checkpoint += self.checkpoint_interval
+            self._rewatch()
+            assert self.hooks is not None
+            self.hooks.checkpoint(steps)
+        if steps == self._step_limit:
+            self._halt[0] = True
+
+    def _rewatch(self) -> None:
+        """``_watch``: the next step at which a checkpoint or the exact step limit falls."""
+        marks = [m for m in (self._next_checkpoint, self._step_limit) if m > self.steps]
+        self._watch = min(marks) if marks else -1
 
     def _step(self, kind: int, owner_uid: int, what_uid: int, ctx: Any, what: Any) -> None:
         self.steps = steps = self.steps + 1
@@ -325,10 +365,8 @@ class Simulation:
             recent.append((steps, now, thread.name, kind, ctx, what))
         if self._sink is not None:
             self._sink(_materialize((steps, now, thread.name, kind, ctx, what)))
-        if steps == self._next_checkpoint:
-            self._checkpoint(steps)
-        if steps == self._step_limit:
-            self._halt[0] = True
+        if steps == self._watch:
+            self._at_watch(steps)
 
     def _sign_of_life(self) -> int:
         """Grows whenever the simulation moves: a step, a turn handed over, virtual time."""
@@ -395,6 +433,7 @@ class Simulation:
         ctx.uid = self._next_context_uid()
         ctx.halt = self._halt
         ctx.tlg.set_halt(self._halt)
+        ctx.set_dirty(self.main_loop.dirty)
         if self._timer_gate is not None:
             ctx.tlg.set_checkpoint(self._timer_gate)
         self._aio_contexts.append(ctx)
@@ -441,6 +480,7 @@ class Simulation:
             self._shutdown = cause
             if self.hooks is not None:
                 self.hooks.shutdown(cause)
+        self.main_loop.dirty[0] = True
         self.main_loop.notify_event()
 
     def run(
@@ -475,6 +515,7 @@ class Simulation:
             raise ValueError(f"max_steps must be non-negative, not {max_steps}")
         step_limit = None if max_steps is None else self.steps + max_steps
         self._step_limit = -1 if step_limit is None or not exact_steps else step_limit
+        self._rewatch()
         self._halt[0] = exact_steps and step_limit is not None and self.steps >= step_limit
         sched.until_ns = until_ns
         sched.stop_reason = None
@@ -487,7 +528,10 @@ class Simulation:
 
             sanitizer = Sanitizer(self, strict=self.sanitize == "strict")
             sanitizer.__enter__()
-        fell_back = False
+        ml = self.main_loop
+        fast = self.fast_path
+        limit = -1 if step_limit is None else step_limit
+        until = -1 if until_ns is None else until_ns
         watchdog = self.watchdog
         if watchdog is not None:
             watchdog.__enter__()
@@ -505,22 +549,25 @@ class Simulation:
                 if until_ns is not None and self.now_ns >= until_ns:
                     reason = StopReason.UNTIL
                     break
-                if self.fast_path and not fell_back:
-                    fast = self._run_fast(step_limit, until_ns)
-                    if fast is not None:
-                        reason = fast
-                        break
-                    # Back to the full loop: the fast path may have run steps,
-                    # so the limits above are checked again before waiting.
-                    fell_back = True
-                    continue
-                fell_back = False
+                if fast and not sched._waiting and not sched._external and not sched.stalled:
+                    # The main thread is alone: quiet iterations, run cheaply
+                    # (loop/quiet.py); they stop at the next iteration boundary
+                    # after anything else happens, for the checks above.
+                    quiet = run_quiet(ml, self, limit, until)
+                    if quiet == QUIET_AGAIN:
+                        continue
+                    if quiet == QUIET_UNTIL:
+                        # The wait ran into until_ns, as the scheduler would
+                        # have decided it: the checks above stop the run.
+                        sched.stop_reason = StopReason.UNTIL.value
+                        continue
                 wait()
         finally:
             sched.leave_run()
             sched.until_ns = None
             sched.stop_reason = None
             self._step_limit = -1
+            self._rewatch()
             self._halt[0] = False
             if watchdog is not None:
                 watchdog.__exit__(None, None, None)
@@ -529,370 +576,6 @@ class Simulation:
         cause = self._shutdown
         self._shutdown = None
         return RunResult(reason, self.steps, self.now_ns, cause)
-
-    def _run_fast(self, step_limit: int | None, until_ns: int | None) -> StopReason | None:
-        """Warp to main-loop timer deadlines and run them directly, while that is exact.
-
-        QEMU's qtest driver does this (``qemu_clock_advance_virtual_time``).
-        It is legitimate only while a full ``main_loop_wait`` would do exactly
-        the same: the main thread is the only thread of control, no external
-        input is scheduled, and neither context has a bottom half, a ready fd
-        handler or a timer of its own. Then each full iteration would block
-        (warping the clock by the main-loop timer deadline in ns), find
-        nothing to dispatch, and run the main-loop timers: which is what this
-        loop does, checking the conditions again after every pass. Returns
-        the reason to stop, or None to go back to the full loop.
-        """
-        sched = self._sched
-        ml = self.main_loop
-        aio = ml.aio_context
-        ioh = ml.iohandler_context
-        lists = ml.tlg.lists
-        ctx_heaps = [tl._heap for ctx in (aio, ioh) for tl in ctx.tlg.lists]
-        now = self.clock._now
-        threads = sched.threads
-        external = sched._external
-        clean = False  # check everything on the first pass
-        while True:
-            if aio._notified or ioh._notified or aio._ready or ioh._ready or not clean:
-                if aio._bh_list and not (
-                    aio._bh_slices or ioh._bh_list or ioh._bh_slices
-                    or aio._ready or ioh._ready or any(ctx_heaps)
-                ):
-                    # None: the conditions changed; one full iteration decides.
-                    return self._run_fast_bh(step_limit, until_ns)
-                if (
-                    aio._bh_list or aio._bh_slices or ioh._bh_list or ioh._bh_slices
-                    or aio._ready or ioh._ready or any(ctx_heaps)
-                ):
-                    return None
-                # Neither context is ready at prepare, so each is checked: that
-                # clears its notify flags every iteration.
-                aio._notified = ioh._notified = False
-                aio._notify_me &= ~1
-                ioh._notify_me &= ~1
-                clean = True
-            if len(threads) != 1 or external or sched.stalled:
-                return None
-            if self._shutdown is not None:
-                return StopReason.SHUTDOWN
-            if step_limit is not None and self.steps >= step_limit:
-                return StopReason.MAX_STEPS
-            if until_ns is not None and now[0] >= until_ns:
-                return StopReason.UNTIL
-            active = [tl for tl in lists if tl._heap]
-            if len(active) == 1 and active[0].checkpoint is None:
-                # None: the conditions changed; one full iteration decides.
-                return self._run_fast_one(active[0], step_limit, until_ns)
-            deadline = -1
-            for tl in active:
-                d = tl.deadline_ns()
-                if d >= 0 and (deadline < 0 or d < deadline):
-                    deadline = d
-            if deadline < 0:
-                if until_ns is not None:
-                    self.clock.advance_to(until_ns)
-                    return StopReason.UNTIL
-                return StopReason.IDLE
-            if until_ns is not None and now[0] + deadline > until_ns:
-                self.clock.advance_to(until_ns)
-                return StopReason.UNTIL
-            if deadline:
-                self.clock.advance(deadline)
-            for tl in lists:
-                if tl._heap:
-                    tl.run_timers()
-
-    def _run_fast_bh(self, step_limit: int | None, until_ns: int | None) -> StopReason | None:
-        """:meth:`_run_fast` while bottom halves of ``aio_context`` alone are due.
-
-        A full iteration then sees ``aio_context`` ready at prepare (a zero
-        timeout), so glib skips its check: ``notify_me`` stays set while its
-        bottom halves run, and a bottom half scheduled by one kicks the
-        context's eventfd, whose notifier the next iteration dispatches from
-        its readiness snapshot. ``iohandler_context`` is prepared and checked
-        (a no-op but for its notify flags). Time does not move. After the
-        batch, timers that the batch made due run, the context's, then the
-        main loop's. This loop does exactly that, one batch per iteration,
-        while no other fd is ready, no other context has work and the main
-        thread is alone.
-        """
-        ml = self.main_loop
-        aio = ml.aio_context
-        ioh = ml.iohandler_context
-        notifier = aio._handlers[aio.notifier.fd]
-        aio_heaps = [tl._heap for tl in aio.tlg.lists]
-        sched = self._sched
-        threads = sched.threads
-        external = sched._external
-        now = self.clock._now
-        bh_timeout = aio._bh_timeout
-        bh_poll = aio._bh_poll
-        slices = aio._bh_slices
-        # Without a log sink or an exact step limit, the observer is inlined.
-        plain = aio._observer == self._observe and self._sink is None and step_limit is None
-        recent = self._recent
-        main_name = sched.main.name
-        tag = (0 << 56) | (sched.main.index << 48) | (aio.uid << 32)
-        # The notifier's eventfd, modelled: "kicked" is whether it is set at
-        # this iteration's readiness snapshot. A kick written by the last batch
-        # and not yet read is materialised when we leave.
-        kicked = notifier.seq in aio._ready
-        was_notified = False
-        in_batch = False
-        main = sched.main  # threads only grow, main first: alone while it is the last
-        ml._kicked = True  # check the main-loop timers on the first pass
-
-        def materialize() -> None:
-            # A callback polls aio_context itself (aio_poll from a BH or a
-            # timer): make the modelled state real first, as the full loop
-            # would have it. Then it is the full loop's again: poll() drops
-            # this hook, which tells the loop below to hand back.
-            if in_batch:
-                # notify_me is set while the batch runs, so the eventfd is
-                # set by a kick of the last batch or any notify() so far.
-                called = aio._notified
-                aio._notified = was_notified or called
-                aio._notify_me |= 1
-                pending = kicked or called
-            else:
-                pending = kicked  # the batch's kick, not read yet
-            if pending and notifier.seq not in aio._ready:
-                aio.notifier.set()
-
-        aio._on_poll = materialize
-        try:
-            while True:
-                ready = aio._ready
-                if ready and (len(ready) > 1 or notifier.seq not in ready):
-                    return None
-                # iohandler_context has no work: checked in full on entry, and
-                # since then anything giving it a BH or a timer notified it.
-                # (A callback polling it clears the flag, but runs what is due;
-                # what is not due cannot fall due while time stands still.)
-                if (
-                    ioh._ready or ioh._notified or aio._bh_slices
-                    or threads[-1] is not main or external
-                    or aio_heaps[0] or aio_heaps[1] or aio_heaps[2] or aio_heaps[3]
-                ):
-                    return None
-                if self._shutdown is not None:
-                    return StopReason.SHUTDOWN
-                if step_limit is not None and self.steps >= step_limit:
-                    return StopReason.MAX_STEPS
-                if until_ns is not None and now[0] >= until_ns:
-                    return StopReason.UNTIL
-                bhs = aio._bh_list
-                if not bhs:
-                    return None
-                # aio_compute_timeout is 0 (a scheduled, non-idle BH is due)?
-                # Usually the first BH says so; otherwise ask the real thing.
-                flags = bhs[-1]._flags
-                if flags & (BH_SCHEDULED | BH_DELETED | BH_IDLE) != BH_SCHEDULED and (
-                    bh_timeout(bhs, -1) != 0
-                ):
-                    return None
-                # A main-loop timer due now ends the batches. Time stands
-                # still here, so one can only fall due by being armed, and
-                # that makes it the head of its list, which kicks the loop.
-                if ml._kicked:
-                    ml._kicked = False
-                    if ml.tlg.deadline_ns() == 0:
-                        return None
-                ioh._notify_me &= ~1  # ioh: prepared, then checked
-                ioh._notified = False
-                # prepare sets notify_me and glib skips check (aio is ready at
-                # prepare), so each notify() during the batch writes the
-                # eventfd: modelled by watching the notified flag instead.
-                aio._notify_me &= ~1
-                was_notified = aio._notified
-                aio._notified = False
-                in_batch = True
-                try:
-                    if plain:
-                        # bh_poll, inlined with the observer: one slice, the
-                        # list as it stands, newest first.
-                        batch = bhs
-                        aio._bh_list = []
-                        slices.append(batch)
-                        while batch:
-                            bh = batch.pop()
-                            flags = bh._flags
-                            bh._flags = flags & _BH_DEQUEUED
-                            if flags & (BH_DELETED | BH_ONESHOT):
-                                bh._flags |= BH_FREED
-                            if flags & (BH_SCHEDULED | BH_DELETED) == BH_SCHEDULED:
-                                # self._observe, inlined (keep the two in step).
-                                self.steps = steps = self.steps + 1
-                                self.digest = (
-                                    (self.digest ^ now[0]) * _PRIME + (tag | bh.uid)
-                                ) & _MASK64
-                                if recent is not None:
-                                    recent.append((steps, now[0], main_name, 0, aio, bh))
-                                if steps == self._next_checkpoint:
-                                    self._checkpoint(steps)
-                                bh.cb()
-                        # A nested poll from a callback may have run (and
-                        # dropped) the slice; anything else left runs as
-                        # bh_poll would run it.
-                        if slices and slices[0] is batch:
-                            slices.popleft()
-                        if slices:
-                            aio._bh_run_slices()
-                    else:
-                        bh_poll()
-                finally:
-                    in_batch = False
-                    if aio._on_poll is not None:  # still modelled
-                        called = aio._notified
-                        aio._notified = was_notified or called
-                        aio._notify_me |= 1
-                if aio._on_poll is None:
-                    # A nested poll made the flags real: the snapshot's
-                    # notifier runs for real, then the timers below, and then
-                    # the full loop takes over.
-                    if kicked:
-                        kicked = False
-                        notifier.revents = notifier.mask & notifier.events
-                        aio._dispatch_handler(notifier)
-                elif kicked:
-                    # The snapshot's notifier runs after the batch and reads
-                    # the eventfd, consuming this batch's kick too. Run it for
-                    # real when the fd is really set or it must join the
-                    # poll list (its first dispatch); otherwise it is a no-op.
-                    if notifier.seq in aio._ready or not notifier.in_poll_list:
-                        if notifier.seq not in aio._ready:
-                            aio.notifier.set()
-                        notifier.revents = notifier.mask & notifier.events
-                        aio._dispatch_handler(notifier)
-                    kicked = False
-                else:
-                    kicked = called
-                if aio_heaps[0] or aio_heaps[1] or aio_heaps[2] or aio_heaps[3]:
-                    aio.tlg.run_timers()
-                if ml._kicked:
-                    ml.tlg.run_timers()  # the batch armed one (see above)
-                if aio._on_poll is None:  # a nested poll: the flags are real
-                    return None
-        finally:
-            if aio._on_poll is None:
-                kicked = False  # made real by materialize, or read since
-            else:
-                aio._on_poll = None
-            if kicked and notifier.seq not in aio._ready:
-                aio.notifier.set()
-
-    def _run_fast_one(
-        self, tl: TimerList, step_limit: int | None, until_ns: int | None
-    ) -> StopReason | None:
-        """:meth:`_run_fast` while one main-loop timer list alone has timers.
-
-        Each pass is ``TimerList.run_timers`` inlined: warp to the head's
-        expiry, sample the clock once, run every timer expired at the sample.
-        Returns a stop reason, or None when the conditions changed (the
-        caller re-checks them all).
-        """
-        ml = self.main_loop
-        aio = ml.aio_context
-        ioh = ml.iohandler_context
-        others = [other._heap for other in ml.tlg.lists if other is not tl]
-        sched = self._sched
-        threads = sched.threads
-        external = sched._external
-        clock = self.clock
-        now = clock._now
-        enabled = clock._enabled
-        ct = int(tl.clock_type)  # a plain int indexes lists faster than the IntEnum
-        heap = tl._heap
-        observer = tl.observer
-        owner = tl.owner
-        pop = heappop
-        # Without a log sink or an exact step limit, the observer is inlined.
-        plain = observer == self._observe and self._sink is None and step_limit is None
-        recent = self._recent
-        main = sched.main  # threads only grow, main first: alone while it is the last
-        entry: Any = None
-        timer: Any = None
-        tag = (4 << 56) | (main.index << 48) | (owner.uid << 32)
-        halt = self._halt
-        ml._kicked = True  # check the other lists and shutdown on the first pass
-        while True:
-            if (
-                aio._notified or ioh._notified or aio._ready or ioh._ready
-                or threads[-1] is not main or external or tl.checkpoint is not None
-            ):
-                return None
-            if ml._kicked:
-                # Arming a timer on an empty list makes it the head, which
-                # calls notify_event; so does shutdown(). Otherwise the other
-                # lists are still empty and no shutdown was asked.
-                ml._kicked = False
-                if others[0] or others[1] or others[2]:
-                    return None
-                if self._shutdown is not None:
-                    return StopReason.SHUTDOWN
-            if step_limit is not None and self.steps >= step_limit:
-                return StopReason.MAX_STEPS
-            if until_ns is not None and now[0] >= until_ns:
-                return StopReason.UNTIL
-            if entry is None:  # the head, unless the last pass left it checked
-                if not heap:
-                    return None
-                entry = heap[0]
-                timer = entry[2]
-                if timer._entry is not entry:  # dead: drop it and look again
-                    pop(heap)
-                    tl._dead -= 1
-                    entry = None
-                    continue
-            if not enabled[ct]:
-                return None
-            delta = entry[0] - now[ct]
-            if delta > 0:
-                if until_ns is not None and now[0] + delta > until_ns:
-                    clock.advance_to(until_ns)
-                    return StopReason.UNTIL
-                # clock.advance(delta), inlined
-                now[0] += delta
-                if enabled[1]:
-                    now[1] += delta
-                now[2] += delta
-                now[3] += delta
-            # run_timers, inlined: sample the clock once, then run every timer
-            # expired at the sample. The head is, and halt is down (the step
-            # limit was checked above), so its checks are skipped.
-            current = now[ct]
-            while True:
-                pop(heap)
-                timer._entry = None
-                if plain:
-                    # self._observe, inlined (keep the two in step).
-                    self.steps = steps = self.steps + 1
-                    self.digest = ((self.digest ^ now[0]) * _PRIME + (tag | timer.uid)) & _MASK64
-                    if recent is not None:
-                        recent.append((steps, now[0], main.name, 4, owner, timer))
-                    if steps == self._next_checkpoint:
-                        self._checkpoint(steps)
-                elif observer is not None:
-                    observer(4, owner, timer)
-                timer.cb()
-                if not heap or halt[0]:
-                    entry = None
-                    break
-                entry = heap[0]
-                timer = entry[2]
-                while timer._entry is not entry:  # dead: drop it, same pass
-                    pop(heap)
-                    tl._dead -= 1
-                    if not heap:
-                        break
-                    entry = heap[0]
-                    timer = entry[2]
-                if not heap:
-                    entry = None
-                    break
-                if entry[0] > current:
-                    break  # the next pass starts from this head, already checked
 
     def close(self) -> None:
         """Unwind every thread of control; the simulation cannot run afterwards."""

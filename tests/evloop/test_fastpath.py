@@ -1,9 +1,12 @@
-"""The qtest-style fast paths of Simulation.run are exact.
+"""The quiet iterations of Simulation.run (evloop/loop/quiet.py) are exact.
 
-Simulation.run may warp to main-loop timer deadlines and run them directly,
-or run batches of bottom halves back to back, only where a full
-main_loop_wait would do the same. These tests run randomized scenarios both
-ways and require the same steps, the same log and the same digest.
+Simulation.run may run quiet main-loop iterations cheaply: warp to the one
+timer list's deadlines (a main-loop list, or a context's, whose waits glib
+rounds to whole ms) and run them directly, run batches of bottom halves back
+to back, or run ready fd handlers iteration after iteration, only where a
+full main_loop_wait would do the same. These tests run randomized scenarios
+both ways and require the same steps, the same log, the same digest and the
+same checkpoints.
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ ops = st.lists(
                 "nested_poll",
                 "rearm_other",
                 "ioh_work",
+                "ctx_rearm",
+                "ioh_rearm",
+                "bounce",
             ]
         ),
         st.integers(0, 5),
@@ -211,6 +217,57 @@ def build(sim: Simulation, script: list[Op]) -> list[object]:
                 aio.bh_schedule_oneshot(
                     lambda poller=poller: poller.mod_ns(sim.clock.get_ns(ClockType.VIRTUAL))
                 )
+        elif op.kind in ("ctx_rearm", "ioh_rearm"):
+            # A context's own timer re-arming itself (glib rounds its wait up
+            # to whole ms), on REALTIME or VIRTUAL; some schedule a BH.
+            ctx = aio if op.kind == "ctx_rearm" else ioh
+            ctx_clock = ClockType.REALTIME if op.a % 2 else ClockType.VIRTUAL
+            left = [op.a]
+            own: list[Timer] = []
+
+            def again(
+                i: int = i, op: Op = op, left: list[int] = left, own: list[Timer] = own,
+                ctx_clock: ClockType = ctx_clock,
+            ) -> None:
+                seen.append(("rearm", i, sim.now_ns))
+                if left[0] > 0:
+                    left[0] -= 1
+                    own[0].mod_ns(sim.clock.get_ns(ctx_clock) + op.b // 5 + 1)
+                    if left[0] == 2:
+                        aio.bh_schedule_oneshot(lambda: seen.append(("bh-from-rearm", i)))
+
+            own.append(ctx.timer_new_ns(ctx_clock, again))
+            own[0].mod_ns(sim.clock.get_ns(ctx_clock) + op.b)
+        elif op.kind == "bounce":
+            # A byte bounced between two fd read handlers over two pipes; the
+            # second handler sometimes schedules a BH or arms a timer.
+            r1, w1 = sim.fds.pipe()
+            r2, w2 = sim.fds.pipe()
+            bounces = [op.a * 3 + 1]
+
+            def hop(i: int = i, r1: int = r1, w2: int = w2) -> None:
+                sim.fds.read(r1, 1)
+                sim.fds.write(w2, b"b")
+
+            def back(
+                i: int = i, op: Op = op, r2: int = r2, w1: int = w1, bounces: list[int] = bounces
+            ) -> None:
+                sim.fds.read(r2, 1)
+                seen.append(("bounce", i, bounces[0], sim.now_ns))
+                bounces[0] -= 1
+                if bounces[0] > 0:
+                    sim.fds.write(w1, b"a")
+                if bounces[0] % 3 == 0 and op.b % 3 == 0:
+                    aio.bh_schedule_oneshot(lambda: seen.append(("bh-from-fd", i)))
+                if bounces[0] % 3 == 1 and op.b % 3 == 1:
+                    t3 = aio.timer_new_ns(
+                        ClockType.VIRTUAL, lambda: seen.append(("timer-from-fd", i, sim.now_ns))
+                    )
+                    t3.mod_ns(sim.clock.get_ns(ClockType.VIRTUAL) + op.b // 11)
+
+            aio.set_fd_handler(r1, hop, None)
+            aio.set_fd_handler(r2, back, None)
+            sim.fds.write(w1, b"a")
         elif op.kind == "pipe":
             sim.fds.write(w, bytes([65 + op.a]))
         elif op.kind == "thread":
