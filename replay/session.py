@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from evloop import Blocker, ChoiceKind, Chooser, ClockType, Seams
 
 from .errors import ReplayDivergence, ReplayError
-from .trace.choices import decode_choices, encode_choice_into
+from .trace.choices import batch_decisions, encode_choice_into
 from .trace.describe import show_record
 from .trace.format import CheckpointKind, EventKind
 from .trace.reader import TraceReader
@@ -249,10 +249,7 @@ class Player(_Session):
             return (EventKind.CHOICE, step, n, c)
         for record in self._records:
             if record[0] == EventKind.CHOICES:
-                step = record[1]
-                for delta, n, c in decode_choices(record[2]):
-                    step += delta
-                    self._choices.append((step, n, c))
+                self._choices.extend(batch_decisions(record[1], record[2]))
                 first_step, n, c = self._choices.popleft()
                 return (EventKind.CHOICE, first_step, n, c)
             if record[0] == EventKind.CHOICE:

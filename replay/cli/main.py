@@ -33,11 +33,11 @@ from .options import (
     EXIT_FOUND,
     EXIT_OK,
     EXIT_USAGE,
+    Parser,
     UsageError,
-    _add_run_options,
-    _existing_file,
-    _int_in,
-    _Parser,
+    add_run_options,
+    existing_file,
+    int_in,
     parse_duration_ns,
     parse_param,
 )
@@ -160,7 +160,7 @@ def _command(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="replay",
         description="Record, replay and inspect evreplay traces.",
         epilog="Run 'replay COMMAND --help' for a command's options and examples.\n"
@@ -173,20 +173,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("scenario", metavar="SCENARIO",
                    help="module:function or path/to/file.py:function")
     p.add_argument("-o", "--output", metavar="FILE", help="where to write the trace")
-    _add_run_options(p)
+    add_run_options(p)
 
     p = _command(sub, "play", cmd_play, "replay a trace and check it is bit-exact")
     p.add_argument("file", metavar="FILE")
-    p.add_argument("--until-step", type=_int_in(0, None), metavar="N",
+    p.add_argument("--until-step", type=int_in(0, None), metavar="N",
                    help="stop after step N")
 
     p = _command(sub, "dump", cmd_dump, "print a trace's steps and records")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--kinds", action="append", metavar="K,K...",
                    help="only these step or record kinds")
-    p.add_argument("--from", dest="from_step", type=_int_in(0, None), metavar="N",
+    p.add_argument("--from", dest="from_step", type=int_in(0, None), metavar="N",
                    help="from step N")
-    p.add_argument("--to", dest="to_step", type=_int_in(0, None), metavar="N",
+    p.add_argument("--to", dest="to_step", type=int_in(0, None), metavar="N",
                    help="up to step N (the replay stops there)")
     p.add_argument("--json", action="store_true", help="JSON Lines: one object per line")
     p.add_argument("--records-only", action="store_true",
@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "diff", cmd_diff, "show where two traces' runs part")
     p.add_argument("a", metavar="A")
     p.add_argument("b", metavar="B")
-    p.add_argument("--context", type=_int_in(0, 1000), default=5, metavar="N",
+    p.add_argument("--context", type=int_in(0, 1000), default=5, metavar="N",
                    help="steps of context on each side (default 5)")
 
     p = _command(sub, "stats", cmd_stats, "counts, sizes and durations of a trace")
@@ -214,29 +214,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "fuzz", cmd_fuzz, "explore a scenario's schedules until one fails")
     p.add_argument("scenario", metavar="SCENARIO")
-    p.add_argument("--runs", type=_int_in(1, None), default=1000, metavar="N",
+    p.add_argument("--runs", type=int_in(1, None), default=1000, metavar="N",
                    help="how many runs (schedules, for systematic) at most (default 1000)")
     p.add_argument("--chooser", choices=["random", "pct", "hypothesis", "systematic"],
                    default="random", help="how decisions are explored (default random)")
-    p.add_argument("--preemptions", type=_int_in(0, 1000), metavar="K",
+    p.add_argument("--preemptions", type=int_in(0, 1000), metavar="K",
                    help="systematic: explore every schedule with at most K preemptions "
                         "(default 2)")
-    p.add_argument("--workers", type=_int_in(1, 256), default=1, metavar="W",
+    p.add_argument("--workers", type=int_in(1, 256), default=1, metavar="W",
                    help="processes running random/pct runs in parallel (default 1)")
     p.add_argument("-o", "--output", metavar="FILE", help="where to save the failing trace")
-    p.add_argument("--seed", type=_int_in(_INT64_MIN, _UINT64_MAX), default=0,
+    p.add_argument("--seed", type=int_in(_INT64_MIN, _UINT64_MAX), default=0,
                    help="the simulation's seed, and the first chooser seed (default 0)")
     p.add_argument("--param", type=parse_param, action="append", default=[],
                    metavar="KEY=VALUE", help="a scenario parameter (repeatable)")
     p.add_argument("--until-ns", type=parse_duration_ns, metavar="T",
                    help="stop each run at virtual time T")
-    p.add_argument("--max-steps", type=_int_in(0, None), default=100_000, metavar="N",
+    p.add_argument("--max-steps", type=int_in(0, None), default=100_000, metavar="N",
                    help="stop each run after N steps (default 100000)")
     p.add_argument("--faults", action="append", default=[], metavar="KIND[,KIND...]",
                    help="faults the runs may inject (see record --help)")
 
     p = _command(sub, "minimize", cmd_minimize, "shrink a failing trace to its essential decisions")
-    p.add_argument("file", metavar="FILE", type=_existing_file)
+    p.add_argument("file", metavar="FILE", type=existing_file)
     p.add_argument("-o", "--output", metavar="OUT", required=True,
                    help="where to write the minimized trace")
 
@@ -248,14 +248,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "check-determinism", cmd_check_determinism,
                  "record a scenario in several processes and compare the runs")
     p.add_argument("scenario", metavar="SCENARIO")
-    p.add_argument("--runs", type=_int_in(2, 1000), default=3, metavar="N",
+    p.add_argument("--runs", type=int_in(2, 1000), default=3, metavar="N",
                    help="how many runs (default 3)")
-    p.add_argument("--jobs", type=_int_in(1, 256), metavar="J",
+    p.add_argument("--jobs", type=int_in(1, 256), metavar="J",
                    help="runs at a time (default: one per CPU)")
     p.add_argument("--keep", metavar="DIR",
                    help="keep the traces and dumps here (default: a temporary directory, "
                         "kept only when the check fails)")
-    _add_run_options(p)
+    add_run_options(p)
     return parser
 
 

@@ -31,21 +31,21 @@ class UsageError(Exception):
     """A mistake in the command line or its inputs: one line, exit 2."""
 
 
-def _fail(message: str) -> NoReturn:
+def fail(message: str) -> NoReturn:
     raise UsageError(message)
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
     """argparse, but errors become :class:`UsageError` (one line, no usage dump)."""
 
     def error(self, message: str) -> NoReturn:
-        _fail(f"{message} (see '{self.prog} --help')")
+        fail(f"{message} (see '{self.prog} --help')")
 
 
 # -- option types ------------------------------------------------------------------------
 
 
-def _int_in(lo: int | None, hi: int | None) -> Callable[[str], int]:
+def int_in(lo: int | None, hi: int | None) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             value = int(text, 0)
@@ -88,26 +88,26 @@ def parse_param(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def _existing_file(text: str) -> Path:
+def existing_file(text: str) -> Path:
     path = Path(text)
     if not path.exists():
-        _fail(f"{text}: no such file")
+        fail(f"{text}: no such file")
     if path.is_dir():
-        _fail(f"{text}: is a directory, not a trace file")
+        fail(f"{text}: is a directory, not a trace file")
     return path
 
 
 # -- shared run options (record, check-determinism) ------------------------------------
 
 
-def _add_run_options(p: argparse.ArgumentParser) -> None:
+def add_run_options(p: argparse.ArgumentParser) -> None:
     """The options that shape a recorded run. New run options (faults...) go here."""
-    p.add_argument("--seed", type=_int_in(_INT64_MIN, _UINT64_MAX), default=0,
+    p.add_argument("--seed", type=int_in(_INT64_MIN, _UINT64_MAX), default=0,
                    help="the simulation's seed (default 0)")
     p.add_argument("--chooser", default="fifo", metavar="SPEC",
                    help="who makes scheduling decisions: fifo (QEMU's order, the default), "
                         "random:SEED, or any other spec replay.chooser_from_spec accepts")
-    p.add_argument("--chooser-seed", type=_int_in(0, None), metavar="S",
+    p.add_argument("--chooser-seed", type=int_in(0, None), metavar="S",
                    help="the seed of a chooser given without one (--chooser random)")
     p.add_argument("--param", type=parse_param, action="append", default=[],
                    metavar="KEY=VALUE",
@@ -115,7 +115,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                         "(3, True, b'hi', [1, 2]) or else plain text")
     p.add_argument("--until-ns", type=parse_duration_ns, metavar="T",
                    help="stop at virtual time T (ns, or with a unit: 50ms, 2s)")
-    p.add_argument("--max-steps", type=_int_in(0, None), metavar="N",
+    p.add_argument("--max-steps", type=int_in(0, None), metavar="N",
                    help="stop after N steps")
     p.add_argument("--faults", action="append", default=[], metavar="KIND[,KIND...]",
                    help="faults the simulation may inject, each a recorded decision: delay, "
@@ -123,7 +123,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                         "eintr, host-jump, host-skew, preempt (optionally KIND:fd=N)")
 
 
-def _faults(args: argparse.Namespace) -> list[str]:
+def faults_of(args: argparse.Namespace) -> list[str]:
     faults = [f.strip() for arg in args.faults for f in arg.split(",") if f.strip()]
     if faults:
         from evloop.machine.faults import parse_faults
@@ -131,30 +131,30 @@ def _faults(args: argparse.Namespace) -> list[str]:
         try:
             parse_faults(faults)
         except ValueError as exc:
-            _fail(f"--faults: {exc}")
+            fail(f"--faults: {exc}")
     return faults
 
 
-def _chooser_spec(args: argparse.Namespace) -> str:
+def chooser_spec(args: argparse.Namespace) -> str:
     spec: str = args.chooser
     if args.chooser_seed is not None:
         if ":" in spec:
-            _fail(f"--chooser {spec!r} has its seed already; drop --chooser-seed")
+            fail(f"--chooser {spec!r} has its seed already; drop --chooser-seed")
         spec = f"{spec}:{args.chooser_seed}"
     try:
         chooser_from_spec(spec)
     except ScenarioError as exc:
-        _fail(f"--chooser: {exc}")
+        fail(f"--chooser: {exc}")
     return spec
 
 
-def _load(spec: str) -> Scenario:
+def load_scenario_arg(spec: str) -> Scenario:
     try:
         return load_scenario(spec)
     except ScenarioError as exc:
-        _fail(f"{exc} (see 'replay scenarios')")
+        fail(f"{exc} (see 'replay scenarios')")
     except Exception as exc:  # the scenario's module itself failed to import
-        _fail(f"scenario {spec!r}: importing it failed: {type(exc).__name__}: {exc}")
+        fail(f"scenario {spec!r}: importing it failed: {type(exc).__name__}: {exc}")
 
 
 def _check_params(spec: str, fn: Scenario, params: dict[str, Any]) -> None:
@@ -167,10 +167,10 @@ def _check_params(spec: str, fn: Scenario, params: dict[str, Any]) -> None:
     except TypeError as exc:
         names = list(signature.parameters)[1:]
         takes = ", ".join(names) if names else "no parameters"
-        _fail(f"--param: scenario {spec!r} does not accept these ({exc}); it takes: {takes}")
+        fail(f"--param: scenario {spec!r} does not accept these ({exc}); it takes: {takes}")
 
 
-def _run_params(args: argparse.Namespace, fn: Scenario) -> dict[str, Any]:
+def run_params(args: argparse.Namespace, fn: Scenario) -> dict[str, Any]:
     params = dict(args.param)
     _check_params(args.scenario, fn, params)
     return params

@@ -17,36 +17,36 @@ from ..tools.events import RecordStream, format_ns
 from .options import (
     EXIT_FOUND,
     EXIT_OK,
-    _chooser_spec,
-    _existing_file,
-    _fail,
-    _faults,
-    _load,
-    _run_params,
+    chooser_spec,
     default_trace_path,
+    existing_file,
+    fail,
+    faults_of,
+    load_scenario_arg,
+    run_params,
 )
-from .tools import _Progress, format_record_difference, format_step_difference
+from .tools import Progress, format_record_difference, format_step_difference
 
 # -- record ------------------------------------------------------------------------------
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    chooser = _chooser_spec(args)
-    fn = _load(args.scenario)
-    params = _run_params(args, fn)
+    chooser = chooser_spec(args)
+    fn = load_scenario_arg(args.scenario)
+    params = run_params(args, fn)
     out = Path(args.output) if args.output else default_trace_path(
         args.scenario, args.seed, chooser
     )
     if out.is_dir():
-        _fail(f"-o {out}: is a directory")
+        fail(f"-o {out}: is a directory")
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         result = record(
             args.scenario, out, seed=args.seed, params=params, chooser=chooser,
-            until_ns=args.until_ns, max_steps=args.max_steps, faults=_faults(args),
+            until_ns=args.until_ns, max_steps=args.max_steps, faults=faults_of(args),
         )
     except InvalidRecordError as exc:
-        _fail(f"--param: a value the trace format cannot hold: {exc}")
+        fail(f"--param: a value the trace format cannot hold: {exc}")
     outcome = result.reason if result.failure is None else f"FAILED: {result.failure}"
     print(
         f"recorded {args.scenario} (seed {args.seed}, chooser {chooser}): {result.steps} steps, "
@@ -77,7 +77,7 @@ def _truncation_text(path: Path, result: PlayResult) -> str:
 
 
 def cmd_play(args: argparse.Namespace) -> int:
-    path = _existing_file(args.file)
+    path = existing_file(args.file)
     try:
         result = play(path, until_step=args.until_step)
     except ReplayDivergence as exc:
@@ -110,7 +110,7 @@ class _RunProgress:
 
     def __init__(self, what: str) -> None:
         self.what = what
-        self.bar = _Progress()
+        self.bar = Progress()
         self.last_tenth = -1
 
     def __call__(self, done: int, total: int) -> None:
@@ -131,18 +131,18 @@ class _RunProgress:
 def cmd_fuzz(args: argparse.Namespace) -> int:
     from ..explore.fuzz import fuzz
 
-    fn = _load(args.scenario)
-    params = _run_params(args, fn)
-    faults = _faults(args)
+    fn = load_scenario_arg(args.scenario)
+    params = run_params(args, fn)
+    faults = faults_of(args)
     out = Path(args.output) if args.output else default_trace_path(
         args.scenario, args.seed, f"fuzz-{args.chooser}"
     )
     if out.is_dir():
-        _fail(f"-o {out}: is a directory")
+        fail(f"-o {out}: is a directory")
     if args.chooser == "systematic":
         return _fuzz_systematic(args, params, faults, out)
     if args.preemptions is not None:
-        _fail("--preemptions bounds the systematic explorer: use it with --chooser systematic")
+        fail("--preemptions bounds the systematic explorer: use it with --chooser systematic")
     progress = _RunProgress(f"fuzzing {args.scenario} ({args.chooser})")
     try:
         result = fuzz(
@@ -171,7 +171,7 @@ def _fuzz_systematic(
     from ..explore.systematic import MAX_DECISIONS, explore_systematic
 
     if args.workers != 1:
-        _fail("--workers: the systematic explorer runs its schedules one after another")
+        fail("--workers: the systematic explorer runs its schedules one after another")
     bound = 2 if args.preemptions is None else args.preemptions
     what = f"{bound} preemption{'' if bound == 1 else 's'}"
     progress = _RunProgress(f"exploring {args.scenario} (systematic, up to {what})")
@@ -216,7 +216,7 @@ def cmd_minimize(args: argparse.Namespace) -> int:
             f"minimizing {args.file}: try {tries}, {left} decisions left"
         ))
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     finally:
         progress.clear()
     print(f"{args.file}: {result.failure}")
@@ -238,7 +238,7 @@ def _record_args(args: argparse.Namespace, chooser: str) -> list[str]:
         out += ["--until-ns", str(args.until_ns)]
     if args.max_steps is not None:
         out += ["--max-steps", str(args.max_steps)]
-    for fault in _faults(args):
+    for fault in faults_of(args):
         out += ["--faults", fault]
     return out
 
@@ -276,14 +276,14 @@ def _print_determinism(report: DeterminismReport, kept: Path | None) -> None:
 
 
 def cmd_check_determinism(args: argparse.Namespace) -> int:
-    chooser = _chooser_spec(args)
-    fn = _load(args.scenario)
-    _run_params(args, fn)
+    chooser = chooser_spec(args)
+    fn = load_scenario_arg(args.scenario)
+    run_params(args, fn)
     if args.runs < 2:
-        _fail(f"--runs must be at least 2, not {args.runs}")
+        fail(f"--runs must be at least 2, not {args.runs}")
     keep = Path(args.keep) if args.keep else None
     workdir = keep if keep is not None else Path(tempfile.mkdtemp(prefix="replay-determinism-"))
-    progress = _Progress()
+    progress = Progress()
     done = [0]
 
     def on_run(run: DeterminismRun) -> None:

@@ -19,23 +19,23 @@ from ..tools.dump import dump
 from ..tools.events import RecordStream, expand_kinds, format_ns, format_step
 from ..tools.stats import TraceStats, stats
 from ..tools.verify import Outcome, find_traces, verify_trace
-from .options import BUNDLED_SCENARIOS, EXIT_FOUND, EXIT_OK, _existing_file, _fail
+from .options import BUNDLED_SCENARIOS, EXIT_FOUND, EXIT_OK, existing_file, fail
 
 # -- dump --------------------------------------------------------------------------------
 
 
 def cmd_dump(args: argparse.Namespace) -> int:
-    path = _existing_file(args.file)
+    path = existing_file(args.file)
     kinds = None
     if args.kinds:
         names = [name for group in args.kinds for name in group.split(",")]
         try:
             expand_kinds(names)
         except ValueError as exc:
-            _fail(f"--kinds: {exc}")
+            fail(f"--kinds: {exc}")
         kinds = names
     if args.from_step is not None and args.to_step is not None and args.from_step > args.to_step:
-        _fail(f"--from {args.from_step} is after --to {args.to_step}")
+        fail(f"--from {args.from_step} is after --to {args.to_step}")
     try:
         dump(path, sys.stdout, kinds=kinds, from_step=args.from_step, to_step=args.to_step,
              as_json=args.json, replay=not args.records_only)
@@ -92,7 +92,7 @@ def _print_diff(result: DiffResult, a: Path, b: Path) -> None:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    a, b = _existing_file(args.a), _existing_file(args.b)
+    a, b = existing_file(args.a), existing_file(args.b)
     result = diff(a, b, context=args.context)
     if result.identical_bytes:
         print(f"identical: {a} and {b} are the same bytes")
@@ -137,7 +137,7 @@ def _print_stats(s: TraceStats) -> None:
 def cmd_stats(args: argparse.Namespace) -> int:
     import json
 
-    path = _existing_file(args.file)
+    path = existing_file(args.file)
     s = stats(path, replay=not args.records_only)
     if args.json:
         print(json.dumps(s.to_json(), separators=(",", ":")))
@@ -155,7 +155,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from ..tools.perfetto import export_perfetto
 
-    path = _existing_file(args.file)
+    path = existing_file(args.file)
     with RecordStream(path):  # a bad trace fails here, before an output file exists
         pass
     if args.output == "-":
@@ -189,7 +189,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 # -- verify ------------------------------------------------------------------------------
 
 
-class _Progress:
+class Progress:
     """One self-rewriting status line on stderr, only when stderr is a terminal."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
@@ -212,9 +212,9 @@ class _Progress:
 def cmd_verify(args: argparse.Namespace) -> int:
     root = Path(args.dir)
     if not root.exists():
-        _fail(f"{args.dir}: no such directory")
+        fail(f"{args.dir}: no such directory")
     traces = find_traces(root)
-    progress = _Progress()
+    progress = Progress()
     tally = dict.fromkeys(Outcome, 0)
     for i, path in enumerate(traces, 1):
         progress.update(f"[{i}/{len(traces)}] {path}")

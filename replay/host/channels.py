@@ -133,7 +133,7 @@ def _channel_kind(name: object, fd: object) -> ChannelKind:
     )
 
 
-def _channel_specs(inputs: Mapping[str, int]) -> list[tuple[str, ChannelKind]]:
+def channel_specs(inputs: Mapping[str, int]) -> list[tuple[str, ChannelKind]]:
     """Each input's channel kind, in name order; refuses what host mode cannot wait on."""
     specs = {name: _channel_kind(name, fd) for name, fd in inputs.items()}
     fds: dict[int, str] = {}
@@ -156,7 +156,7 @@ def is_host_trace(header: TraceHeader) -> bool:
     return header.extensions.get("mode") == HOST_MODE
 
 
-def _channels_from_header(header: TraceHeader, path: str | Path) -> list[tuple[str, ChannelKind]]:
+def channels_from_header(header: TraceHeader, path: str | Path) -> list[tuple[str, ChannelKind]]:
     if not is_host_trace(header):
         raise ReplayError(f"{path}: not a host-mode trace (play it with replay.play)")
     value = header.extensions.get(CHANNELS_KEY, ())

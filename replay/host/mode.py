@@ -29,7 +29,7 @@ from ..driver import (
 from ..scenario import Scenario, chooser_from_spec, load_scenario, scenario_name
 from ..trace.reader import TraceReader
 from ..trace.writer import TraceWriter
-from .channels import CHANNELS_KEY, HOST_MODE, _channel_specs, _channels_from_header
+from .channels import CHANNELS_KEY, HOST_MODE, channel_specs, channels_from_header
 from .clock import HostClock
 from .monitors import LiveMonitor, TraceMonitor
 from .simulation import HostPlayer, HostRecorder, HostSimulation
@@ -58,7 +58,7 @@ def record_host(
     real_fds = dict(inputs)
     monitor: LiveMonitor | None = None
     try:
-        channels = _channel_specs(real_fds)
+        channels = channel_specs(real_fds)
         name = scenario_name(scenario)
         fn = load_scenario(name) if isinstance(scenario, str) else scenario
         header = new_header(
@@ -115,7 +115,7 @@ def play_host_trace(
 ) -> PlayResult:
     """Replay the host-mode trace ``reader`` holds (opened from ``path``) with no peer."""
     header = reader.header
-    channels = _channels_from_header(header, path)
+    channels = channels_from_header(header, path)
 
     def build(writer: TraceWriter) -> tuple[HostPlayer, HostSimulation, BlockerPlug | None]:
         chooser_from_spec(header.chooser)  # validate

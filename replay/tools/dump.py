@@ -17,12 +17,12 @@ from .events import (
     RecordEvent,
     RecordStream,
     SafeSink,
-    _notes_for_truncation,
     expand_kinds,
     format_ns,
     format_step,
     header_to_json,
     step_to_json,
+    truncation_note,
 )
 
 __all__ = ["dump"]
@@ -73,7 +73,7 @@ def dump(
 
     def note(stream: RecordStream) -> None:
         if stream.truncated_at is not None:
-            text = _notes_for_truncation(stream)
+            text = truncation_note(stream)
             line(f"# {text}", {"type": "note", "text": text})
 
     with RecordStream(path) as stream:

@@ -14,7 +14,7 @@ from typing import Any, Final
 from evloop import DispatchEvent
 
 from ..errors import TraceFormatError
-from ..trace.choices import decode_choices
+from ..trace.choices import batch_decisions
 from ..trace.describe import detail_text, record_detail
 from ..trace.format import EventKind
 from ..trace.header import TraceHeader
@@ -219,10 +219,8 @@ class RecordStream:
             self.records += 1
             self.records_by_kind[EventKind(record[0]).name] += 1
             if record[0] == EventKind.CHOICES:
-                step = record[1]
                 self.choices_bytes += len(record[2])
-                for delta, n, choice in decode_choices(record[2]):
-                    step += delta
+                for step, n, choice in batch_decisions(record[1], record[2]):
                     self.decisions += 1
                     yield self._event(step, "choice", {"options": n, "choice": choice})
                 continue
@@ -332,7 +330,7 @@ class Interleaver:
             raise self._error
 
 
-def _notes_for_truncation(stream: RecordStream) -> str:
+def truncation_note(stream: RecordStream) -> str:
     error = stream.stop_error
     why = "" if error is None else f" (expected {error.expected}, found {error.found})"
     return (

@@ -8,9 +8,9 @@ from collections.abc import Iterable, Iterator
 from typing import Final
 
 from ..errors import InvalidRecordError, TraceFormatError
-from .format import _UINT64_MAX, MAX_BATCHED_OPTIONS, MAX_VARINT_SIZE
+from .format import MAX_BATCHED_OPTIONS, MAX_VARINT_SIZE, UINT64_MAX
 
-__all__ = ["decode_choices", "encode_choice_into", "encode_choices"]
+__all__ = ["batch_decisions", "decode_choices", "encode_choice_into", "encode_choices"]
 
 # --- CHOICES: decisions as a varint stream ---------------------------------
 #
@@ -26,7 +26,7 @@ __all__ = ["decode_choices", "encode_choice_into", "encode_choices"]
 # One canonical varint below 2**64: 1 byte; or 2-9 bytes whose last is nonzero;
 # or 10 bytes whose last is exactly 0x01 (bit 63).
 _VARINT: Final = rb"(?:[\x00-\x7f]|[\x80-\xff]{1,8}[\x01-\x7f]|[\x80-\xff]{9}\x01)"
-_CHOICES_STREAM: Final = re.compile(rb"(?:" + _VARINT + _VARINT + rb")*")
+CHOICES_STREAM: Final = re.compile(rb"(?:" + _VARINT + _VARINT + rb")*")
 
 
 class _VarintProblem(Exception):
@@ -68,21 +68,21 @@ def _get_varint(data: bytes, position: int, what: str) -> tuple[int, int]:
         raise _VarintProblem(
             start, f"a minimal varint for {what}", "a redundant trailing zero byte"
         )
-    if value > _UINT64_MAX:
+    if value > UINT64_MAX:
         raise _VarintProblem(start, f"a varint below 2**64 for {what}", str(value))
     return value, position
 
 
 def encode_choice_into(out: bytearray, step_delta: int, n_options: int, choice: int) -> None:
     """Append one decision to a CHOICES stream being built (the recorder's hot path)."""
-    if not 0 <= step_delta <= _UINT64_MAX:
+    if not 0 <= step_delta <= UINT64_MAX:
         raise InvalidRecordError("step_delta in [0, 2**64)", str(step_delta))
     if n_options < 1:
         raise InvalidRecordError("n_options >= 1", str(n_options))
     if not 0 <= choice < n_options:
         raise InvalidRecordError(f"choice in [0, {n_options})", str(choice))
     pair = n_options * (n_options - 1) // 2 + choice
-    if pair > _UINT64_MAX:
+    if pair > UINT64_MAX:
         raise InvalidRecordError(
             f"n_options <= {MAX_BATCHED_OPTIONS} (use a CHOICE record for more)", str(n_options)
         )
@@ -153,7 +153,18 @@ def decode_choices(
         ) from None
 
 
-def _choices_problem(packed: bytes) -> tuple[int, str, str] | None:
+def batch_decisions(first_step: int, packed: bytes) -> Iterator[tuple[int, int, int]]:
+    """The decisions of a CHOICES record as ``(step, n_options, choice)``, steps absolute.
+
+    Decision ``i`` is at ``first_step + step_delta_0 + ... + step_delta_i``.
+    """
+    step = first_step
+    for delta, n_options, choice in decode_choices(packed):
+        step += delta
+        yield step, n_options, choice
+
+
+def choices_problem(packed: bytes) -> tuple[int, str, str] | None:
     try:
         for _ in _decode(packed):
             pass

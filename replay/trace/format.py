@@ -39,6 +39,7 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "HEADER_UNPACKER_LIMITS",
+    "LENGTH_AND_COUNT",
     "MAGIC",
     "MAX_BATCHED_OPTIONS",
     "MAX_CHUNK_PAYLOAD",
@@ -73,6 +74,8 @@ MAGIC: Final = b"\x89EVR\r\n\x1a\n"
 #: rather than misread as records.
 CHUNK_HEADER: Final = struct.Struct("<III")
 CHUNK_HEADER_SIZE: Final = CHUNK_HEADER.size
+#: The part of CHUNK_HEADER that its CRC covers.
+LENGTH_AND_COUNT: Final = struct.Struct("<II")
 
 #: Hard limits, enforced by the reader before it allocates anything, and by
 #: the writer so that it never writes what the reader refuses.
@@ -94,9 +97,9 @@ MAX_VARINT_SIZE: Final = 10
 #: among one more option fit too). CHOICE records take any uint64.
 MAX_BATCHED_OPTIONS: Final = 6_074_000_999
 
-_INT64_MIN: Final = -(1 << 63)
-_INT64_MAX: Final = (1 << 63) - 1
-_UINT64_MAX: Final = (1 << 64) - 1
+INT64_MIN: Final = -(1 << 63)
+INT64_MAX: Final = (1 << 63) - 1
+UINT64_MAX: Final = (1 << 64) - 1
 #: The most fields a record of version 1 has; bounds the unpacker's arrays.
 _MAX_RECORD_FIELDS: Final = 15
 

@@ -12,15 +12,15 @@ from typing import Any, Final, TypeAlias
 
 from ..errors import InvalidRecordError
 from .format import (
-    _INT64_MIN,
-    _UINT64_MAX,
     FORMAT_NAME,
     FORMAT_VERSION,
+    INT64_MIN,
     MAX_HEADER_ITEMS,
     MAX_PARAM_DEPTH,
+    UINT64_MAX,
     EventKind,
 )
-from .records import MapPairs, _is_int, describe_value
+from .records import MapPairs, describe_value, is_int
 
 __all__ = [
     "HEADER_FIELDS",
@@ -49,8 +49,8 @@ def _normalize_param(value: object, where: str, depth: int) -> ParamValue:
         return value
     if isinstance(value, bytes | bytearray):
         return bytes(value)
-    if _is_int(value):
-        if not _INT64_MIN <= value <= _UINT64_MAX:  # type: ignore[operator]
+    if is_int(value):
+        if not INT64_MIN <= value <= UINT64_MAX:  # type: ignore[operator]
             raise InvalidRecordError(f"{where}: int in [-2**63, 2**64)", str(value))
         return int(value)  # type: ignore[call-overload, no-any-return]
     if type(value) in (list, tuple):
@@ -130,7 +130,7 @@ class TraceHeader:
             self.scenario,
         )
         _require(
-            _is_int(self.seed) and _INT64_MIN <= self.seed <= _UINT64_MAX,
+            is_int(self.seed) and INT64_MIN <= self.seed <= UINT64_MAX,
             "header.seed: int in [-2**63, 2**64)",
             self.seed,
         )

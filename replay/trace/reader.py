@@ -25,7 +25,6 @@ Rules kept here (docs/trace-format.md has the layout):
 from __future__ import annotations
 
 import os
-import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from typing import Any, BinaryIO, Final
 import msgpack  # type: ignore[import-untyped]
 
 from ..errors import InvalidRecordError, TraceFormatError
+from .files import open_target
 from .format import (
     CHUNK_HEADER,
     CHUNK_HEADER_SIZE,
@@ -61,22 +61,6 @@ Record = tuple[Any, ...]
 _DECODE_ERRORS: Final = (ValueError, msgpack.UnpackException)
 
 _END: Final = int(EventKind.END)
-#: The part of CHUNK_HEADER that its CRC covers.
-_LENGTH_AND_COUNT: Final = struct.Struct("<II")
-
-
-def _open(
-    target: str | os.PathLike[str] | BinaryIO, *, writing: bool
-) -> tuple[BinaryIO, bool, str | None]:
-    """The file, whether we own it, and its name for messages."""
-    if isinstance(target, str | os.PathLike):
-        path = os.fspath(target)
-        file: BinaryIO = open(path, "wb") if writing else open(path, "rb")  # noqa: SIM115
-        return file, True, path
-    name = getattr(target, "name", None)
-    return target, False, name if isinstance(name, str) else None
-
-
 def _is_array_type_byte(byte: int) -> bool:
     return 0x90 <= byte <= 0x9F or byte in (0xDC, 0xDD)  # fixarray, array 16, array 32
 
@@ -120,7 +104,7 @@ class TraceReader:
         self.records_read = 0
         #: The largest chunk payload held so far, in bytes.
         self.peak_buffered_bytes = 0
-        self._file, self._owned, self.path = _open(source, writing=False)
+        self._file, self._owned, self.path = open_target(source, writing=False)
         self._chunk_offset = len(MAGIC)
         self._last_chunk_offset = len(MAGIC)
         try:

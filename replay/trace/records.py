@@ -12,11 +12,11 @@ from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Final
 
-from .choices import _CHOICES_STREAM, _choices_problem
+from .choices import CHOICES_STREAM, choices_problem
 from .format import (
-    _INT64_MAX,
-    _INT64_MIN,
-    _UINT64_MAX,
+    INT64_MAX,
+    INT64_MIN,
+    UINT64_MAX,
     EventKind,
     FieldSpec,
     FieldType,
@@ -37,17 +37,17 @@ class MapPairs(tuple[tuple[Any, Any], ...]):
     __slots__ = ()
 
 
-def _is_int(value: object) -> bool:
+def is_int(value: object) -> bool:
     # bool is an int subclass but packs as msgpack true/false.
     return type(value) is int or (isinstance(value, int) and not isinstance(value, bool))
 
 
 def _check_uint(value: object) -> bool:
-    return _is_int(value) and 0 <= value <= _UINT64_MAX  # type: ignore[operator]
+    return is_int(value) and 0 <= value <= UINT64_MAX  # type: ignore[operator]
 
 
 def _check_int(value: object) -> bool:
-    return _is_int(value) and _INT64_MIN <= value <= _INT64_MAX  # type: ignore[operator]
+    return is_int(value) and INT64_MIN <= value <= INT64_MAX  # type: ignore[operator]
 
 
 def _check_str(value: object) -> bool:
@@ -78,7 +78,7 @@ def describe_value(value: object) -> str:
         return f"an array of {len(value)} items"
     if isinstance(value, bytes | bytearray):
         return f"bin of {len(value)} bytes"
-    if _is_int(value):
+    if is_int(value):
         return f"int {int(value)}"  # type: ignore[call-overload]
     text = repr(value)
     if len(text) > 40:
@@ -101,7 +101,7 @@ def _valid_choices(packed: bytes | bytearray) -> bool:
     # it holds whole pairs; isascii() checks "no byte >= 0x80" at C speed.
     if packed.isascii():
         return len(packed) % 2 == 0
-    return _CHOICES_STREAM.fullmatch(packed) is not None
+    return CHOICES_STREAM.fullmatch(packed) is not None
 
 
 def _check_choices(record: Sequence[Any]) -> Problem | None:
@@ -110,7 +110,7 @@ def _check_choices(record: Sequence[Any]) -> Problem | None:
         return None
     if not packed:
         return ("CHOICES.packed holding at least one decision", "an empty stream")
-    problem = _choices_problem(bytes(packed))
+    problem = choices_problem(bytes(packed))
     assert problem is not None, "the regex and the decoder disagree"
     position, expected, found = problem
     return (f"CHOICES.packed byte {position}: {expected}", found)
@@ -186,7 +186,7 @@ def _explain(record: object) -> Problem | None:
     if not record:
         return (_A_RECORD, "an empty array")
     kind = record[0]
-    entry = _CHECKS.get(kind) if _is_int(kind) else None
+    entry = _CHECKS.get(kind) if is_int(kind) else None
     if entry is None:
         return (_KNOWN_KINDS, f"kind {describe_value(kind)}")
     layout, checks = entry
@@ -204,7 +204,7 @@ def _explain(record: object) -> Problem | None:
 # checked by _explain alone, correctly but slower.
 # fmt: off
 def _fast_end(r: Any) -> bool:
-    return len(r) == 2 and type(r[1]) is int and 0 <= r[1] <= _UINT64_MAX
+    return len(r) == 2 and type(r[1]) is int and 0 <= r[1] <= UINT64_MAX
 
 
 def _fast_checkpoint(r: Any) -> bool:
@@ -212,7 +212,7 @@ def _fast_checkpoint(r: Any) -> bool:
         return False
     _, s, k, d = r
     return (type(s) is int and type(k) is int and type(d) is int
-            and 0 <= s <= _UINT64_MAX and 0 <= k <= _UINT64_MAX and 0 <= d <= _UINT64_MAX)
+            and 0 <= s <= UINT64_MAX and 0 <= k <= UINT64_MAX and 0 <= d <= UINT64_MAX)
 
 
 def _fast_choice(r: Any) -> bool:
@@ -220,14 +220,14 @@ def _fast_choice(r: Any) -> bool:
         return False
     _, d, n, c = r
     return (type(d) is int and type(n) is int and type(c) is int
-            and 0 <= d <= _UINT64_MAX and 0 <= c < n <= _UINT64_MAX)
+            and 0 <= d <= UINT64_MAX and 0 <= c < n <= UINT64_MAX)
 
 
 def _fast_choices(r: Any) -> bool:
     if len(r) != 3:
         return False
     _, s, p = r
-    return (type(s) is int and 0 <= s <= _UINT64_MAX and type(p) is bytes and len(p) > 0
+    return (type(s) is int and 0 <= s <= UINT64_MAX and type(p) is bytes and len(p) > 0
             and _valid_choices(p))
 
 
@@ -235,7 +235,7 @@ def _fast_input(r: Any) -> bool:
     if len(r) != 4:
         return False
     _, s, ch, data = r
-    return type(s) is int and 0 <= s <= _UINT64_MAX and type(ch) is str and type(data) is bytes
+    return type(s) is int and 0 <= s <= UINT64_MAX and type(ch) is str and type(data) is bytes
 
 
 def _fast_clock(r: Any) -> bool:
@@ -243,18 +243,18 @@ def _fast_clock(r: Any) -> bool:
         return False
     _, s, t, v = r
     return (type(s) is int and type(t) is int and type(v) is int
-            and 0 <= s <= _UINT64_MAX and 0 <= t <= _UINT64_MAX and _INT64_MIN <= v <= _INT64_MAX)
+            and 0 <= s <= UINT64_MAX and 0 <= t <= UINT64_MAX and INT64_MIN <= v <= INT64_MAX)
 
 
 def _fast_step_uint(r: Any) -> bool:  # RANDOM, MUTEX: two uints
     if len(r) != 3:
         return False
     _, s, v = r
-    return type(s) is int and type(v) is int and 0 <= s <= _UINT64_MAX and 0 <= v <= _UINT64_MAX
+    return type(s) is int and type(v) is int and 0 <= s <= UINT64_MAX and 0 <= v <= UINT64_MAX
 
 
 def _fast_shutdown(r: Any) -> bool:
-    return len(r) == 3 and type(r[1]) is int and 0 <= r[1] <= _UINT64_MAX and type(r[2]) is str
+    return len(r) == 3 and type(r[1]) is int and 0 <= r[1] <= UINT64_MAX and type(r[2]) is str
 
 
 def _fast_fault(r: Any) -> bool:
@@ -262,7 +262,7 @@ def _fast_fault(r: Any) -> bool:
         return False
     _, s, k, t, a = r
     return (type(s) is int and type(k) is int and type(t) is str and type(a) is int
-            and 0 <= s <= _UINT64_MAX and 0 <= k <= _UINT64_MAX and _INT64_MIN <= a <= _INT64_MAX)
+            and 0 <= s <= UINT64_MAX and 0 <= k <= UINT64_MAX and INT64_MIN <= a <= INT64_MAX)
 # fmt: on
 
 

@@ -6,14 +6,16 @@ import os
 import zlib
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Final
 
 import msgpack  # type: ignore[import-untyped]
 
 from ..errors import InvalidRecordError
+from .files import open_target
 from .format import (
     CHUNK_HEADER_SIZE,
     DEFAULT_CHUNK_THRESHOLD,
+    LENGTH_AND_COUNT,
     MAGIC,
     MAX_CHUNK_RECORDS,
     MAX_CHUNK_THRESHOLD,
@@ -22,10 +24,12 @@ from .format import (
     EventKind,
 )
 from .header import TraceHeader
-from .reader import _END, _LENGTH_AND_COUNT, _open
 from .records import check_record
 
 __all__ = ["TraceWriter"]
+
+_END: Final = int(EventKind.END)
+
 
 class TraceWriter:
     """Writes a trace: the header at once, then records, then END on close.
@@ -87,7 +91,7 @@ class TraceWriter:
         self.chunks_written = 0
         self.records_written = 0
         self.closed = False
-        self._file, self._owned, _ = _open(target, writing=True)
+        self._file, self._owned, _ = open_target(target, writing=True)
         # The header is a chunk of its own, on disk before any record, so that
         # even a recording killed at once is a readable, empty trace.
         try:
@@ -136,7 +140,7 @@ class TraceWriter:
         payload = self._buffer
         if not payload:
             return
-        lengths = _LENGTH_AND_COUNT.pack(len(payload), self._chunk_records)
+        lengths = LENGTH_AND_COUNT.pack(len(payload), self._chunk_records)
         crc = zlib.crc32(payload, zlib.crc32(lengths))
         self._file.write(lengths + crc.to_bytes(4, "little"))
         self._file.write(payload)

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from replay.errors import InvalidRecordError, ReplayDivergence, ReplayError, TraceFormatError
 from replay.trace.choices import (
-    _choices_problem,
+    batch_decisions,
+    choices_problem,
     decode_choices,
     encode_choice_into,
     encode_choices,
@@ -176,7 +177,7 @@ def test_choices_round_trip(items: list[tuple[int, int, int]]) -> None:
 
 @given(st.binary(max_size=40))
 def test_the_choices_validator_and_decoder_agree_on_any_bytes(data: bytes) -> None:
-    assert _valid_choices(data) == (_choices_problem(data) is None)
+    assert _valid_choices(data) == (choices_problem(data) is None)
 
 
 @given(st.binary(max_size=40))
@@ -204,6 +205,12 @@ def test_the_pair_varint_folds_options_and_choice() -> None:
     )
     assert encode_choices([(128, 16, 15)]) == b"\x80\x01\x87\x01"
     assert encode_choices([(UINT64_MAX, 1, 0)]) == b"\xff" * 9 + b"\x01\x00"
+
+
+def test_a_batch_gives_its_decisions_at_absolute_steps() -> None:
+    packed = encode_choices([(0, 3, 1), (2, 2, 0), (1, 5, 4)])
+    assert packed == bytes.fromhex("00 04 02 01 01 0e")
+    assert list(batch_decisions(10, packed)) == [(10, 3, 1), (12, 2, 0), (13, 5, 4)]
 
 
 def test_the_widest_batched_decision_round_trips() -> None:
