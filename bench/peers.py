@@ -21,10 +21,11 @@ dispatch, take the timer's next delay, re-arm or retire.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import selectors
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from typing import Any
 
 import simpy
@@ -268,6 +269,60 @@ def asyncio_ping_pong(round_trips: int) -> Run:
             loop.run_until_complete(main())
         finally:
             loop.close()
+        return done[0]
+
+    return run
+
+
+# -- workload 8: switches between flows of control ------------------------------
+
+
+def asyncio_event_bounce(round_trips: int) -> Run:
+    """Two tasks on the stock loop bouncing through two ``asyncio.Event``\\ s."""
+    done = [0]
+
+    async def main() -> None:
+        ping_ev, pong_ev = asyncio.Event(), asyncio.Event()
+
+        async def ping() -> None:
+            for _ in range(round_trips):
+                pong_ev.set()
+                await ping_ev.wait()
+                ping_ev.clear()
+                done[0] += 1
+
+        async def pong() -> None:
+            for _ in range(round_trips):
+                await pong_ev.wait()
+                pong_ev.clear()
+                ping_ev.set()
+
+        await asyncio.gather(ping(), pong())
+
+    def run() -> int:
+        asyncio.run(main())
+        return done[0]
+
+    return run
+
+
+def generator_round_trips(round_trips: int) -> Run:
+    """``gen.send`` then ``yield``, ``round_trips`` times: the cheapest Python switch."""
+    done = [0]
+
+    def body() -> Generator[None, None, None]:
+        for _ in range(round_trips):
+            done[0] += 1
+            yield
+
+    def run() -> int:
+        gen = body()
+        send = gen.send
+        send(None)
+        for _ in range(round_trips - 1):
+            send(None)
+        with contextlib.suppress(StopIteration):
+            send(None)
         return done[0]
 
     return run

@@ -64,6 +64,8 @@ class Sizes:
     active_dispatches: int = 100_000
     threads: tuple[int, ...] = (2, 4, 8)
     handoffs: int = 40_000
+    bounces: int = 100_000
+    coroutine_trips: int = 1_000_000
 
 
 FULL = Sizes()
@@ -80,6 +82,8 @@ QUICK = Sizes(
     pending_timers=(100, 1000, 10_000),
     active_dispatches=1000,
     handoffs=240,
+    bounces=100,
+    coroutine_trips=1000,
 )
 
 Workload = Callable[[Settings, Sizes], list[Figure]]
@@ -578,6 +582,88 @@ def bench_threads(settings: Settings, z: Sizes) -> list[Figure]:
     return figs
 
 
+# -- 8. switches between flows of control ---------------------------------------------
+
+
+def bench_switches(settings: Settings, z: Sizes) -> list[Figure]:
+    """Threads of control bouncing through SimEvents; coroutine round trips.
+
+    The bounce is the turn handover itself: each round trip hands the turn
+    over twice, and asyncio's peer wakes a task through an Event twice.
+    The OS-thread backend runs in the same rounds, for the record.
+    """
+    trips, co_trips = z.bounces, z.coroutine_trips
+    s = rounds(
+        {
+            "greenlet": rate(partial(workloads.event_bounce, trips), trips),
+            "os": rate(partial(workloads.event_bounce, trips, "os"), trips),
+            "asyncio": rate(partial(peers.asyncio_event_bounce, trips), trips),
+            "coroutine": rate(partial(workloads.coroutine_round_trips, co_trips), co_trips),
+            "generator": rate(partial(peers.generator_round_trips, co_trips), co_trips),
+        },
+        settings,
+    )
+    unit, params = "round trip/s", {"round_trips": trips}
+    co_params = {"round_trips": co_trips}
+    return [
+        figure(
+            "bounce_greenlet",
+            "bounce: 2 threads of control, 2 SimEvents (greenlets)",
+            unit,
+            s["greenlet"],
+            params=params,
+        ),
+        figure(
+            "bounce_os",
+            "bounce: 2 threads of control, 2 SimEvents (threads='os')",
+            unit,
+            s["os"],
+            params=params,
+        ),
+        figure(
+            "bounce_asyncio",
+            "bounce: 2 asyncio tasks, 2 asyncio.Events",
+            unit,
+            s["asyncio"],
+            params=params,
+        ),
+        ratio(
+            "bounce_ratio_asyncio",
+            "bounce: greenlet threads of control / asyncio tasks",
+            s["greenlet"],
+            s["asyncio"],
+            target=Target(">=", 1.0),
+        ),
+        ratio(
+            "bounce_ratio_os",
+            "bounce: greenlet / OS-thread threads of control",
+            s["greenlet"],
+            s["os"],
+        ),
+        figure(
+            "coroutine_round_trip",
+            "coroutine: qemu_coroutine_enter + yield",
+            unit,
+            s["coroutine"],
+            params=co_params,
+        ),
+        figure(
+            "generator_round_trip",
+            "coroutine peer: generator send + yield",
+            unit,
+            s["generator"],
+            params=co_params,
+        ),
+        ratio(
+            "coroutine_ratio_generator",
+            "coroutine: enter/yield / generator send/yield",
+            s["coroutine"],
+            s["generator"],
+            note="a stackful switch against Python's cheapest one",
+        ),
+    ]
+
+
 WORKLOADS: dict[str, Workload] = {
     "timers": bench_timers,
     "bh": bench_bh,
@@ -586,4 +672,5 @@ WORKLOADS: dict[str, Workload] = {
     "memory": bench_memory,
     "scaling": bench_scaling,
     "threads": bench_threads,
+    "switches": bench_switches,
 }

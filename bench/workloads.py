@@ -505,3 +505,50 @@ class _MutexThreads:
         if self.errors:
             raise BenchError(f"a mutex thread failed: {self.errors[0]!r}") from self.errors[0]
         return self.count
+
+
+# -- workload 8: switches between flows of control ----------------------------------
+
+
+def event_bounce(round_trips: int, threads: str = "greenlet") -> Run:
+    """Two threads of control bouncing through two ``SimEvent``\\ s, inside ``run()``."""
+    sim = load_evloop().Simulation(seed=0, threads=threads)
+    ping_ev, pong_ev = sim.event("ping"), sim.event("pong")
+    done = [0]
+
+    def ping() -> None:
+        for _ in range(round_trips):
+            pong_ev.set()
+            ping_ev.wait()
+            ping_ev.clear()
+            done[0] += 1
+
+    def pong() -> None:
+        for _ in range(round_trips):
+            pong_ev.wait()
+            pong_ev.clear()
+            ping_ev.set()
+
+    sim.thread("ping", ping)
+    sim.thread("pong", pong)
+    return _run(sim, done)
+
+
+def coroutine_round_trips(round_trips: int) -> Run:
+    """``qemu_coroutine_enter`` then ``qemu_coroutine_yield``, ``round_trips`` times."""
+    evloop = load_evloop()
+    enter, yield_ = evloop.qemu_coroutine_enter, evloop.qemu_coroutine_yield
+    done = [0]
+
+    def body() -> None:
+        for _ in range(round_trips):
+            done[0] += 1
+            yield_()
+
+    def run() -> int:
+        co = evloop.qemu_coroutine_create(body)
+        for _ in range(round_trips + 1):
+            enter(co)
+        return done[0]
+
+    return run

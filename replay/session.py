@@ -266,8 +266,14 @@ class Player(_Session):
                 "start a new play"
             ) from self.divergence
 
-    def _expect(self, kind: EventKind, actual: str, *match: object) -> tuple[Any, ...] | None:
-        """Take the next event; it must be ``kind`` at this step with fields ``match``."""
+    def _expect(
+        self, kind: EventKind, actual: str | Callable[[], str], *match: object
+    ) -> tuple[Any, ...] | None:
+        """Take the next event; it must be ``kind`` at this step with fields ``match``.
+
+        ``actual`` says what happened, for the divergence report; a callable
+        builds it only then (a decision's text is costly and almost never read).
+        """
         self._check_open()
         if self.exhausted:
             return None
@@ -283,7 +289,9 @@ class Player(_Session):
             or record[1] != step
             or tuple(record[2 : 2 + len(match)]) != match
         ):
-            self._diverge(index, show_record(record), actual)
+            self._diverge(
+                index, show_record(record), actual if isinstance(actual, str) else actual()
+            )
         assert record is not None
         return record
 
@@ -313,7 +321,21 @@ class Player(_Session):
     def choose(self, kind: ChoiceKind, options: Sequence[str], inner: Chooser | None) -> int:
         n = len(options)
         step = self._step
-        actual = f"a {kind.name} decision at step {step} among {n} options {list(options)!r}"
+        choices = self._choices
+        if choices and self.divergence is None:
+            # The common case, without building records: the next decision of
+            # the current CHOICES batch is due now, among as many options.
+            first = choices[0]
+            if first[0] == step and first[1] == n:
+                choices.popleft()
+                self.event_index += 1
+                choice = first[2]
+                self._emit_choice(step, n, choice)
+                return choice
+
+        def actual() -> str:
+            return f"a {kind.name} decision at step {step} among {n} options {list(options)!r}"
+
         record = self._expect(EventKind.CHOICE, actual, n)
         if record is None:  # a truncated trace ran out: finish in FIFO order
             return 0

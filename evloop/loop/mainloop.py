@@ -44,7 +44,10 @@ class _MainLoopCondition:
         self.contexts = contexts
 
     def ready(self) -> bool:
-        return any(ctx._ready for ctx in self.contexts)
+        for ctx in self.contexts:  # noqa: SIM110 (asked at every handover: no generator)
+            if ctx._ready:
+                return True
+        return False
 
     def describe(self) -> str:
         return "main_loop_wait"

@@ -49,7 +49,7 @@ from ..errors import SimulationError
 from ..loop.bh import callback_name
 from ..loop.clock import ClockType
 from ..seams import ChoiceKind
-from .scheduler import Scheduler, current_thread_of_control
+from .scheduler import Scheduler, _active, current_thread_of_control
 
 if TYPE_CHECKING:
     from ..loop.aio import AioContext
@@ -160,33 +160,41 @@ def qemu_get_current_aio_context() -> AioContext | None:
 
 def qemu_coroutine_enter(co: Coroutine) -> None:
     """Run ``co`` until it yields or returns, in the calling thread's context."""
-    qemu_aio_coroutine_enter(qemu_get_current_aio_context(), co)
+    stack = _active.stack  # qemu_get_current_aio_context(), inlined
+    qemu_aio_coroutine_enter(stack[-1].current.aio_context if stack else None, co)
 
 
 def qemu_aio_coroutine_enter(ctx: AioContext | None, co: Coroutine) -> None:
     """Run ``co`` in ``ctx`` until it yields or returns; then the ones it woke, depth-first."""
     here = getcurrent()
-    thread = current_thread_of_control()
-    pending: deque[Coroutine] = deque((co,))
-    while pending:
-        to = pending.popleft()
-        if to.scheduled is not None:
-            raise SimulationError(
-                f"coroutine {to.name!r} entered while scheduled by {to.scheduled}: "
-                "it would run twice"
-            )
-        if to.caller is not None:
-            raise SimulationError(f"coroutine {to.name!r} re-entered recursively")
-        if to.done:
-            raise SimulationError(f"coroutine {to.name!r} entered after it returned")
+    stack = _active.stack
+    # The thread of control runs on the coroutine's stack while it runs: a
+    # turn handed back to the thread while the coroutine waits must resume
+    # the coroutine, so the thread's greenlet is swapped (greenlet backend).
+    thread = stack[-1].current if stack else None
+    if thread is not None and thread._glet is not here:
+        thread = None
+    pending: deque[Coroutine] | None = None
+    to = co
+    while True:
+        if to.scheduled is not None or to.caller is not None or to.done:
+            _refuse_enter(to)
         to.caller = here
         to.ctx = ctx
-        ret = _switch(to, here, thread)
-        if to.co_queue_wakeup:
-            woken = to.co_queue_wakeup
-            to.co_queue_wakeup = deque()
-            woken.extend(pending)
-            pending = woken
+        glet = to._glet
+        if glet.parent is not here:
+            _reparent(to, here)
+        if thread is not None:
+            thread._glet = glet
+        try:
+            ret = glet.switch()
+        except BaseException:
+            to.done = True
+            to.caller = None
+            raise
+        finally:
+            if thread is not None:
+                thread._glet = here
         if ret is _TERMINATE:
             to.done = True
             to.caller = None
@@ -195,34 +203,38 @@ def qemu_aio_coroutine_enter(ctx: AioContext | None, co: Coroutine) -> None:
                     f"coroutine {to.name!r} returned holding {to.locks_held} lock(s) "
                     "(CoMutex or CoRwlock): unlock them before it returns"
                 )
+        woken = to.co_queue_wakeup
+        if woken:
+            # QSIMPLEQ_PREPEND: what it woke runs before what was pending.
+            to.co_queue_wakeup = deque()
+            if pending:
+                woken.extend(pending)
+            pending = woken
+        if not pending:
+            return
+        to = pending.popleft()
 
 
-def _switch(to: Coroutine, here: greenlet, thread: Any) -> object:
-    """Switch to ``to``'s stack; back when it yields, returns or raises."""
-    glet = to._glet
-    # The thread of control now runs on the coroutine's stack: a turn handed
-    # back to it while the coroutine waits must resume the coroutine.
-    saved = None
-    if thread is not None and thread._glet is here:
-        saved = here
-        thread._glet = glet
+def _refuse_enter(to: Coroutine) -> None:
+    if to.scheduled is not None:
+        raise SimulationError(
+            f"coroutine {to.name!r} entered while scheduled by {to.scheduled}: it would run twice"
+        )
+    if to.caller is not None:
+        raise SimulationError(f"coroutine {to.name!r} re-entered recursively")
+    raise SimulationError(f"coroutine {to.name!r} entered after it returned")
+
+
+def _reparent(to: Coroutine, here: greenlet) -> None:
+    """Make ``here`` the greenlet ``to`` returns or raises to."""
     try:
-        try:
-            glet.parent = here  # where it returns or raises to
-        except (ValueError, greenlet_error) as exc:  # "parent cannot be on a different thread"
-            to.caller = None
-            raise SimulationError(
-                f"coroutine {to.name!r} cannot be entered from this OS thread: under "
-                "threads='os' a coroutine stays on the thread of control that first entered it"
-            ) from exc
-        return glet.switch()
-    except BaseException:
-        to.done = True
+        to._glet.parent = here
+    except (ValueError, greenlet_error) as exc:  # "parent cannot be on a different thread"
         to.caller = None
-        raise
-    finally:
-        if saved is not None:
-            thread._glet = saved
+        raise SimulationError(
+            f"coroutine {to.name!r} cannot be entered from this OS thread: under "
+            "threads='os' a coroutine stays on the thread of control that first entered it"
+        ) from exc
 
 
 def qemu_coroutine_yield() -> None:

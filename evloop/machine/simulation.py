@@ -3,9 +3,10 @@
 A simulation bundles one :class:`~evloop.VirtualClock`, one
 :class:`~evloop.FdTable`, one :class:`~evloop.MainLoop` and the threads of
 control (the main thread, IOThreads, thread-pool workers, user threads such
-as vCPU-like workers), and runs them under one turn lock (see
-``scheduler.py``). Its event order is a pure function of the scenario, the
-seed and the chooser's answers.
+as vCPU-like workers), and runs them one at a time, holding the turn (see
+``scheduler.py``: greenlets on this OS thread by default, ``threads="os"``
+for real OS threads; ``watchdog.py`` for the wall-clock watchdog). Its event
+order is a pure function of the scenario, the seed and the chooser's answers.
 
 The main thread is the OS thread that built the simulation; :meth:`run`
 drives the main loop from it (``while not stop: main_loop_wait()``) until
@@ -156,7 +157,14 @@ def _describe_owner(kind: int, what: Any) -> str:
 
 
 class Simulation:
-    """A deterministic simulated machine: clock, fds, main loop, threads of control."""
+    """A deterministic simulated machine: clock, fds, main loop, threads of control.
+
+    ``threads`` picks how threads of control are carried: ``"greenlet"`` (one
+    OS thread, cheap handovers) or ``"os"`` (real OS threads, for threads that
+    must block in real C calls). ``watchdog`` is the wall-clock timeout, in
+    seconds, after which a greenlet thread of control that never waits is
+    stopped with :class:`~evloop.WatchdogError` (None: off).
+    """
 
     def __init__(
         self,

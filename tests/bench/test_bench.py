@@ -97,6 +97,14 @@ EXPECTED_FIGURES = {
     "threads_play_4",
     "threads_play_8",
     "threads_ratio_play_record_8",
+    "bounce_greenlet",
+    "bounce_os",
+    "bounce_asyncio",
+    "bounce_ratio_asyncio",
+    "bounce_ratio_os",
+    "coroutine_round_trip",
+    "generator_round_trip",
+    "coroutine_ratio_generator",
 }
 
 #: Figures that count things that may rightly be none (records besides checkpoints).
@@ -111,6 +119,8 @@ PEER_FIGURES = {
     "bh_asyncio_call_soon",
     "bh_asyncio_virtual_call_soon",
     "pingpong_asyncio",
+    "bounce_asyncio",
+    "generator_round_trip",
 }
 
 FIGURE_KEYS = {"label", "unit", "median", "runs", "status", "note", "target", "met", "params"}
