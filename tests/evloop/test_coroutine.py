@@ -9,6 +9,7 @@ sleep per hop, for a virtual millisecond, under random choosers.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -520,3 +521,18 @@ def test_multi_co_schedule(seed: int) -> None:
     assert counts["here"] + counts["other"] > 100
     assert counts["other"] > counts["here"] > 0
     assert counts["retry"] > 0
+
+
+# -- the README's example ------------------------------------------------------------------
+
+
+def test_the_readme_coroutine_example_runs_verbatim_and_prints_what_it_says(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    (example,) = [b for b in blocks if "qemu_coroutine_create" in b]
+    promised = re.search(r"print\(log\)\s+# (.*)\n", example)
+    assert promised is not None
+    exec(compile(example, "README.md", "exec"), {})
+    assert capsys.readouterr().out == promised.group(1) + "\n"
