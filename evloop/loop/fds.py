@@ -715,6 +715,20 @@ class FdTable:
         if fd >= 0:
             self._notify(fd)
 
+    def reset_connection(self, end: _SocketEnd) -> None:
+        """An RST on ``end``'s connection: both ends shut, the peer told ECONNRESET once.
+
+        (``end``'s own write raises ECONNRESET: the caller's to raise.)
+        """
+        peer = end.peer
+        end.reset = True
+        peer.reset = True
+        if peer.fd != -1:
+            peer.error = errno.ECONNRESET
+        for fd in (end.fd, peer.fd):
+            if fd >= 0:
+                self._notify(fd)
+
     def socket_end(self, fd: int) -> _SocketEnd | None:
         """The connected socket end open at ``fd``, if that is what it is."""
         obj = self._fds.get(fd)

@@ -64,6 +64,10 @@ The faults, and where they apply:
   atomic in Linux).
 * ``eagain`` / ``eintr``: a read with data there, or a write with room
   there, raises ``BlockingIOError`` / ``InterruptedError`` and does nothing.
+* ``reset``: a write on a TCP connection of the network (``net.py``) meets an
+  RST from the link: the write fails with ``ConnectionResetError``, the peer
+  reads what had arrived and then ECONNRESET, bytes still in flight either way
+  are lost, and both ends are shut (EPIPE on later writes, EOF on reads).
 * ``host-jump``: a read of the HOST clock steps it by +1 s or -1 s, from then
   on (an NTP step).
 * ``host-skew``: a read of the HOST clock sets the rate HOST runs at to
@@ -86,7 +90,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..loop.clock import SCALE_MS, ClockType, VirtualClock
 from ..loop.fds import PIPE_BUF, FdTable, _error, _Pipe
-from ..loop.stream import _SocketEnd
+from ..loop.stream import TCP, _SocketEnd
 from ..seams import ChoiceKind, DispatchKind
 
 if TYPE_CHECKING:
@@ -110,9 +114,11 @@ FAULT_KINDS: Final = (
     "host-jump",
     "host-skew",
     "preempt",
+    "reset",
 )
 #: The fault kinds that act on pipe and socket reads and writes (and take ``:fd=N``).
-DATA_FAULTS: Final = frozenset(FAULT_KINDS[:9])
+DATA_FAULTS: Final = frozenset((*FAULT_KINDS[:9], "reset"))
+_DATA_ORDER: Final = ", ".join(kind for kind in FAULT_KINDS if kind in DATA_FAULTS)
 
 #: How long ``delay`` holds a write's bytes.
 DELAYS_NS: Final = (1 * SCALE_MS, 10 * SCALE_MS)
@@ -125,9 +131,10 @@ HOST_JUMPS_NS: Final = (1_000_000_000, -1_000_000_000)
 #: The rates (parts per million of real time) ``host-skew`` sets the HOST clock to.
 HOST_SKEWS_PPM: Final = (1000, -1000)
 
-#: Digest code of a fault step: the kind's index in FAULT_KINDS + 1; arrivals after them.
-_ARRIVE_CODE: Final = len(FAULT_KINDS) + 1
-_CODES: Final = {kind: i + 1 for i, kind in enumerate(FAULT_KINDS)}
+#: Digest code of a fault step: the kind's index in FAULT_KINDS + 1, arrivals 13 (they
+#: were the code after the twelve first kinds, and digests must not change), reset 14.
+_ARRIVE_CODE: Final = 13
+_CODES: Final = {kind: i + 1 if i < 12 else i + 2 for i, kind in enumerate(FAULT_KINDS)}
 
 _EINTR_TEXT: Final = os.strerror(errno.EINTR)
 
@@ -173,7 +180,7 @@ def parse_faults(specs: Iterable[str]) -> dict[str, frozenset[int] | None]:
             continue
         if kind not in DATA_FAULTS:
             raise ValueError(
-                f"fault {spec!r}: only the data faults ({', '.join(FAULT_KINDS[:9])}) "
+                f"fault {spec!r}: only the data faults ({_DATA_ORDER}) "
                 "take an fd filter"
             )
         name, _, number = rest.partition("=")
@@ -350,6 +357,8 @@ class FaultInjector:
             for short in sorted({1, n // 2}):
                 options.append(("short-write", f"short-write {short}", short))
         self._errno_options(options, fd)
+        if on("reset", fd) and isinstance(writer, _SocketEnd) and writer.flavor == TCP:
+            options.append(("reset", "reset", 0))
         if not options:
             self._send(writer, data, now)
             return n
@@ -360,6 +369,10 @@ class FaultInjector:
         self._injected(kind, fd, label)
         if kind == "eagain" or kind == "eintr":
             raise self._errno_error(kind, "write", fd)
+        if kind == "reset":
+            assert isinstance(writer, _SocketEnd)
+            self._fds.reset_connection(writer)
+            raise _error(errno.ECONNRESET, "write", fd)
         if kind == "short-write":
             self._send(writer, data[:arg], now)
             return arg

@@ -120,7 +120,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--faults", action="append", default=[], metavar="KIND[,KIND...]",
                    help="faults the simulation may inject, each a recorded decision: delay, "
                         "reorder, loss, duplicate, partition, short-read, short-write, eagain, "
-                        "eintr, host-jump, host-skew, preempt (optionally KIND:fd=N)")
+                        "eintr, host-jump, host-skew, preempt, reset (optionally KIND:fd=N)")
 
 
 def faults_of(args: argparse.Namespace) -> list[str]:

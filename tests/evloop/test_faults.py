@@ -151,8 +151,8 @@ def test_the_accepted_specs_are_exposed() -> None:
 def test_an_unknown_fault_names_the_known_ones() -> None:
     message = (
         "unknown fault 'drop': the known faults are delay, reorder, loss, duplicate, "
-        "partition, short-read, short-write, eagain, eintr, host-jump, host-skew, preempt "
-        "(data faults may be narrowed to one fd as 'kind:fd=N')"
+        "partition, short-read, short-write, eagain, eintr, host-jump, host-skew, preempt, "
+        "reset (data faults may be narrowed to one fd as 'kind:fd=N')"
     )
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         Simulation(faults=["loss", "drop"])
@@ -167,7 +167,7 @@ HOW_TO_FILTER = "a filter is written 'kind:fd=N', N a non-negative fd number"
         (
             "host-jump:fd=3",
             "fault 'host-jump:fd=3': only the data faults (delay, reorder, loss, duplicate, "
-            "partition, short-read, short-write, eagain, eintr) take an fd filter",
+            "partition, short-read, short-write, eagain, eintr, reset) take an fd filter",
         ),
         ("loss:fd=x", f"fault 'loss:fd=x': {HOW_TO_FILTER}"),
         ("loss:5", f"fault 'loss:5': {HOW_TO_FILTER}"),
@@ -548,32 +548,50 @@ OBSERVED: list[object] = []
 
 
 def link_workload(sim: Simulation, *, messages: int = 8) -> None:
-    """A client thread writes to a socket pair and a pipe, the main loop reads both; a
-    timer reads the HOST clock; a spinner thread yields. Robust to every fault."""
+    """A client thread writes to a socket pair, a pipe and a TCP connection, the main
+    loop reads all three; a timer reads the HOST clock; a spinner thread yields. Robust
+    to every fault."""
     OBSERVED.clear()
     fds = sim.fds
     a, b = fds.socketpair()
     r, w = fds.pipe()
+    listener = sim.net.socket()
+    listener.bind(("127.0.0.1", 80))
+    listener.listen()
+    tcp_client = sim.net.socket()
+    tcp_client.setblocking(False)
+    tcp_client.connect_ex(("127.0.0.1", 80))
+    tcp_server, _ = listener.accept()
+    listener.close()
+    t = tcp_client.fileno()
+    reset: set[int] = set()
 
     def write_all(fd: int, data: bytes) -> None:
-        while data:
+        while data and fd not in reset:
             try:
                 n = fds.write(fd, data)
             except (BlockingIOError, InterruptedError) as exc:
                 OBSERVED.append(("write-failed", fd, type(exc).__name__, sim.now_ns))
                 sim.sleep(10 * SCALE_US)
                 continue
+            except (ConnectionResetError, BrokenPipeError) as exc:
+                OBSERVED.append(("write-failed", fd, type(exc).__name__, sim.now_ns))
+                reset.add(fd)  # the connection is gone: nothing more to send on it
+                return
             data = data[n:]
 
     def client() -> None:
         for i in range(messages):
             write_all(a, f"s{i:02d};".encode())
             write_all(w, f"p{i:02d};".encode() * (1 + i % 3))
+            write_all(t, f"t{i:02d};".encode())
             sim.sleep((1 + i % 4) * 100 * SCALE_US)
         write_all(a, b"x" * 300)
         write_all(w, b"y" * (PIPE_BUF + 100))
+        write_all(t, b"z" * 200)
         fds.close(a)
         fds.close(w)
+        tcp_client.close()
 
     def reader(fd: int, tag: str) -> None:
         def on_read() -> None:
@@ -585,6 +603,9 @@ def link_workload(sim: Simulation, *, messages: int = 8) -> None:
                 except InterruptedError:
                     OBSERVED.append((tag, "eintr", sim.now_ns))
                     continue
+                except ConnectionResetError:
+                    OBSERVED.append((tag, "reset", sim.now_ns))
+                    continue  # then EOF
                 if not data:
                     OBSERVED.append((tag, "eof", sim.now_ns))
                     sim.main_loop.set_fd_handler(fd, None, None)
@@ -596,6 +617,7 @@ def link_workload(sim: Simulation, *, messages: int = 8) -> None:
 
     reader(b, "sock")
     reader(r, "pipe")
+    reader(tcp_server.fileno(), "tcp")
     ctx = sim.main_loop.aio_context
     ticks = [0]
 
@@ -637,7 +659,7 @@ def test_fifo_never_injects_a_fault(kind: str) -> None:
     assert (observed, steps, digest) == baseline[:3]
     # The workload did move bytes to the end of both streams.
     ends = [entry[:2] for entry in observed if isinstance(entry, tuple) and entry[1] == "eof"]
-    assert ends == [("sock", "eof"), ("pipe", "eof")] or ends == [("pipe", "eof"), ("sock", "eof")]
+    assert sorted(ends) == [("pipe", "eof"), ("sock", "eof"), ("tcp", "eof")]
 
 
 @pytest.mark.parametrize("kind", [*FAULT_KINDS, "all"])

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from evloop import SCALE_MS, Simulation
+from evloop import SCALE_MS, ChoiceKind, Simulation
 from evloop.loop.fds import FdTable
 from evloop.loop.net import EPHEMERAL_PORTS, Network, VirtualSocket
 
@@ -584,3 +584,41 @@ def test_the_order_check_can_fail_reorder_does_reorder() -> None:
     payload = b"".join(b"%04d" % i for i in range(200))
     outcomes = {_stream_under_faults(seed, ["reorder"])[0] == payload for seed in range(6)}
     assert False in outcomes  # a reorder fault is the only way a direction reorders
+
+
+class ResetOnce:
+    """Answers "reset" at the first fault decision that offers it, "none" elsewhere."""
+
+    def __init__(self) -> None:
+        self.done = False
+
+    def choose(self, kind: ChoiceKind, options: Any) -> int:
+        if kind is ChoiceKind.FAULT and not self.done and "reset" in options:
+            self.done = True
+            return list(options).index("reset")
+        return 0
+
+
+def test_a_reset_fault_resets_a_tcp_connection_and_only_tcp() -> None:
+    with Simulation(chooser=ResetOnce(), faults=["reset"], log=True) as sim:
+        a, _ = sim.fds.socketpair()
+        assert sim.fds.write(a, b"pair") == 4  # a socket pair is never reset
+        lst = listener(sim.net)
+        c = sim.net.socket()
+        c.setblocking(False)
+        c.connect_ex(lst.getsockname())
+        conn, _ = lst.accept()
+        conn.setblocking(False)
+        with pytest.raises(ConnectionResetError,
+                           match=r"^\[Errno 104\] Connection reset by peer \(write on fd \d+\)$"):
+            c.send(b"lost")
+        assert names(sim.fds.mask(conn.fileno())) == "IN|OUT|ERR|HUP|RDHUP"
+        with pytest.raises(ConnectionResetError):
+            conn.recv(10)
+        assert conn.recv(10) == b""
+        with pytest.raises(BrokenPipeError):
+            c.send(b"more")
+        with pytest.raises(BrokenPipeError):
+            conn.send(b"back")
+        assert sim.log is not None
+        assert [e.name for e in sim.log if e.kind == "fault"] == [f"fd {c.fileno()}: reset"]
