@@ -81,7 +81,6 @@ from __future__ import annotations
 
 import errno
 import heapq
-import os
 import select
 from collections.abc import Sequence
 from typing import Final, Protocol
@@ -96,7 +95,8 @@ from .stream import (
     TCP,
     UNIX,
     FdObject,
-    _fin_in,
+    SocketCalls,
+    _error,
     _socket_mask,
     _SocketEnd,
 )
@@ -136,24 +136,6 @@ _POLLNVAL: Final = select.POLLNVAL
 _POLLRDHUP: Final[int] = getattr(select, "POLLRDHUP", 0x2000)
 # poll(2) reports these whether or not they were asked for.
 _ALWAYS_REPORTED: Final = _POLLERR | _POLLHUP | _POLLNVAL
-# strerror texts, looked up once: EAGAIN is raised in hot loops.
-_STRERROR: Final = {
-    code: os.strerror(code)
-    for code in (
-        errno.EAGAIN, errno.EBADF, errno.EINVAL, errno.EPIPE, errno.ECONNRESET, errno.ENOTSOCK,
-        errno.ENOTCONN, errno.ECONNREFUSED,
-    )
-}
-
-
-def _error(code: int, op: str, fd: int) -> OSError:
-    """The OSError (subclass chosen by errno) a kernel would give for ``op`` on ``fd``."""
-    text = _STRERROR.get(code)
-    if text is None:
-        text = os.strerror(code)
-    return OSError(code, f"{text} ({op} on fd {fd})")
-
-
 class FdFaults(Protocol):
     """The fault injector interposed on pipe and socket reads and writes (``faults.py``)."""
 
@@ -221,7 +203,7 @@ def _describe_poll(fds: Sequence[tuple[int, int]]) -> str:
     return f"poll(fds={[fd for fd, _ in fds]})"
 
 
-class FdTable:
+class FdTable(SocketCalls):
     """The fd table of one simulated process (see the module docstring for its rules).
 
     ``blocker`` is where :meth:`poll` blocks when nothing is ready; a
@@ -312,23 +294,6 @@ class FdTable:
             data: bytes = obj.fd_read(fd, n)
             return data
         raise _error(errno.EBADF, "read", fd)
-
-    def _read_socket_empty(self, end: _SocketEnd, fd: int) -> bytes:
-        """A read of an empty receive queue: EOF, the pending error, or EAGAIN.
-
-        TCP reports a FIN before a pending error (``tcp_recvmsg``); AF_UNIX
-        the error first (``unix_stream_read_generic``).
-        """
-        held = self._held(end.peer)
-        fin = _fin_in(end, held)
-        if end.error and not held and not (fin and end.flavor == TCP):
-            code = end.error
-            end.error = 0
-            self._notify(fd)
-            raise _error(code, "read", fd)
-        if fin or end.shut & _SHUT_RD or (end.reset and not held):
-            return b""
-        raise _error(errno.EAGAIN, "read", fd)
 
     def _read_buffer(self, buf: bytearray, eof: bool, fd: int, other_fd: int, n: int) -> bytes:
         """Read from a pipe's buffer or a socket end's receive queue.
@@ -438,31 +403,6 @@ class FdTable:
         if peer.fd >= 0:
             self._notify(peer.fd)
         return n
-
-    def _write_refused(self, end: _SocketEnd, peer: _SocketEnd, n: int) -> bool:
-        """A network socket's checks before a write (``tcp_sendmsg``, ``unix_stream_sendmsg``).
-
-        Raises the pending error once, then EPIPE on a shut sending side.
-        True when the bytes are taken and lost: a TCP write to a closed peer,
-        whose kernel answers with an RST (the *next* call fails).
-        """
-        fd = end.fd
-        held = self._held(peer)
-        if end.error and not held and end.flavor == TCP:  # unix_stream_sendmsg ignores it
-            code = end.error
-            end.error = 0
-            self._notify(fd)
-            raise _error(code, "write", fd)
-        if end.shut & _SHUT_WR or (end.reset and not held):
-            raise _error(errno.EPIPE, "write", fd)
-        if end.flavor == UNIX and (peer.fd == -1 or peer.shut & _SHUT_RD):
-            raise _error(errno.EPIPE, "write", fd)
-        if end.flavor == TCP and peer.fd == -1 and n:
-            end.reset = True
-            end.error = errno.EPIPE if _fin_in(end, held) else errno.ECONNRESET
-            self._notify(fd)
-            return True
-        return False
 
     def _write_eventfd(self, efd: _EventFd, data: bytes) -> int:
         """Every value added to an eventfd passes here (the fault-injection seam)."""
@@ -689,50 +629,6 @@ class FdTable:
         if obj is not None:
             return "socket"
         raise _error(errno.EBADF, "kind", fd)
-
-    # -- the network's way in (net.py) --------------------------------------
-
-    def attach(self, obj: _SocketEnd | FdObject) -> int:
-        """Give ``obj`` the lowest free fd number (a socket end learns it)."""
-        fd = self._allocate()
-        self._fds[fd] = obj
-        if isinstance(obj, _SocketEnd):
-            obj.fd = fd
-        self._notify(fd)
-        return fd
-
-    def replace(self, fd: int, obj: _SocketEnd | FdObject) -> None:
-        """Put ``obj`` under the open number ``fd`` (a socket that connected)."""
-        if fd not in self._fds:
-            raise _error(errno.EBADF, "replace", fd)
-        self._fds[fd] = obj
-        if isinstance(obj, _SocketEnd):
-            obj.fd = fd
-        self._notify(fd)
-
-    def notify(self, fd: int) -> None:
-        """Tell ``fd``'s watchers its mask: an :class:`FdObject`'s state changed."""
-        if fd >= 0:
-            self._notify(fd)
-
-    def reset_connection(self, end: _SocketEnd) -> None:
-        """An RST on ``end``'s connection: both ends shut, the peer told ECONNRESET once.
-
-        (``end``'s own write raises ECONNRESET: the caller's to raise.)
-        """
-        peer = end.peer
-        end.reset = True
-        peer.reset = True
-        if peer.fd != -1:
-            peer.error = errno.ECONNRESET
-        for fd in (end.fd, peer.fd):
-            if fd >= 0:
-                self._notify(fd)
-
-    def socket_end(self, fd: int) -> _SocketEnd | None:
-        """The connected socket end open at ``fd``, if that is what it is."""
-        obj = self._fds.get(fd)
-        return obj if isinstance(obj, _SocketEnd) else None
 
     def open_fds(self) -> list[int]:
         """The open fd numbers, ascending."""

@@ -10,10 +10,12 @@ means, so the table's module stays one concept long.
 
 from __future__ import annotations
 
+import errno
+import os
 import select
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
-__all__ = ["PAIR", "SOCKET_CAPACITY", "TCP", "UNIX", "FdObject", "SocketOwner"]
+__all__ = ["PAIR", "SOCKET_CAPACITY", "TCP", "UNIX", "FdObject", "SocketCalls", "SocketOwner"]
 
 #: Bytes a socket end's receive queue holds unless set; a simplification of SO_RCVBUF.
 SOCKET_CAPACITY: Final = 65536
@@ -23,6 +25,24 @@ _POLLOUT: Final = select.POLLOUT
 _POLLERR: Final = select.POLLERR
 _POLLHUP: Final = select.POLLHUP
 _POLLRDHUP: Final[int] = getattr(select, "POLLRDHUP", 0x2000)
+# strerror texts, looked up once: EAGAIN is raised in hot loops.
+_STRERROR: Final = {
+    code: os.strerror(code)
+    for code in (
+        errno.EAGAIN, errno.EBADF, errno.EINVAL, errno.EPIPE, errno.ECONNRESET, errno.ENOTSOCK,
+        errno.ENOTCONN, errno.ECONNREFUSED,
+    )
+}
+
+
+def _error(code: int, op: str, fd: int) -> OSError:
+    """The OSError (subclass chosen by errno) a kernel would give for ``op`` on ``fd``."""
+    text = _STRERROR.get(code)
+    if text is None:
+        text = os.strerror(code)
+    return OSError(code, f"{text} ({op} on fd {fd})")
+
+
 # A socketpair() end whose peer has closed: EOF to read, EPIPE to write, both "ready".
 _SOCKET_PEER_CLOSED_MASK: Final = _POLLIN | _POLLRDHUP | _POLLHUP | _POLLOUT
 
@@ -122,3 +142,106 @@ def _socket_mask(end: _SocketEnd, held: bool) -> int:
     if end.error and not held:
         mask |= _POLLERR
     return mask
+
+
+class SocketCalls:
+    """The fd table's calls on socket ends and on the network's objects (rule 6 of ``fds.py``).
+
+    A base of :class:`~evloop.loop.fds.FdTable`, kept here with the rules of
+    the ends it acts on.
+    """
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+        from .fds import _FdObject
+
+        _fds: dict[int, _FdObject]
+
+        def _allocate(self) -> int: ...
+        def _notify(self, fd: int) -> None: ...
+        def _held(self, writer: _SocketEnd) -> bool: ...
+
+    def _read_socket_empty(self, end: _SocketEnd, fd: int) -> bytes:
+        """A read of an empty receive queue: EOF, the pending error, or EAGAIN.
+
+        TCP reports a FIN before a pending error (``tcp_recvmsg``); AF_UNIX
+        the error first (``unix_stream_read_generic``).
+        """
+        held = self._held(end.peer)
+        fin = _fin_in(end, held)
+        if end.error and not held and not (fin and end.flavor == TCP):
+            code = end.error
+            end.error = 0
+            self._notify(fd)
+            raise _error(code, "read", fd)
+        if fin or end.shut & _SHUT_RD or (end.reset and not held):
+            return b""
+        raise _error(errno.EAGAIN, "read", fd)
+
+    def _write_refused(self, end: _SocketEnd, peer: _SocketEnd, n: int) -> bool:
+        """A network socket's checks before a write (``tcp_sendmsg``, ``unix_stream_sendmsg``).
+
+        Raises the pending error once, then EPIPE on a shut sending side.
+        True when the bytes are taken and lost: a TCP write to a closed peer,
+        whose kernel answers with an RST (the *next* call fails).
+        """
+        fd = end.fd
+        held = self._held(peer)
+        if end.error and not held and end.flavor == TCP:  # unix_stream_sendmsg ignores it
+            code = end.error
+            end.error = 0
+            self._notify(fd)
+            raise _error(code, "write", fd)
+        if end.shut & _SHUT_WR or (end.reset and not held):
+            raise _error(errno.EPIPE, "write", fd)
+        if end.flavor == UNIX and (peer.fd == -1 or peer.shut & _SHUT_RD):
+            raise _error(errno.EPIPE, "write", fd)
+        if end.flavor == TCP and peer.fd == -1 and n:
+            end.reset = True
+            end.error = errno.EPIPE if _fin_in(end, held) else errno.ECONNRESET
+            self._notify(fd)
+            return True
+        return False
+
+    def attach(self, obj: _SocketEnd | FdObject) -> int:
+        """Give ``obj`` the lowest free fd number (a socket end learns it)."""
+        fd = self._allocate()
+        self._fds[fd] = obj
+        if isinstance(obj, _SocketEnd):
+            obj.fd = fd
+        self._notify(fd)
+        return fd
+
+    def replace(self, fd: int, obj: _SocketEnd | FdObject) -> None:
+        """Put ``obj`` under the open number ``fd`` (a socket that connected)."""
+        if fd not in self._fds:
+            raise _error(errno.EBADF, "replace", fd)
+        self._fds[fd] = obj
+        if isinstance(obj, _SocketEnd):
+            obj.fd = fd
+        self._notify(fd)
+
+    def notify(self, fd: int) -> None:
+        """Tell ``fd``'s watchers its mask: an :class:`FdObject`'s state changed."""
+        if fd >= 0:
+            self._notify(fd)
+
+    def reset_connection(self, end: _SocketEnd) -> None:
+        """An RST on ``end``'s connection: both ends shut, the peer told ECONNRESET once.
+
+        (``end``'s own write raises ECONNRESET: the caller's to raise.)
+        """
+        peer = end.peer
+        end.reset = True
+        peer.reset = True
+        if peer.fd != -1:
+            peer.error = errno.ECONNRESET
+        for fd in (end.fd, peer.fd):
+            if fd >= 0:
+                self._notify(fd)
+
+    def socket_end(self, fd: int) -> _SocketEnd | None:
+        """The connected socket end open at ``fd``, if that is what it is."""
+        obj = self._fds.get(fd)
+        return obj if isinstance(obj, _SocketEnd) else None

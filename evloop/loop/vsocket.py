@@ -17,9 +17,8 @@ from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final
 
-from .fds import _error
 from .resolver import canonical_ip, is_wildcard, numeric_family
-from .stream import SOCKET_CAPACITY, _SocketEnd
+from .stream import SOCKET_CAPACITY, _error, _SocketEnd
 
 if TYPE_CHECKING:
     from .net import Network

@@ -89,8 +89,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from ..loop.clock import SCALE_MS, ClockType, VirtualClock
-from ..loop.fds import PIPE_BUF, FdTable, _error, _Pipe
-from ..loop.stream import TCP, _SocketEnd
+from ..loop.fds import PIPE_BUF, FdTable, _Pipe
+from ..loop.stream import TCP, _error, _SocketEnd
 from ..seams import ChoiceKind, DispatchKind
 
 if TYPE_CHECKING:
