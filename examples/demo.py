@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 from replay import play, record  # noqa: E402
 from replay.explore import explore_systematic  # noqa: E402
 from replay.explore.fuzz import fuzz  # noqa: E402
+from replay.session import same_failure  # noqa: E402
 
 SCENARIO = "examples.minimachine:scenario"
 
@@ -69,7 +70,7 @@ def main() -> int:
 
     say("== 3. replay the saved trace to the same failure, and draw its timeline")
     again = play(found.trace_path)
-    same = again.failure == found.failure
+    same = again.failure is not None and same_failure(again.failure, found.failure or "")
     say(f"   replayed: same failure: {same}, bit-exact: {again.bit_exact}")
     timeline = out / "minimachine-blk-reset-race.perfetto.json"
     exported = _export(found.trace_path, timeline)

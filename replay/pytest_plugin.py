@@ -57,7 +57,15 @@ if TYPE_CHECKING:
     from replay.api import PlayResult
     from replay.session import Recorder
 
-__all__ = ["RecordedTestFailure", "TraceItem", "TraceMismatch", "replay_test", "sim"]
+__all__ = [
+    "FailureRecurs",
+    "RecordedTestFailure",
+    "RerunItem",
+    "TraceItem",
+    "TraceMismatch",
+    "replay_test",
+    "sim",
+]
 
 #: The scenario a trace saved from a test names in its header.
 REPLAY_TEST_SCENARIO = "replay.pytest_plugin:replay_test"
@@ -100,6 +108,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "(repeatable)",
     )
     group.addoption(
+        "--evreplay-rerun",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="collect every *.evr trace under DIR as a test that reruns the current code "
+        "under its schedule and fails if its failure comes back (repeatable)",
+    )
+    group.addoption(
         "--evreplay-save-traces",
         default=None,
         metavar="DIR",
@@ -124,6 +140,7 @@ class _Settings:
     save_dir: Path | None
     report_steps: int
     trace_dirs: list[Path]
+    rerun_dirs: list[Path]
 
 
 _SETTINGS = pytest.StashKey[_Settings]()
@@ -131,12 +148,19 @@ _SETTINGS = pytest.StashKey[_Settings]()
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER)
-    settings = _Settings(_save_dir(config), _report_steps(config), _trace_dirs(config))
+    settings = _Settings(
+        _save_dir(config),
+        _report_steps(config),
+        _trace_dirs(config, "evreplay_traces"),
+        _trace_dirs(config, "evreplay_rerun"),
+    )
     config.stash[_SETTINGS] = settings
     # Trace directories are collected like any path given on the command line.
     # (An xdist worker re-parses the options and arrives here too: add each once.)
     present = {(config.invocation_params.dir / arg).resolve() for arg in config.args}
-    config.args.extend(str(d) for d in settings.trace_dirs if d not in present)
+    for d in dict.fromkeys([*settings.trace_dirs, *settings.rerun_dirs]):
+        if d not in present:
+            config.args.append(str(d))
 
 
 def _save_dir(config: pytest.Config) -> Path | None:
@@ -160,12 +184,13 @@ def _report_steps(config: pytest.Config) -> int:
     return steps
 
 
-def _trace_dirs(config: pytest.Config) -> list[Path]:
+def _trace_dirs(config: pytest.Config, name: str) -> list[Path]:
     dirs = []
-    for option in config.getoption("evreplay_traces"):
+    for option in config.getoption(name):
         path = (config.invocation_params.dir / option).resolve()
         if not path.is_dir():
-            raise pytest.UsageError(f"--evreplay-traces={option}: no such directory")
+            flag = "--" + name.replace("_", "-")
+            raise pytest.UsageError(f"{flag}={option}: no such directory")
         dirs.append(path)
     return dirs
 
@@ -518,17 +543,28 @@ def replay_test(sim: Simulation, *, path: str, function: str) -> None:
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> TraceFile | None:
     if file_path.suffix != ".evr":
         return None
-    dirs = parent.config.stash[_SETTINGS].trace_dirs
-    if not any(d == file_path.parent or d in file_path.parents for d in dirs):
+    settings = parent.config.stash[_SETTINGS]
+    if not any(
+        _under(file_path, d) for d in [*settings.trace_dirs, *settings.rerun_dirs]
+    ):
         return None
     return TraceFile.from_parent(parent, path=file_path)
 
 
-class TraceFile(pytest.File):
-    """A ``*.evr`` file under ``--evreplay-traces``: one item that replays it."""
+def _under(path: Path, directory: Path) -> bool:
+    return directory == path.parent or directory in path.parents
 
-    def collect(self) -> Iterator[TraceItem]:
-        yield TraceItem.from_parent(self, name="replay")
+
+class TraceFile(pytest.File):
+    """A ``*.evr`` file under ``--evreplay-traces`` (an item that replays it) or
+    ``--evreplay-rerun`` (an item that reruns it), or both."""
+
+    def collect(self) -> Iterator[pytest.Item]:
+        settings = self.config.stash[_SETTINGS]
+        if any(_under(self.path, d) for d in settings.trace_dirs):
+            yield TraceItem.from_parent(self, name="replay")
+        if any(_under(self.path, d) for d in settings.rerun_dirs):
+            yield RerunItem.from_parent(self, name="rerun")
 
 
 class TraceItem(pytest.Item):
@@ -575,6 +611,44 @@ class TraceItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, None, f"replay {self.path.name}"
+
+
+class FailureRecurs(Exception):
+    """A rerun of a saved failure's trace failed again."""
+
+
+class RerunItem(pytest.Item):
+    """Reruns one trace's schedule under the current code (``replay rerun``).
+
+    Passes when the run does not fail: the saved failure is fixed and stays
+    fixed. Fails with the failure, and how far the trace's schedule applied,
+    when it recurs; a bad trace fails with the replay layer's message.
+    """
+
+    def runtest(self) -> None:
+        from replay.tools.rerun import rerun
+
+        result = rerun(self.path)
+        if not result.fixed:
+            raise FailureRecurs(
+                f"{self.path}: the failure recurs: {result.failure}; {result.schedule_text()}"
+            )
+        self.add_report_section("call", "evreplay", result.schedule_text())
+
+    def repr_failure(
+        self,
+        excinfo: pytest.ExceptionInfo[BaseException],
+        style: Any = None,
+    ) -> str | Any:
+        from replay.errors import ReplayError
+
+        exc = excinfo.value
+        if isinstance(exc, ReplayError | FailureRecurs):
+            return str(exc)
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"rerun {self.path.name}"
 
 
 def _play_summary(result: PlayResult) -> str:

@@ -51,7 +51,15 @@ from .trace.writer import TraceWriter
 if TYPE_CHECKING:
     from evloop import Simulation
 
-__all__ = ["Player", "Recorder", "ReplayMode", "describe_exception"]
+__all__ = [
+    "Player",
+    "Recorder",
+    "ReplayMode",
+    "describe_exception",
+    "failure_identity",
+    "raise_site",
+    "same_failure",
+]
 
 #: A CHOICES batch is written once its packed stream reaches this many bytes.
 CHOICES_BATCH_BYTES = 4096
@@ -66,12 +74,56 @@ class ReplayMode(Enum):
 
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")
+#: ``exception: Type[ at file.py:LINE]: message`` (the site is absent in version 1 traces).
+_FAILURE = re.compile(r"exception: (?P<type>[^\s:]+)(?: at (?P<site>[^\s:]+:[0-9]+))?: ")
 
 
-def describe_exception(exc: BaseException) -> str:
-    """A run-independent description of an exception (addresses masked)."""
+def raise_site(exc: BaseException) -> str | None:
+    """Where ``exc`` was raised: ``file.py:LINE`` of the innermost frame of its traceback."""
+    tb = exc.__traceback__
+    if tb is None:
+        return None
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    name = tb.tb_frame.f_code.co_filename.replace("\\", "/").rpartition("/")[2]
+    if not name or any(c.isspace() or c == ":" for c in name):
+        return None
+    return f"{name}:{tb.tb_lineno}"
+
+
+def describe_exception(exc: BaseException, *, site: bool = False) -> str:
+    """A run-independent description of an exception (addresses masked).
+
+    ``exception: Type at file.py:LINE: message``; the type and the site
+    identify the failure (:func:`same_failure`), the message is only text.
+    ``site=True`` adds the site; traces record it without (format version 1).
+    """
     text = _ADDRESS.sub("0x…", str(exc))
-    return f"exception: {type(exc).__qualname__}: {text}"[:2000]
+    where = raise_site(exc) if site else None
+    at = "" if where is None else f" at {where}"
+    return f"exception: {type(exc).__qualname__}{at}: {text}"[:2000]
+
+
+def failure_identity(cause: str) -> tuple[str, str | None] | None:
+    """``(type, site)`` of a failure described by :func:`describe_exception`, else None."""
+    match = _FAILURE.match(cause)
+    return None if match is None else (match["type"], match["site"])
+
+
+def same_failure(a: str, b: str) -> bool:
+    """Whether two failure descriptions name the same failure.
+
+    A failure is identified by its exception type and where it was raised,
+    never by its message, which may hold run-dependent text (the order of a
+    set, an address). A description without a site (a version 1 trace)
+    matches on the type alone. Anything else compares as text.
+    """
+    ida, idb = failure_identity(a), failure_identity(b)
+    if ida is None or idb is None:
+        return a == b
+    if ida[0] != idb[0]:
+        return False
+    return ida[1] is None or idb[1] is None or ida[1] == idb[1]
 
 
 class _Session:
@@ -215,7 +267,8 @@ class Recorder(_Session):
     def finish(self, failure: BaseException | None) -> None:
         """Log how the run ended and close the trace (END)."""
         if failure is not None:
-            self._emit((EventKind.SHUTDOWN, self._step, describe_exception(failure)))
+            cause = describe_exception(failure)
+            self._emit((EventKind.SHUTDOWN, self._step, cause))
         self._emit(self._checkpoint_record(CheckpointKind.FINAL))
         self.writer.close()
 
@@ -395,11 +448,12 @@ class Player(_Session):
         assert sim is not None
         if failure is not None:
             cause = describe_exception(failure)
-            record = self._expect(
-                EventKind.SHUTDOWN, f"the run ended at step {self._step}: {cause}", cause
-            )
+            actual = f"the run ended at step {self._step}: {cause}"
+            record = self._expect(EventKind.SHUTDOWN, actual)
             if record is not None:
-                self._emit(record)
+                if not same_failure(str(record[2]), cause):
+                    self._diverge(self.event_index - 1, show_record(record), actual)
+                self._emit(record)  # the recorded text: a message that differs is no divergence
         actual = f"the run ended: CHECKPOINT FINAL(step={sim.steps}, digest={sim.digest:#018x})"
         record = self._expect(EventKind.CHECKPOINT, actual, int(CheckpointKind.FINAL), sim.digest)
         if record is not None:

@@ -25,6 +25,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
+from evloop import __version__
+
 from ..errors import ReplayDivergence, ReplayError, TraceFormatError
 from ..scenario import ScenarioError
 from .options import (
@@ -41,7 +43,14 @@ from .options import (
     parse_duration_ns,
     parse_param,
 )
-from .run import cmd_check_determinism, cmd_fuzz, cmd_minimize, cmd_play, cmd_record
+from .run import (
+    cmd_check_determinism,
+    cmd_fuzz,
+    cmd_minimize,
+    cmd_play,
+    cmd_record,
+    cmd_rerun,
+)
 from .tools import cmd_diff, cmd_dump, cmd_export, cmd_scenarios, cmd_stats, cmd_verify
 
 __all__ = ["main"]
@@ -104,6 +113,18 @@ examples:
 
 Replays every *.evr under DIR (strictly: a truncated trace is bad) and checks
 bit-exactness. Exit 1 if any trace diverged or is bad.""",
+    "rerun": """\
+examples:
+  replay rerun traces/minimachine-blk-reset-race.evr
+  replay rerun traces/
+
+Runs the trace's scenario with the current code under the trace's schedule:
+its decisions while each is still asked at its step among as many options,
+FIFO order from the first that is not. Says whether the recorded failure
+recurs and how far the schedule applied. Exit 0: no failure (fixed), 1: the
+run fails, 2: bad input. With DIR, every *.evr under it: exit 1 if any fails.
+CI keeps both gates: 'replay verify' (traces replay as recorded) and
+'replay rerun' (no saved failure comes back).""",
     "scenarios": """\
 examples:
   replay scenarios""",
@@ -167,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
                "Exit codes: 0 ok, 1 a failure or divergence found, 2 usage error or bad input.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"replay (evreplay) {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = _command(sub, "record", cmd_record, "run a scenario and record its trace")
@@ -239,6 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE", type=existing_file)
     p.add_argument("-o", "--output", metavar="OUT", required=True,
                    help="where to write the minimized trace")
+
+    p = _command(sub, "rerun", cmd_rerun,
+                 "run the current code under a trace's schedule: does its failure recur?")
+    p.add_argument("target", metavar="FILE|DIR")
+    p.add_argument("--scenario", metavar="SPEC",
+                   help="run this scenario (module:function) instead of the trace's")
 
     p = _command(sub, "verify", cmd_verify, "replay every trace under a directory")
     p.add_argument("dir", metavar="DIR")

@@ -5,18 +5,22 @@ from __future__ import annotations
 import argparse
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..api import PlayResult, play, record
-from ..errors import InvalidRecordError, ReplayDivergence
+from ..errors import InvalidRecordError, ReplayDivergence, ReplayError
+from ..session import same_failure
 from ..tools.determinism import DeterminismReport, DeterminismRun, check_determinism
 from ..tools.events import RecordStream, format_ns
+from ..tools.rerun import RerunResult
 from .options import (
     EXIT_FOUND,
     EXIT_OK,
+    EXIT_USAGE,
     chooser_spec,
     default_trace_path,
     existing_file,
@@ -227,6 +231,57 @@ def cmd_minimize(args: argparse.Namespace) -> int:
     return EXIT_FOUND
 
 
+# -- rerun -------------------------------------------------------------------------------
+
+
+def _rerun_line(result: RerunResult) -> str:
+    if result.fixed:
+        was = (
+            f"the recorded failure does not recur ({result.recorded_failure})"
+            if result.recorded_failure is not None
+            else "the run does not fail"
+        )
+        verdict = f"fixed: {was}" if result.recorded_failure is not None else f"passes: {was}"
+    else:
+        same = result.recorded_failure is not None and same_failure(
+            result.failure or "", result.recorded_failure
+        )
+        verdict = f"{'still fails' if same else 'fails differently'}: {result.failure}"
+    return f"{result.path}: {verdict}; {result.schedule_text()} ({result.steps} steps)"
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    """``rerun FILE|DIR``: exit 0 no failure recurs, 1 one does, 2 bad input."""
+    from ..tools.rerun import rerun
+    from ..tools.verify import find_traces
+
+    target = Path(args.target)
+    if not target.is_dir():
+        result = rerun(existing_file(args.target), scenario=args.scenario)
+        print(_rerun_line(result))
+        return EXIT_OK if result.fixed else EXIT_FOUND
+    paths = find_traces(target)
+    if not paths:
+        fail(f"{target}: no *.evr trace under it")
+    fixed = failing = bad = 0
+    for path in paths:
+        try:
+            result = rerun(path, scenario=args.scenario)
+        except (ReplayError, OSError) as exc:
+            bad += 1
+            print(f"{path}: BAD: {exc}".splitlines()[0])
+            continue
+        print(_rerun_line(result))
+        if result.fixed:
+            fixed += 1
+        else:
+            failing += 1
+    print(f"{len(paths)} traces: {fixed} fixed, {failing} fail, {bad} bad")
+    if failing:
+        return EXIT_FOUND
+    return EXIT_USAGE if bad else EXIT_OK
+
+
 # -- check-determinism -------------------------------------------------------------------
 
 
@@ -244,8 +299,12 @@ def _record_args(args: argparse.Namespace, chooser: str) -> list[str]:
 
 
 def _run_line(run: DeterminismRun) -> str:
+    steps = (
+        f"steps {run.steps_sha256[:16]}" if run.dump_exit == 0
+        else f"no steps (its dump failed with exit {run.dump_exit})"
+    )
     text = (f"run {run.index + 1} (PYTHONHASHSEED={run.hash_seed}): trace "
-            f"{run.trace_sha256[:16]}, steps {run.steps_sha256[:16]}")
+            f"{run.trace_sha256[:16]}, {steps}")
     summary = run.summary.partition(": ")[2].rpartition(" -> ")[0]
     return f"{text}: {summary}" if summary else text
 
@@ -275,6 +334,11 @@ def _print_determinism(report: DeterminismReport, kept: Path | None) -> None:
         print(f"traces and step dumps kept in {kept}")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM ends a check as Ctrl-C does: children killed, temporary files removed."""
+    raise KeyboardInterrupt
+
+
 def cmd_check_determinism(args: argparse.Namespace) -> int:
     chooser = chooser_spec(args)
     fn = load_scenario_arg(args.scenario)
@@ -293,14 +357,18 @@ def cmd_check_determinism(args: argparse.Namespace) -> int:
         progress.update(f"{done[0]}/{args.runs} runs done")
 
     progress.update(f"recording {args.runs} runs of {args.scenario}")
+    report: DeterminismReport | None = None
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         report = check_determinism(
             args.scenario, runs=args.runs, seed=args.seed, workdir=workdir,
             record_args=_record_args(args, chooser), jobs=args.jobs, on_run=on_run,
         )
     finally:
+        signal.signal(signal.SIGTERM, previous)
         progress.clear()
-    if report.ok and keep is None:
-        shutil.rmtree(workdir, ignore_errors=True)
-    _print_determinism(report, workdir)
+        # A temporary directory outlives the check only to show a failure.
+        if keep is None and (report is None or report.ok):
+            shutil.rmtree(workdir, ignore_errors=True)
+    _print_determinism(report, None if keep is None and report.ok else workdir)
     return EXIT_OK if report.ok else EXIT_FOUND

@@ -27,6 +27,7 @@ from evloop import ChoiceKind
 
 from ..api import RecordResult, record
 from ..errors import ReplayError
+from ..session import same_failure
 from ..trace.choices import decode_choices
 from ..trace.format import EventKind
 from ..trace.reader import TraceReader
@@ -104,7 +105,8 @@ def minimize_decisions(
     def fails(keep: set[int]) -> list[int] | None:
         trial = [c if i in keep else 0 for i, c in enumerate(script)]
         result, taken = _run_with(scenario, trial, common, io.BytesIO())
-        return taken if result.failure == failure else None
+        failed = result.failure is not None and same_failure(result.failure, failure)
+        return taken if failed else None
 
     kept = {i for i, c in enumerate(script) if c}
     n = 2
@@ -222,7 +224,7 @@ def _save(
     if output is not None:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
     result, taken = _run_with(scenario, script, common, target)
-    if result.failure != failure:
+    if result.failure is None or not same_failure(result.failure, failure):
         # The same decisions failed moments ago: the scenario is not deterministic.
         raise ReplayError(
             f"{scenario}: the minimized decisions no longer reproduce {failure!r} "

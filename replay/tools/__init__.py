@@ -1,4 +1,4 @@
-"""The trace tools as a library: dump, diff, stats, export, verify, check-determinism.
+"""The trace tools as a library: dump, diff, stats, export, verify, rerun, check-determinism.
 
 The command line (``replay.cli``) is a thin driver over these functions;
 tests and other code call them directly. The rules they keep:
@@ -53,6 +53,7 @@ from .events import (
     step_to_json,
 )
 from .export import export
+from .rerun import RerunResult, TraceScheduleChooser, rerun
 from .stats import TraceStats, count_chunks, stats
 from .verify import Outcome, VerifyResult, find_traces, verify_trace
 
@@ -67,8 +68,10 @@ __all__ = [
     "RecordDifference",
     "RecordEvent",
     "RecordStream",
+    "RerunResult",
     "SafeSink",
     "StepDifference",
+    "TraceScheduleChooser",
     "TraceStats",
     "VerifyResult",
     "check_determinism",
@@ -86,6 +89,7 @@ __all__ = [
     "header_to_json",
     "jsonable",
     "read_steps",
+    "rerun",
     "stats",
     "step_from_json",
     "step_to_json",

@@ -6,12 +6,19 @@ import hashlib
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import msgpack  # type: ignore[import-untyped]
 
 from ..errors import ReplayError
+from ..session import failure_identity
+from ..trace.format import EventKind
+from ..trace.reader import TraceReader
 from .diff import (
     RecordDifference,
     StepDifference,
@@ -37,6 +44,7 @@ class DeterminismRun:
     #: Exit codes of ``replay record`` (0, or 1: the scenario failed) and ``replay dump``.
     record_exit: int
     dump_exit: int
+    #: The trace's records, failures reduced to their type and site (see _trace_sha256).
     trace_sha256: str
     steps_sha256: str
     #: The recording's summary line, and why the dump failed (if it did).
@@ -88,16 +96,69 @@ def _steps_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _trace_sha256(path: Path) -> str:
+    """The trace's records hashed with every failure reduced to its identity.
+
+    A failure is its exception type and where it was raised; its message
+    may hold run-dependent text (a set's order under another hash seed),
+    so two runs whose traces differ only there agree. A trace that does
+    not read is hashed as its bytes (the dump then reports the problem).
+    """
+    h = hashlib.sha256()
+    try:
+        with TraceReader(path, strict=False) as reader:
+            h.update(msgpack.packb(reader.header.to_record()))
+            for rec in reader:
+                if rec[0] == EventKind.SHUTDOWN:
+                    identity = failure_identity(str(rec[2]))
+                    if identity is not None:
+                        rec = (rec[0], rec[1], f"exception: {identity[0]} at {identity[1]}")
+                h.update(msgpack.packb(list(rec)))
+    except ReplayError:
+        return _file_sha256(path)
+    return h.hexdigest()
+
+
+class _Children:
+    """The child processes of one check, so that an interrupted check ends them all."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._live: set[subprocess.Popen[str]] = set()
+        self._stopped = False
+
+    def run(self, argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        with self._lock:
+            if self._stopped:
+                raise ReplayError("the determinism check was stopped")
+            child = subprocess.Popen(argv, text=True, **kwargs)
+            self._live.add(child)
+        try:
+            out, err = child.communicate()
+        finally:
+            with self._lock:
+                self._live.discard(child)
+        return subprocess.CompletedProcess(argv, child.returncode, out, err)
+
+    def stop(self) -> None:
+        """Kill every child still running and start no more."""
+        with self._lock:
+            self._stopped = True
+            live = list(self._live)
+        for child in live:
+            child.kill()
+
+
 def _one_run(
-    index: int, hash_seed: int, record_args: Sequence[str], workdir: Path
+    index: int, hash_seed: int, record_args: Sequence[str], workdir: Path, children: _Children
 ) -> DeterminismRun:
     trace = workdir / f"run{index + 1}.evr"
     dump_path = workdir / f"run{index + 1}.jsonl"
     env = _child_env(hash_seed)
     base = [sys.executable, "-m", "replay"]
-    rec = subprocess.run(
+    rec = children.run(
         [*base, "record", *record_args, "-o", str(trace)],
-        env=env, capture_output=True, text=True, check=False,
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     if rec.returncode not in (0, 1) or not trace.is_file():
         raise ReplayError(
@@ -105,9 +166,8 @@ def _one_run(
             f"{rec.returncode}: {_last_line(rec.stderr) or _last_line(rec.stdout)}"
         )
     with open(dump_path, "w", encoding="utf-8") as out:
-        dumped = subprocess.run(
-            [*base, "dump", "--json", str(trace)],
-            env=env, stdout=out, stderr=subprocess.PIPE, text=True, check=False,
+        dumped = children.run(
+            [*base, "dump", "--json", str(trace)], env=env, stdout=out, stderr=subprocess.PIPE
         )
     problem = None
     if dumped.returncode != 0:
@@ -116,7 +176,7 @@ def _one_run(
         problem = f"its trace does not replay in a process like the one that recorded it: {why}"
     return DeterminismRun(
         index, hash_seed, trace, dump_path, rec.returncode, dumped.returncode,
-        _file_sha256(trace), _steps_sha256(dump_path), _last_line(rec.stdout), problem,
+        _trace_sha256(trace), _steps_sha256(dump_path), _last_line(rec.stdout), problem,
     )
 
 
@@ -150,14 +210,23 @@ def check_determinism(
     workdir.mkdir(parents=True, exist_ok=True)
     args = [scenario, "--seed", str(seed), *record_args]
     workers = max(1, min(runs, jobs or os.cpu_count() or 1))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(_one_run, i, seeds[i], args, workdir) for i in range(runs)]
+    children = _Children()
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        futures = [
+            pool.submit(_one_run, i, seeds[i], args, workdir, children) for i in range(runs)
+        ]
         results = []
         for future in futures:
             run = future.result()
             if on_run is not None:
                 on_run(run)
             results.append(run)
+    except BaseException:  # interrupted, or a run failed: end the others now
+        children.stop()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     first = results[0]
     mismatch = None
     for other in results[1:]:

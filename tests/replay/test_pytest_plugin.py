@@ -640,3 +640,31 @@ def test_deterministic_and_the_report_section_work_under_xdist(
             "simulation: t=25000 ns, 25 steps, digest 0x*",
         ]
     )
+
+
+@pytest.mark.slow
+def test_saved_traces_collect_as_reruns_that_pass_once_the_bug_is_fixed(
+    suite: pytest.Pytester,
+) -> None:
+    suite.makepyfile(test_saved=SAVED_SUITE)
+    suite.runpytest("--evreplay-save-traces=traces")
+    result = suite.runpytest("--evreplay-rerun=traces", "traces", "-rA")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        ["*traces*.evr: the failure recurs: exception: RecordedTestFailure: "
+         "AssertionError at test_saved.py:6; the trace holds no decision"]
+    )
+    suite.makepyfile(test_saved=SAVED_SUITE.replace("sim.steps == 2", "sim.steps == 1"))
+    result = suite.runpytest("--evreplay-rerun=traces", "traces", "-rA")
+    # The fixed test passes its rerun; the other still raises ValueError.
+    result.assert_outcomes(passed=1, failed=1)
+    both = suite.runpytest("--evreplay-rerun=traces", "--evreplay-traces=traces", "traces")
+    # Each trace is two items. The fixed test's trace no longer replays as
+    # recorded (its replay fails) but its rerun passes; the other's replay
+    # passes and its rerun fails: CI needs both gates.
+    both.assert_outcomes(passed=2, failed=2)
+
+
+def test_a_missing_rerun_directory_is_a_usage_error(suite: pytest.Pytester) -> None:
+    result = suite.runpytest("--evreplay-rerun=nowhere")
+    result.stderr.fnmatch_lines(["*--evreplay-rerun=nowhere: no such directory*"])

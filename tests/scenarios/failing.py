@@ -64,3 +64,23 @@ def replay_error(sim: Simulation) -> None:
         raise ReplayError("the scenario misused the replay layer")
 
     sim.main_loop.timer_new_ns(ClockType.REALTIME, misuse, name="misuse").mod_ns(SCALE_MS)
+
+
+#: How a failure's message varies from run to run (a test sets it).
+MESSAGE = ["first"]
+#: The type :func:`message_varies` raises (a test swaps it).
+ERROR: list[type[Exception]] = [KeyError]
+
+
+def message_varies(sim: Simulation) -> None:
+    """A callback raises with a message that differs between runs (as a set's order does)."""
+
+    def fail() -> None:
+        raise ERROR[0](frozenset({"a", "b", "c"}), MESSAGE[0])
+
+    sim.main_loop.aio_context.bh_schedule_oneshot(fail, name="fail")
+
+
+def thread_fails_two(sim: Simulation, *, rounds: int = 20) -> None:
+    """:func:`thread_fails` with one worker fewer: a changed scenario, for reruns."""
+    thread_fails(sim, workers=2, rounds=rounds)

@@ -658,3 +658,10 @@ def test_progress_goes_to_a_terminal_only(
     assert main(["verify", str(machine.parent)]) == 0
     assert terminal.getvalue().startswith("\r\x1b[K[1/1] /")
     assert terminal.getvalue().endswith("\r\x1b[K")  # the line is cleared
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from evloop import __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"replay (evreplay) {__version__}\n"
