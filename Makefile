@@ -11,7 +11,7 @@ all: test
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,lint,bench]'
+	$(PY) -m pip install --quiet -e '.[test,lint,bench,dask]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

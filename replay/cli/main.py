@@ -29,6 +29,8 @@ from evloop import __version__
 
 from ..errors import ReplayDivergence, ReplayError, TraceFormatError
 from ..scenario import ScenarioError
+from .campaign import EPILOG as CAMPAIGN_EPILOG
+from .campaign import add_campaign_options, cmd_campaign
 from .options import (
     _INT64_MIN,
     _UINT64_MAX,
@@ -150,6 +152,7 @@ thread switches preempt a thread that could have continued (the rest only
 switch when a thread blocks or finishes), up to --runs schedules. It prints
 "all N schedules up to K preemptions explored, no failure", or saves the
 first failing schedule's trace as recorded (replay minimize shrinks it).""",
+    "campaign": CAMPAIGN_EPILOG,
     "minimize": """\
 examples:
   replay minimize bug.evr -o bug.min.evr
@@ -256,6 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop each run after N steps (default 100000)")
     p.add_argument("--faults", action="append", default=[], metavar="KIND[,KIND...]",
                    help="faults the runs may inject (see record --help)")
+
+    p = _command(sub, "campaign", cmd_campaign,
+                 "run every seed of a scenario on a pool or a Dask cluster; one trace per failure")
+    add_campaign_options(p)
 
     p = _command(sub, "minimize", cmd_minimize, "shrink a failing trace to its essential decisions")
     p.add_argument("file", metavar="FILE", type=existing_file)

@@ -98,15 +98,24 @@ def minimize_decisions(
     failure: str,
     common: dict[str, Any],
     progress: Progress | None = None,
+    same: Callable[[RecordResult], bool] | None = None,
 ) -> list[int]:
-    """ddmin over the non-default decisions: the smallest set that still fails as ``failure``."""
+    """ddmin over the non-default decisions: the smallest set that still fails as ``failure``.
+
+    ``same`` decides whether a trial run failed the same way (default:
+    :func:`~replay.session.same_failure`, the same exception type and site).
+    """
     script = list(decisions)
+
+    def same_as_before(result: RecordResult) -> bool:
+        return result.failure is not None and same_failure(result.failure, failure)
+
+    still_fails = same if same is not None else same_as_before
 
     def fails(keep: set[int]) -> list[int] | None:
         trial = [c if i in keep else 0 for i, c in enumerate(script)]
         result, taken = _run_with(scenario, trial, common, io.BytesIO())
-        failed = result.failure is not None and same_failure(result.failure, failure)
-        return taken if failed else None
+        return taken if still_fails(result) else None
 
     kept = {i for i, c in enumerate(script) if c}
     n = 2

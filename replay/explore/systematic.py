@@ -61,7 +61,9 @@ from evloop import ChoicePoint, SystematicChooser
 from ..api import record
 from ..errors import ReplayError
 
-__all__ = ["MAX_DECISIONS", "SystematicResult", "explore_systematic", "next_prefix"]
+__all__ = [
+    "MAX_DECISIONS", "SystematicResult", "check_repeated", "explore_systematic", "next_prefix",
+]
 
 #: Decisions per run past which a run is finished in FIFO order, not branched.
 MAX_DECISIONS = 10_000
@@ -138,7 +140,7 @@ def explore_systematic(
         buffer = io.BytesIO()
         result = record(scenario, buffer, chooser=chooser, **common)
         schedules += 1
-        _check_repeated(scenario, schedules, prefix, previous, chooser)
+        check_repeated(scenario, schedules, prefix, previous, chooser)
         log = chooser.log
         max_depth = max(max_depth, len(log))
         cut += chooser.beyond > 0
@@ -184,7 +186,7 @@ def next_prefix(log: Sequence[ChoicePoint], bound: int) -> list[int] | None:
     return None
 
 
-def _check_repeated(
+def check_repeated(
     scenario: str,
     schedule: int,
     prefix: Sequence[int],
