@@ -1,4 +1,5 @@
-"""replay campaign on the command line: the table, --json, --corpus with verify, a real Ctrl-C."""
+"""replay campaign on the command line: the table, --json, a corpus that verify and rerun
+read, a real Ctrl-C."""
 
 from __future__ import annotations
 
@@ -72,6 +73,9 @@ def test_a_corpus_keeps_one_trace_per_failure_across_runs_and_verifies(
     )  # no staging folder left behind
     assert main(["verify", str(corpus)]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "2 traces: 2 ok, 0 diverged, 0 bad"
+    # Both bugs are still there: rerun says so (exit 1); it exits 0 once they are fixed.
+    assert main(["rerun", str(corpus)]) == 1
+    assert capsys.readouterr().out.splitlines()[-1] == "2 traces: 0 fixed, 2 fail, 0 bad"
 
 
 def test_bad_options_are_one_line_and_exit_2(
