@@ -3,10 +3,14 @@
 1. record a clean run of the machine (QEMU's own FIFO order) and replay it
    bit-exactly;
 2. fuzz its schedules until the ordering bug appears, shrink the failing run
-   to the few decisions that matter, and save the trace under ``traces/``;
+   to the few decisions that matter, and save the trace under ``out/``;
 3. replay that trace to the same failure, write a Perfetto timeline of it;
 4. explore every schedule of the fixed machine up to 3 preemptions, and
    print the commands a user would type next.
+
+Everything it writes goes under ``out/`` (ignored by git): a trace's header
+records the Python version, so traces written here on another Python than
+the corpus's would otherwise rewrite the tracked ones under ``traces/``.
 """
 
 from __future__ import annotations
@@ -32,9 +36,9 @@ def say(text: str) -> None:
 
 def main() -> int:
     started = time.monotonic()
-    traces = ROOT / "traces"
     out = ROOT / "out"
-    out.mkdir(exist_ok=True)
+    traces = out / "traces"
+    traces.mkdir(parents=True, exist_ok=True)
 
     say(f"== 1. record a clean run of {SCENARIO} (FIFO order) and replay it")
     clean = traces / "minimachine-clean.evr"
@@ -95,6 +99,7 @@ def main() -> int:
     say(f"   .venv/bin/replay fuzz {SCENARIO} --chooser systematic --preemptions 0")
     say(f"   .venv/bin/replay record {SCENARIO} --param fixed=True   # the fix holds")
     say("   .venv/bin/replay verify traces/             # CI's determinism gate")
+    say(f"   .venv/bin/replay rerun {rel}   # CI's regression gate: does the bug come back?")
     return 0 if same and again.bit_exact and played.bit_exact else 1
 
 

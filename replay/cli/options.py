@@ -6,6 +6,7 @@ import argparse
 import ast
 import inspect
 import re
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, NoReturn
@@ -95,6 +96,35 @@ def existing_file(text: str) -> Path:
     if path.is_dir():
         fail(f"{text}: is a directory, not a trace file")
     return path
+
+
+def writable_output(text: str | None, default: Path, flag: str = "-o") -> Path:
+    """Where a command will write, checked before it does any long work.
+
+    ``text`` is the user's path (None: ``default``, whose directory is
+    created). A user's path must name a file in an existing directory that
+    we can create files in; the check creates and removes a probe file there,
+    so a permission, a read-only file system or a missing directory is said
+    now, in one line naming the path, not after minutes of fuzzing.
+    """
+    out = Path(text) if text else default
+    if out.is_dir():
+        fail(f"{flag} {out}: is a directory")
+    parent = out.parent
+    if not text:
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            fail(f"cannot create the directory {str(parent)!r} for {out}: {exc.strerror}")
+    elif not parent.is_dir():
+        what = "no such directory" if not parent.exists() else "not a directory"
+        fail(f"{flag} {out}: {what}: {str(parent)!r}")
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        fail(f"{flag} {out}: cannot write in {str(parent)!r}: {exc.strerror}")
+    return out
 
 
 # -- shared run options (record, check-determinism) ------------------------------------

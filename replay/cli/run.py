@@ -28,6 +28,7 @@ from .options import (
     faults_of,
     load_scenario_arg,
     run_params,
+    writable_output,
 )
 from .tools import Progress, format_record_difference, format_step_difference
 
@@ -38,12 +39,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     chooser = chooser_spec(args)
     fn = load_scenario_arg(args.scenario)
     params = run_params(args, fn)
-    out = Path(args.output) if args.output else default_trace_path(
-        args.scenario, args.seed, chooser
-    )
-    if out.is_dir():
-        fail(f"-o {out}: is a directory")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = writable_output(args.output, default_trace_path(args.scenario, args.seed, chooser))
     try:
         result = record(
             args.scenario, out, seed=args.seed, params=params, chooser=chooser,
@@ -138,11 +134,9 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     fn = load_scenario_arg(args.scenario)
     params = run_params(args, fn)
     faults = faults_of(args)
-    out = Path(args.output) if args.output else default_trace_path(
-        args.scenario, args.seed, f"fuzz-{args.chooser}"
+    out = writable_output(
+        args.output, default_trace_path(args.scenario, args.seed, f"fuzz-{args.chooser}")
     )
-    if out.is_dir():
-        fail(f"-o {out}: is a directory")
     if args.chooser == "systematic":
         return _fuzz_systematic(args, params, faults, out)
     if args.preemptions is not None:
@@ -160,11 +154,14 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         print(f"no failure in {result.runs} runs of {args.scenario} ({args.chooser} chooser)")
         return EXIT_OK
     print(f"failure found after {result.runs} run(s): {result.failure}")
+    saved = result.trace_path or out
+    if result.save_error is not None:
+        print(f"could not write {out} ({result.save_error}); the trace is saved in {saved}")
     print(
         f"shrunk to {result.non_default} non-FIFO decision(s) out of {result.decisions}; "
-        f"trace saved -> {out}"
+        f"trace saved -> {saved}"
     )
-    print(f"replay it with: replay play {shlex.quote(str(out))}")
+    print(f"replay it with: replay play {shlex.quote(str(saved))}")
     return EXIT_FOUND
 
 
@@ -213,6 +210,7 @@ def _fuzz_systematic(
 def cmd_minimize(args: argparse.Namespace) -> int:
     from ..explore.fuzz import decisions_of, minimize
 
+    writable_output(args.output, Path(args.output))
     before = sum(1 for c in decisions_of(args.file) if c)
     progress = _RunProgress(f"minimizing {args.file}")
     try:

@@ -19,7 +19,14 @@ from ..tools.dump import dump
 from ..tools.events import RecordStream, expand_kinds, format_ns, format_step
 from ..tools.stats import TraceStats, stats
 from ..tools.verify import Outcome, find_traces, verify_trace
-from .options import BUNDLED_SCENARIOS, EXIT_FOUND, EXIT_OK, existing_file, fail
+from .options import (
+    BUNDLED_SCENARIOS,
+    EXIT_FOUND,
+    EXIT_OK,
+    existing_file,
+    fail,
+    writable_output,
+)
 
 # -- dump --------------------------------------------------------------------------------
 
@@ -152,6 +159,12 @@ def cmd_stats(args: argparse.Namespace) -> int:
 # -- export ------------------------------------------------------------------------------
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from ..tools.perfetto import export_perfetto
 
@@ -165,12 +178,14 @@ def cmd_export(args: argparse.Namespace) -> int:
             print(f"{path}: {exc}", file=sys.stderr)
             return EXIT_FOUND
         return EXIT_OK
-    out = Path(args.output) if args.output else path.with_suffix(".perfetto.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = writable_output(args.output, path.with_suffix(".perfetto.json"))
+    # Written beside the target, then renamed: a reader never sees half a file.
+    # mkstemp makes it private (0600); a finished export gets the usual mode.
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             summary = export_perfetto(path, f, timeline=args.timeline)
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
         os.replace(tmp, out)
     except ReplayDivergence as exc:
         print(f"{path}: {exc}", file=sys.stderr)

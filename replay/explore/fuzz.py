@@ -17,6 +17,8 @@ whose options differ at some index simply gets the default there.
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -82,6 +84,9 @@ class FuzzResult:
     decisions: int
     non_default: int
     chooser: str
+    #: Why the trace could not be written where asked (it is then in ``trace_path``,
+    #: a temporary file: a found failure is never lost).
+    save_error: str | None = None
 
 
 def _run_with(
@@ -230,9 +235,18 @@ def _save(
     chooser: str,
 ) -> FuzzResult:
     target: Any = output if output is not None else io.BytesIO()
-    if output is not None:
-        Path(output).parent.mkdir(parents=True, exist_ok=True)
-    result, taken = _run_with(scenario, script, common, target)
+    save_error: str | None = None
+    try:
+        if output is not None:
+            Path(output).parent.mkdir(parents=True, exist_ok=True)
+        result, taken = _run_with(scenario, script, common, target)
+    except OSError as exc:  # never lose a found failure: keep it in a temporary file
+        where = f": {exc.filename}" if exc.filename else ""
+        save_error = f"{exc.strerror or exc}{where}"
+        fd, spare = tempfile.mkstemp(prefix="replay-failure-", suffix=".evr")
+        os.close(fd)
+        output = Path(spare)
+        result, taken = _run_with(scenario, script, common, output)
     if result.failure is None or not same_failure(result.failure, failure):
         # The same decisions failed moments ago: the scenario is not deterministic.
         raise ReplayError(
@@ -248,6 +262,7 @@ def _save(
         len(taken),
         sum(1 for c in taken if c),
         chooser,
+        save_error,
     )
 
 

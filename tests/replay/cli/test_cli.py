@@ -393,6 +393,7 @@ def test_export_writes_chrome_trace_json(
     machine: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "out" / "m.json"
+    out.parent.mkdir()  # a missing directory is refused (test_cli_outputs.py)
     code, stdout, _ = run(["export", str(machine), "--format", "perfetto", "-o", str(out)],
                           capsys)
     assert code == 0

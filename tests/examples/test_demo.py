@@ -1,0 +1,24 @@
+"""``make demo`` runs end to end and leaves the tracked tree as it found it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_the_demo_succeeds_and_writes_only_under_out() -> None:
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    before = {p: p.read_bytes() for p in (ROOT / "traces").glob("*.evr")}
+    done = subprocess.run([sys.executable, "examples/demo.py"], cwd=ROOT, capture_output=True,
+                          text=True, check=False, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "saved -> out/traces/minimachine-blk-reset-race.evr" in done.stdout
+    assert {p: p.read_bytes() for p in (ROOT / "traces").glob("*.evr")} == before
+    assert (ROOT / "out" / "traces" / "minimachine-clean.evr").is_file()
