@@ -32,6 +32,7 @@ demo: $(STAMP)
 	$(PY) examples/demo.py
 
 bench: $(STAMP)
+	test -d $(VENV)/bench-peers || $(PY) -m pip install --quiet --target $(VENV)/bench-peers 'looptime>=0.2'
 	$(PY) -m bench
 
 traces: $(STAMP)

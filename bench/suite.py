@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import peers, workloads
+from .asyncio_figures import bench_asyncio
 from .harness import (
     BenchError,
     Figure,
@@ -66,6 +67,11 @@ class Sizes:
     handoffs: int = 40_000
     bounces: int = 100_000
     coroutine_trips: int = 1_000_000
+    asyncio_chain: int = 200_000
+    asyncio_round_trips: int = 50_000
+    asyncio_items: int = 100_000
+    asyncio_tasks: int = 1000
+    asyncio_sleeps: int = 100_000
 
 
 FULL = Sizes()
@@ -84,6 +90,11 @@ QUICK = Sizes(
     handoffs=240,
     bounces=100,
     coroutine_trips=1000,
+    asyncio_chain=1000,
+    asyncio_round_trips=100,
+    asyncio_items=200,
+    asyncio_tasks=10,
+    asyncio_sleeps=200,
 )
 
 Workload = Callable[[Settings, Sizes], list[Figure]]
@@ -673,4 +684,5 @@ WORKLOADS: dict[str, Workload] = {
     "scaling": bench_scaling,
     "threads": bench_threads,
     "switches": bench_switches,
+    "asyncio": bench_asyncio,
 }

@@ -106,6 +106,19 @@ class SimTimerHandle(asyncio.TimerHandle):
     def __hash__(self) -> int:
         return hash(self._when)
 
+    def cancel(self) -> None:
+        # TimerHandle.cancel and Handle.cancel in one call: every asyncio.sleep
+        # cancels its timer on the way out, so this is on the hot path.
+        if not self._cancelled:
+            loop = self._loop
+            if self._scheduled:
+                loop._timer_cancelled_count += 1
+            self._cancelled = True
+            if loop._debug:
+                self._repr = repr(self)  # type: ignore[assignment]
+            self._callback = None  # type: ignore[assignment]
+            self._args = None  # type: ignore[assignment]
+
     @property
     def name(self) -> str:
         return describe_callback(self._callback)

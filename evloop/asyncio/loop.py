@@ -56,20 +56,22 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextvars
+import functools
 import gc
 import sys
 from asyncio import format_helpers, futures
 from collections.abc import Callable
 from contextvars import Context
-from heapq import heapify, heappop, heappush
+from heapq import heappush
 from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, Unpack
 
 from ..errors import FencedError
-from ..machine.chooser import FifoChooser
 from ..machine.simulation import Simulation
-from ..seams import ChoiceKind, DispatchKind
+from ..seams import ChoiceKind
 from .executor import DEFAULT_EXECUTOR_WORKERS, SimThreadPoolExecutor
 from .handles import SimHandle, SimTimerHandle
+from .iteration import GC_INTERVAL_STEPS, NEVER_NS, iterate
 from .network import NetworkSelectorLoop
 from .selector import EVENT_READ, EVENT_WRITE, VirtualSelector
 from .threadsafe import install_run_coroutine_threadsafe
@@ -79,25 +81,17 @@ __all__ = ["GC_INTERVAL_STEPS", "SimEventLoop"]
 _T = TypeVar("_T")
 _Ts = TypeVarTuple("_Ts")
 
-#: While the loop runs, the garbage collector runs every this many steps.
-GC_INTERVAL_STEPS = 1 << 16
-
 _NS_PER_S = 1_000_000_000
-_PRIME = 0x100000001B3  # the simulation's digest prime (simulation.py); keep in step
-_MASK64 = (1 << 64) - 1
 _MASK32 = (1 << 32) - 1
-#: Deadlines of call_at(inf) and call_at(-inf): never, and at once.
-_NEVER_NS = 1 << 120
-_MIN_HEAP_FOR_COMPACTION = 100
-_BH = DispatchKind.BH
-_TIMER = DispatchKind.TIMER
+_new_object = object.__new__
+_copy_context = contextvars.copy_context
 
 
 def _seconds_to_ns(seconds: float) -> int:
     try:
         return round(seconds * _NS_PER_S)
     except OverflowError:
-        return _NEVER_NS if seconds > 0 else -_NEVER_NS
+        return NEVER_NS if seconds > 0 else -NEVER_NS
 
 
 class _LoopWait:
@@ -173,11 +167,15 @@ class SimEventLoop(NetworkSelectorLoop):
         self._executors = 0
         self._routed: dict[concurrent.futures.Executor, SimThreadPoolExecutor] = {}
         self._wait_cond = _LoopWait(self)
-        self._gc_saved: bool | None = None
         self._next_gc = 0
+        self._iterating = False
+        #: The simulation's step bookkeeping can be inlined (iteration.py).
+        self._inline_steps = sim._dispatch_observer == sim._observe
         super().__init__(VirtualSelector(sim.fds))
         self._scheduled = []
         install_run_coroutine_threadsafe()
+        # BaseEventLoop.create_future, as a C callable (a frame less per future).
+        self.create_future = functools.partial(asyncio.Future, loop=self)  # type: ignore[method-assign]
 
     def __del__(self) -> None:
         if "_selector" in self.__dict__:  # a constructor that raised built nothing to close
@@ -232,11 +230,22 @@ class SimEventLoop(NetworkSelectorLoop):
     ) -> SimHandle:
         if self._closed:
             raise RuntimeError("Event loop is closed")
+        self._uids = uid = (self._uids + 1) & _MASK32
         if self._debug:
             self._check_thread()
             self._check_callback(callback, "call_soon")
-        self._uids = uid = (self._uids + 1) & _MASK32
-        handle = SimHandle(callback, args, self, context, uid)
+            handle = SimHandle(callback, args, self, context, uid)
+        else:
+            # SimHandle.__init__ without a debug traceback, inlined (hot path).
+            handle = _new_object(SimHandle)
+            handle._context = _copy_context() if context is None else context
+            handle._loop = self
+            handle._callback = callback
+            handle._args = args
+            handle._cancelled = False
+            handle._repr = None
+            handle._source_traceback = None
+            handle.uid = uid
         self._ready.append(handle)
         return handle
 
@@ -264,8 +273,29 @@ class SimEventLoop(NetworkSelectorLoop):
     ) -> SimTimerHandle:
         if delay is None:
             raise TypeError("delay must not be None")
-        when_ns = self._clock_now[0] + _seconds_to_ns(delay)
-        return self._arm(when_ns / _NS_PER_S, when_ns, callback, args, context)
+        try:
+            when_ns = self._clock_now[0] + round(delay * _NS_PER_S)
+        except OverflowError:
+            when_ns = NEVER_NS if delay > 0 else -NEVER_NS
+        if self._closed or self._debug:
+            return self._arm(when_ns / _NS_PER_S, when_ns, callback, args, context)
+        # _arm and SimTimerHandle.__init__, inlined (every asyncio.sleep comes here).
+        self._uids = uid = (self._uids + 1) & _MASK32
+        handle = _new_object(SimTimerHandle)
+        handle._context = _copy_context() if context is None else context
+        handle._loop = self
+        handle._callback = callback
+        handle._args = args
+        handle._cancelled = False
+        handle._repr = None
+        handle._source_traceback = None
+        handle._when = when_ns / _NS_PER_S
+        handle.when_ns = when_ns
+        handle.uid = uid
+        self._timer_seq = seq = self._timer_seq + 1
+        heappush(self._scheduled, (when_ns, seq, handle))
+        handle._scheduled = True
+        return handle
 
     def call_at(
         self, when: float, callback: Callable[[Unpack[_Ts]], object], *args: *_Ts,
@@ -435,9 +465,11 @@ class SimEventLoop(NetworkSelectorLoop):
         try:
             if sanitizer is not None:
                 sanitizer.__enter__()
+            self._iterating = True
             try:
                 super().run_forever()
             finally:
+                self._iterating = False
                 if sanitizer is not None:
                     sanitizer.__exit__(None, None, None)
         finally:
@@ -487,141 +519,8 @@ class SimEventLoop(NetworkSelectorLoop):
         sched.block(self._wait_cond, timeout_ns)
 
     def _run_once(self) -> None:
-        """One iteration: wait, collect ready fds and due timers, run the batch."""
-        heap = self._scheduled
-        n = len(heap)
-        if n > _MIN_HEAP_FOR_COMPACTION and self._timer_cancelled_count * 2 > n:
-            live = []
-            for entry in heap:
-                if entry[2]._cancelled:
-                    entry[2]._scheduled = False
-                else:
-                    live.append(entry)
-            heapify(live)
-            self._scheduled = heap = live
-            self._timer_cancelled_count = 0
-        else:
-            while heap and heap[0][2]._cancelled:
-                self._timer_cancelled_count -= 1
-                heappop(heap)[2]._scheduled = False
-
-        ready = self._ready
-        selector = self._selector
-        now = self._clock_now
-        if ready or self._stopping or selector._ready:
-            timeout = 0
-        elif heap:
-            timeout = heap[0][0] - now[0]
-            if timeout < 0:
-                timeout = 0
-            elif heap[0][0] >= _NEVER_NS:
-                timeout = -1
-        else:
-            timeout = -1
-        sched = self._sched
-        if timeout or sched._waiting or sched._external or sched.stalled:
-            self._wait(timeout)
-
-        explore = type(sched.chooser) is not FifoChooser
-        if selector._ready:
-            events = selector.select(0)
-            if explore and len(events) > 1:
-                events = self._choose_order(
-                    ChoiceKind.READY_FD, events, lambda e: f"fd {e[0].fd}"
-                )
-            self._process_events(events)
-
-        current = now[0]
-        while heap and heap[0][0] <= current:
-            when_ns, _, handle = heappop(heap)
-            if handle._cancelled:
-                self._timer_cancelled_count -= 1
-                handle._scheduled = False
-                continue
-            if explore and heap and heap[0][0] == when_ns:
-                ties = [handle]
-                while heap and heap[0][0] == when_ns:
-                    other = heappop(heap)[2]
-                    if other._cancelled:
-                        self._timer_cancelled_count -= 1
-                        other._scheduled = False
-                    else:
-                        ties.append(other)
-                if len(ties) > 1:
-                    ties = self._choose_order(
-                        ChoiceKind.TIMER_TIE, ties, lambda h: f"{h.name} #{h.uid}"
-                    )
-                for h in ties:
-                    h._scheduled = False
-                    ready.append(h)
-                continue
-            handle._scheduled = False
-            ready.append(handle)
-
-        ntodo = len(ready)
-        if not ntodo:
-            return
-        if self.chaos and ntodo > 1:
-            batch = [ready.popleft() for _ in range(ntodo)]
-            batch = self._choose_order(
-                ChoiceKind.READY_QUEUE, batch, lambda h: f"{getattr(h, 'name', '?')}"
-            )
-            ready.extendleft(reversed(batch))
-        self._run_batch(ntodo)
-
-    def _run_batch(self, ntodo: int) -> None:
-        """Run the first ``ntodo`` ready callbacks, each one step of the simulation."""
-        ready = self._ready
-        sim = self.sim
-        sched = self._sched
-        now = self._clock_now[0]
-        thread = sched.current
-        tag = (thread.index << 48) | (self.uid << 32)
-        timer_tag = tag | (_TIMER << 56)
-        observer = sim._dispatch_observer
-        # The simulation's _step, inlined, unless something needs the full one.
-        plain = observer == sim._observe and sim._sink is None and sim._step_limit < 0
-        recent = sim._recent
-        halt = sim._halt
-        debug = self._debug
-        popleft = ready.popleft
-        for _ in range(ntodo):
-            handle = popleft()
-            if handle._cancelled:
-                continue
-            is_timer = type(handle) is SimTimerHandle
-            if plain:
-                sim.steps = steps = sim.steps + 1
-                sim.digest = (
-                    (sim.digest ^ now) * _PRIME
-                    + ((timer_tag if is_timer else tag) | getattr(handle, "uid", 0))
-                ) & _MASK64
-                if recent is not None:
-                    recent.append(
-                        (steps, now, thread.name, _TIMER if is_timer else _BH, self, handle)
-                    )
-                if steps == sim._next_checkpoint:
-                    sim._at_watch(steps)
-            else:
-                observer(_TIMER if is_timer else _BH, self, handle)
-            if debug:
-                self._current_handle = handle
-                try:
-                    handle._run()
-                finally:
-                    self._current_handle = None
-            else:
-                try:
-                    handle._context.run(handle._callback, *handle._args)
-                except (SystemExit, KeyboardInterrupt):
-                    raise
-                except BaseException as exc:
-                    self._callback_failed(handle, exc)
-            if halt[0]:
-                break
-        if sim.steps >= self._next_gc:
-            self._next_gc = sim.steps + GC_INTERVAL_STEPS
-            gc.collect()
+        """One iteration (``iteration.py``); under ``run_forever``, every one until stop()."""
+        iterate(self, self._iterating)
 
     def _callback_failed(self, handle: asyncio.Handle, exc: BaseException) -> None:
         """What ``Handle._run`` does with a callback's exception: the exception handler."""

@@ -26,7 +26,7 @@ from bench.harness import Series, Settings, Status, Target, figure, ratio, round
 ROOT = Path(__file__).resolve().parents[2]
 
 #: The peers ``bench`` measures against: the ``bench`` extra.
-BENCH_EXTRA = ("simpy", "trio")
+BENCH_EXTRA = ("simpy", "trio", "async_solipsism")
 _MISSING = [name for name in BENCH_EXTRA if importlib.util.find_spec(name) is None]
 
 #: On every test that runs the suite or imports ``bench.peers``.
@@ -105,6 +105,19 @@ EXPECTED_FIGURES = {
     "coroutine_round_trip",
     "generator_round_trip",
     "coroutine_ratio_generator",
+    "asyncio_chain_evreplay",
+    "asyncio_chain_stock",
+    "asyncio_chain_ratio_stock",
+    "asyncio_event_evreplay",
+    "asyncio_event_stock",
+    "asyncio_event_ratio_stock",
+    "asyncio_queue_evreplay",
+    "asyncio_queue_stock",
+    "asyncio_queue_ratio_stock",
+    "asyncio_sleep_evreplay",
+    "asyncio_sleep_solipsism",
+    "asyncio_sleep_looptime",
+    "asyncio_sleep_ratio_virtual",
 }
 
 #: Figures that count things that may rightly be none (records besides checkpoints).
@@ -121,6 +134,10 @@ PEER_FIGURES = {
     "pingpong_asyncio",
     "bounce_asyncio",
     "generator_round_trip",
+    "asyncio_chain_stock",
+    "asyncio_event_stock",
+    "asyncio_queue_stock",
+    "asyncio_sleep_solipsism",
 }
 
 FIGURE_KEYS = {"label", "unit", "median", "runs", "status", "note", "target", "met", "params"}
