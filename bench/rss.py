@@ -87,10 +87,11 @@ def _run(mode: str, steps: int, trace: str | None) -> dict[str, Any]:
     replay = load_replay()
     if trace is None:
         raise SystemExit(f"bench.rss {mode} needs a TRACE path")
+    scenario = f"{forever_scenario.__module__}:{forever_scenario.__name__}"
     if mode == "record":
-        scenario = f"{forever_scenario.__module__}:{forever_scenario.__name__}"
         rec = replay.record(scenario, trace, params=_params(), max_steps=steps)
         return {"trace_bytes": rec.bytes, "decisions": rec.decisions}
+    replay.declare_scenario(scenario)  # the trace this benchmark wrote names it
     result = replay.play(trace)
     if result.steps != steps or result.bit_exact is not True:
         raise SystemExit(

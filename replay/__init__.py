@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .api import PlayResult, RecordResult, play, record
+    from .declared import ScenarioNotDeclared, declare_scenario, trusting_traces
     from .errors import ReplayDivergence, ReplayError, TraceFormatError
     from .mutex import ReplayMutex
     from .scenario import ScenarioError, chooser_from_spec, load_scenario
@@ -32,6 +33,8 @@ _HOMES = {
     "FORMAT_NAME": "trace.format", "FORMAT_VERSION": "trace.format",
     "EventKind": "trace.format", "TraceHeader": "trace.header",
     "ReplayMutex": "mutex", "ScenarioError": "scenario",
+    "ScenarioNotDeclared": "declared", "declare_scenario": "declared",
+    "trusting_traces": "declared",
     "chooser_from_spec": "scenario", "load_scenario": "scenario",
     "CheckpointKind": "trace.format", "Player": "session", "Recorder": "session",
     "ReplayMode": "session", "TraceReader": "trace.reader", "TraceWriter": "trace.writer",
@@ -65,12 +68,15 @@ __all__ = [
     "ReplayMode",
     "ReplayMutex",
     "ScenarioError",
+    "ScenarioNotDeclared",
     "TraceFormatError",
     "TraceHeader",
     "TraceReader",
     "TraceWriter",
     "chooser_from_spec",
+    "declare_scenario",
     "load_scenario",
     "play",
     "record",
+    "trusting_traces",
 ]

@@ -33,8 +33,9 @@ from typing import Any, BinaryIO, Generic, TypeVar
 from evloop import Blocker, Simulation
 from evloop import __version__ as evloop_version
 
+from .declared import check_parameters, declare_scenario, load_trace_scenario
 from .errors import ReplayError
-from .scenario import Scenario, ScenarioError, load_scenario
+from .scenario import Scenario
 from .session import Player, Recorder, describe_exception
 from .trace.header import TraceHeader
 from .trace.reader import TraceReader
@@ -184,11 +185,14 @@ def simulation_options(header: TraceHeader, log: object = False) -> dict[str, An
 
 
 def scenario_of(header: TraceHeader, path: str | Path) -> Scenario:
-    """The trace's scenario function; a ScenarioError names the trace."""
-    try:
-        return load_scenario(header.scenario)
-    except ScenarioError as exc:
-        raise ScenarioError(f"{path}: {exc}") from None
+    """The trace's scenario function, if declared, with the trace's parameters checked.
+
+    A ScenarioError names the trace; an undeclared scenario is refused before
+    anything is imported (``replay/declared.py``).
+    """
+    fn = load_trace_scenario(header.scenario, path)
+    check_parameters(fn, header.scenario, header.parameters, path)
+    return fn
 
 
 # -- recording -------------------------------------------------------------------------
@@ -215,6 +219,8 @@ def begin_recording(
     and, in host mode, the blocker to plug over the scheduler. Whatever fails
     here aborts the trace and closes the simulation.
     """
+    # Named by this process's user: the traces this process records may name it.
+    declare_scenario(header.scenario)
     writer = TraceWriter(output, header)
     sim: S | None = None
     try:

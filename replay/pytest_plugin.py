@@ -501,6 +501,8 @@ def trace_stem(nodeid: str, digest: int, worker: str | None) -> str:
     if len(name) > MAX_NAME:
         tag = hashlib.sha256(nodeid.encode()).hexdigest()[:8]
         name = f"{name[: MAX_NAME - 9]}_{tag}"
+    # The worker id comes from the environment: one name component, never a path.
+    worker = re.sub(r"[^A-Za-z0-9_.-]+", "_", worker or "").strip("_.")
     prefix = f"{worker}-" if worker else ""
     return f"{prefix}{name}-{digest:016x}"
 
@@ -520,21 +522,51 @@ def replay_test(sim: Simulation, *, path: str, function: str) -> None:
     ``path`` is relative to the rootdir, so play from there. As pytest's
     default import mode does, the test file's directory goes on ``sys.path``.
     A failure of the test is re-raised as the :class:`RecordedTestFailure`
-    that the recording ended with.
+    that the recording ended with. Both come from a trace, so they are
+    checked before anything is loaded: ``path`` must be a test file
+    (``test_*.py`` or ``*_test.py``) below the working directory, and
+    ``function`` a test's name.
     """
     from replay.errors import ReplayError
-    from replay.scenario import load_scenario
+    from replay.scenario import ScenarioError, load_scenario
 
-    directory = str(Path(path).resolve().parent)
+    test_file = _test_file_of(path)
+    if not (isinstance(function, str) and function.startswith("test")
+            and all(part.isidentifier() for part in function.split("."))):
+        raise ScenarioError(
+            f"replay_test: function {function!r} is not a test's name (test..., Class.test...)"
+        )
+    directory = str(test_file.parent)
     if directory not in sys.path:
         sys.path.insert(0, directory)
-    test = load_scenario(f"{path}:{function}")
+    test = load_scenario(f"{test_file}:{function}")
     try:
         test(sim)
     except (ReplayError, KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # pytest.fail() raises a BaseException
         raise _recorded_failure(exc) from exc
+
+
+def _test_file_of(path: object) -> Path:
+    """``path`` (from a trace) as a test file below the working directory, or refused."""
+    from replay.scenario import ScenarioError
+
+    if not isinstance(path, str) or not path:
+        raise ScenarioError(f"replay_test: path {path!r} is not a file name")
+    relative = Path(path)
+    name = relative.name
+    is_test = name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py"))
+    if relative.is_absolute() or ".." in relative.parts or not is_test:
+        raise ScenarioError(
+            f"replay_test: path {path!r} must be a test file (test_*.py or *_test.py) "
+            "given relative to the working directory, without '..'"
+        )
+    root = Path.cwd().resolve()
+    resolved = (root / relative).resolve()
+    if root not in resolved.parents:  # a symlink out of the tree
+        raise ScenarioError(f"replay_test: path {path!r} leads out of {root}")
+    return resolved
 
 
 # -- traces as test items ---------------------------------------------------------------

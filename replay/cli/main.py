@@ -27,6 +27,7 @@ from typing import Any, Final
 
 from evloop import __version__
 
+from ..declared import declare_scenario, trusting_traces
 from ..errors import ReplayDivergence, ReplayError, TraceFormatError
 from ..scenario import ScenarioError
 from .campaign import EPILOG as CAMPAIGN_EPILOG
@@ -40,6 +41,7 @@ from .options import (
     Parser,
     UsageError,
     add_run_options,
+    add_trust_options,
     existing_file,
     int_in,
     parse_duration_ns,
@@ -291,6 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the traces and dumps here (default: a temporary directory, "
                         "kept only when the check fails)")
     add_run_options(p)
+
+    for name in ("record", "play", "dump", "diff", "stats", "export", "fuzz", "minimize",
+                 "verify", "check-determinism"):
+        add_trust_options(sub.choices[name])
+    add_trust_options(sub.choices["rerun"], scenario=False)
     return parser
 
 
@@ -327,6 +334,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.getcwd() not in sys.path:
             sys.path.insert(0, os.getcwd())
         handler: Callable[[argparse.Namespace], int] = args.handler
+        for spec in getattr(args, "declare", ()):
+            declare_scenario(spec)
+        if getattr(args, "trust", False):
+            with trusting_traces():
+                return handler(args)
         return handler(args)
     except SystemExit as exc:  # --help, --version
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, NoReturn
 
+from ..declared import BUNDLED_SCENARIOS as DECLARED_BUNDLED
 from ..scenario import Scenario, ScenarioError, chooser_from_spec, load_scenario
 
 __all__ = ["BUNDLED_SCENARIOS", "EXIT_FOUND", "EXIT_OK", "EXIT_USAGE", "UsageError"]
@@ -20,7 +21,7 @@ EXIT_FOUND: Final = 1
 EXIT_USAGE: Final = 2
 
 #: The scenarios ``replay scenarios`` lists: ``module:function`` names.
-BUNDLED_SCENARIOS: Final = ("examples.minimachine:scenario",)
+BUNDLED_SCENARIOS: Final = tuple(s for s in DECLARED_BUNDLED if not s.startswith("replay."))
 #: Where ``record`` writes when given no ``-o`` (relative to the working directory).
 DEFAULT_TRACE_DIR: Final = "traces"
 
@@ -127,6 +128,27 @@ def writable_output(text: str | None, default: Path, flag: str = "-o") -> Path:
     return out
 
 
+
+# -- which scenarios a trace may name (every command that reads or writes traces) ------
+
+
+def add_trust_options(p: argparse.ArgumentParser, *, scenario: bool = True) -> None:
+    """``--scenario SPEC`` (repeatable) and ``--trust``: see ``replay/declared.py``.
+
+    ``scenario=False`` for a command whose own ``--scenario`` names the
+    scenario to run (``rerun``): the user names it, so it is declared.
+    """
+    p.add_argument("--trust", action="store_true",
+                   help="allow a trace to name any scenario (only for traces whose origin "
+                        "you trust: playing imports and runs what the trace names)")
+    if not scenario:
+        return
+    p.add_argument("--scenario", dest="declare", action="append", default=[], metavar="SPEC",
+                   help="allow traces to name this scenario: module:function, "
+                        "path/to/file.py:function, or a module whose @replay.declare_scenario "
+                        "functions count (repeatable)")
+
+
 # -- shared run options (record, check-determinism) ------------------------------------
 
 
@@ -213,4 +235,6 @@ def default_trace_path(scenario: str, seed: int, chooser: str) -> Path:
     name = f"{module}-{func}-seed{seed}"
     if chooser != "fifo":
         name += "-" + chooser
-    return Path(DEFAULT_TRACE_DIR) / (re.sub(r"[^A-Za-z0-9_.-]+", "-", name) + ".evr")
+    # One name in traces/, never a path out of it (no separators, no leading dot).
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).lstrip(".") or "trace"
+    return Path(DEFAULT_TRACE_DIR) / (name + ".evr")

@@ -162,7 +162,9 @@ def simulations(
             name, run_seed, result, buffer.getvalue(), chooser.decisions, chooser.non_default
         )
         if failure_dir is not None and current_build_context().is_final:
-            worker = os.environ.get("PYTEST_XDIST_WORKER")
+            # From the environment: one name component, never a path out of failure_dir.
+            worker = re.sub(r"[^A-Za-z0-9_.-]+", "_", os.environ.get("PYTEST_XDIST_WORKER", ""))
+            worker = worker.strip("_.")
             stem = f"{_test_id()}-{result.digest:016x}" + (f"-{worker}" if worker else "")
             run.trace_path = run.save(Path(failure_dir) / f"{stem}.evr")
             note(

@@ -167,7 +167,9 @@ def _one_run(
         )
     with open(dump_path, "w", encoding="utf-8") as out:
         dumped = children.run(
-            [*base, "dump", "--json", str(trace)], env=env, stdout=out, stderr=subprocess.PIPE
+            # record_args[0] is the scenario this check was given: declared by the user.
+            [*base, "dump", "--json", "--scenario", record_args[0], str(trace)],
+            env=env, stdout=out, stderr=subprocess.PIPE,
         )
     problem = None
     if dumped.returncode != 0:

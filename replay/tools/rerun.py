@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 from evloop import ChoiceKind
 
 from ..api import record
+from ..declared import SCENARIO_ALIASES, check_parameters, load_trace_scenario
 from ..driver import header_option, run_limits
 from ..errors import ReplayError
 from ..host.channels import is_host_trace
@@ -150,10 +151,13 @@ def rerun(path: str | Path, *, scenario: str | None = None) -> RerunResult:
             f"{path}: a host-mode trace holds real input, not a schedule; it cannot be rerun "
             "(replay play checks it)"
         )
+    if scenario is None:  # the trace's: declared, and its parameters fit (replay/declared.py)
+        fn = load_trace_scenario(header.scenario, path)
+        check_parameters(fn, header.scenario, header.parameters, path)
     chooser = TraceScheduleChooser(decisions)
     until_ns, max_steps, interval = run_limits(header)
     result = record(
-        scenario or header.scenario,
+        scenario or SCENARIO_ALIASES.get(header.scenario, header.scenario),
         io.BytesIO(),
         seed=header.seed,
         params=dict(header.parameters),

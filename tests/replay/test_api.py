@@ -43,6 +43,7 @@ from replay import (
     TraceFormatError,
     TraceReader,
     TraceWriter,
+    declare_scenario,
     play,
     record,
 )
@@ -342,6 +343,7 @@ def test_play_names_the_trace_whose_scenario_cannot_be_found(tmp_path: Path) -> 
     header = TraceHeader(scenario="no_such_module_q:scenario", seed=0, package_version="0.1.0")
     with TraceWriter(path, header):
         pass
+    declare_scenario("no_such_module_q:scenario")
     message = (
         f"{path}: scenario 'no_such_module_q:scenario': cannot import module "
         "'no_such_module_q': No module named 'no_such_module_q'"
@@ -369,7 +371,7 @@ def test_play_refuses_a_trace_with_an_unknown_chooser(tmp_path: Path) -> None:
 
 _CHILD = """
 import json, sys
-from replay import play, record
+from replay import declare_scenario, play, record
 mode, directory, cases = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 out = {"hash": hash("evreplay"), "runs": []}
 for i, (spec, seed, chooser) in enumerate(cases):
@@ -378,6 +380,7 @@ for i, (spec, seed, chooser) in enumerate(cases):
         r = record(spec, path, seed=seed, chooser=chooser)
         out["runs"].append([r.steps, r.digest, r.failure, None])
     else:
+        declare_scenario(spec)  # this test names the scenarios its traces name
         p = play(path)
         out["runs"].append([p.steps, p.digest, p.failure, p.bit_exact])
 print(json.dumps(out))

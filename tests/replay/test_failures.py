@@ -81,7 +81,8 @@ def test_a_set_in_the_message_replays_under_every_hash_seed(tmp_path: Path) -> N
     record(SCENARIO, path)
     for seed in ("1", "2", "3", "4"):
         done = subprocess.run(
-            [sys.executable, "-m", "replay", "play", str(path)],
+            [sys.executable, "-m", "replay", "play", str(path),
+             "--scenario", SCENARIO],
             capture_output=True, text=True, check=False,
             env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin"}, cwd=Path.cwd(),
         )

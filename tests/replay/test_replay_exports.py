@@ -30,14 +30,17 @@ EXPECTED = {
     "ReplayMode",
     "ReplayMutex",
     "ScenarioError",
+    "ScenarioNotDeclared",
     "TraceFormatError",
     "TraceHeader",
     "TraceReader",
     "TraceWriter",
     "chooser_from_spec",
+    "declare_scenario",
     "load_scenario",
     "play",
     "record",
+    "trusting_traces",
 }
 
 

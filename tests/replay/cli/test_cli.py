@@ -625,11 +625,11 @@ def test_a_scenario_edited_on_disk_diverges_in_a_real_process(tmp_path: Path) ->
     out = tmp_path / "t.evr"
     assert run_subprocess("record", f"{scenario}:scenario", "-o", str(out)).returncode == 0
     scenario.write_text("EXTRA = True\n" + body)
-    done = run_subprocess("play", str(out))
+    done = run_subprocess("play", str(out), "--scenario", f"{scenario}:scenario")
     assert done.returncode == 1
     assert done.stdout.startswith(f"{out}: replay diverged at event ")
     assert "Traceback" not in done.stdout + done.stderr
-    done = run_subprocess("verify", str(tmp_path))
+    done = run_subprocess("verify", str(tmp_path), "--scenario", f"{scenario}:scenario")
     assert done.returncode == 1
     assert done.stdout.splitlines()[-1] == "1 traces: 0 ok, 1 diverged, 0 bad"
 

@@ -219,7 +219,9 @@ def test_playing_twice_gives_the_same_run(peers: Peers, tmp_path: Path) -> None:
 _CHILD = """
 import json, sys
 import tests.scenarios.host as scenarios
+from replay import declare_scenario
 from replay.host import play_host
+declare_scenario("tests.scenarios.host:echo")  # the scenario this test's trace names
 result = play_host(sys.argv[1])
 print(json.dumps({"bit_exact": result.bit_exact, "steps": result.steps,
                   "time_ns": result.time_ns, "digest": result.digest,
