@@ -530,19 +530,26 @@ class Simulation:
         sched.enter_run()
         wait = self.main_loop.wait
         reason: StopReason
+        # The watchdog first: off the main thread it starts an OS thread,
+        # which the sanitizer would refuse.
+        watchdog = self.watchdog
+        if watchdog is not None:
+            watchdog.__enter__()
         sanitizer = None
         if self.sanitize:
             from .sanitizer import Sanitizer
 
             sanitizer = Sanitizer(self, strict=self.sanitize == "strict")
-            sanitizer.__enter__()
+            try:
+                sanitizer.__enter__()
+            except BaseException:
+                if watchdog is not None:
+                    watchdog.__exit__(None, None, None)
+                raise
         ml = self.main_loop
         fast = self.fast_path
         limit = -1 if step_limit is None else step_limit
         until = -1 if until_ns is None else until_ns
-        watchdog = self.watchdog
-        if watchdog is not None:
-            watchdog.__enter__()
         try:
             while True:
                 if self._shutdown is not None:

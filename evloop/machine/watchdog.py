@@ -15,15 +15,23 @@ handler, so a real blocking call is stopped as well as a spin.
 This is the one place evloop reads wall time, and it decides nothing about
 the simulation's order: it only ever ends a run that could not go on.
 
-Limits: signal handlers run on the interpreter's main thread, so the watchdog
-arms itself only when the simulation runs there, and only when nothing else
-has claimed ``SIGALRM`` (pytest-timeout's signal method, say); otherwise it
-stays off. Nested waits of the main thread arm it once (it is re-entrant).
+Signal handlers run only on the interpreter's main thread, and the watchdog
+leaves ``SIGALRM`` alone when something else has claimed it (pytest-timeout's
+signal method, say). A simulation run elsewhere, or then, is watched by an
+OS thread instead, which reads the same sign of life and, when it stalls, raises the
+error in the simulation's OS thread asynchronously
+(``PyThreadState_SetAsyncExc``): a spin is stopped at once; a real blocking
+call cannot be interrupted from outside, so the error is raised when the
+call returns, and meanwhile the watchdog says on stderr which thread is
+stuck and where, so that even that hang is not silent. Nested waits of the
+main thread arm it once (it is re-entrant).
 """
 
 from __future__ import annotations
 
+import ctypes
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from types import FrameType, TracebackType
@@ -45,7 +53,17 @@ _TICKS = 4
 class Watchdog:
     """Arms a ``SIGALRM`` interval timer while used as a context manager (re-entrant)."""
 
-    __slots__ = ("_last", "_progress", "_quiet", "_saved", "_sched", "armed", "timeout")
+    __slots__ = (
+        "_last",
+        "_progress",
+        "_quiet",
+        "_saved",
+        "_sched",
+        "_stop",
+        "_watcher",
+        "armed",
+        "timeout",
+    )
 
     def __init__(self, sched: Scheduler, progress: Callable[[], int], timeout: float) -> None:
         self._sched = sched
@@ -56,13 +74,19 @@ class Watchdog:
         self._saved: Any = None
         self._last = 0
         self._quiet = 0
+        self._stop: threading.Event | None = None
+        self._watcher: threading.Thread | None = None
 
     def __enter__(self) -> Watchdog:
-        if self.armed or threading.current_thread() is not threading.main_thread():
+        if self.armed:
+            return self
+        if threading.current_thread() is not threading.main_thread():
+            self._watch_from_a_thread()
             return self
         previous = signal.getsignal(signal.SIGALRM)
         if previous not in (signal.SIG_DFL, signal.SIG_IGN, None):
-            return self  # SIGALRM is someone else's
+            self._watch_from_a_thread()  # SIGALRM is someone else's
+            return self
         self._saved = previous
         self._last = self._progress()
         self._quiet = 0
@@ -78,26 +102,36 @@ class Watchdog:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self.armed:
-            self.armed = False
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, self._saved)
+        if not self.armed:
+            return
+        self.armed = False
+        watcher = self._watcher
+        if watcher is not None:
+            assert self._stop is not None
+            self._stop.set()
+            watcher.join()
+            self._watcher = self._stop = None
+            return
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, self._saved)
 
-    def _tick(self, signum: int, frame: FrameType | None) -> None:
+    def _stalled(self) -> bool:
+        """Called every tick: has the sign of life stood still for a whole timeout?"""
         progress = self._progress()
         if progress != self._last:
             self._last = progress
             self._quiet = 0
-            return
+            return False
         self._quiet += 1
         if self._quiet < _TICKS:
-            return
-        # Stuck: raise here, in the thread holding the turn (and again after
-        # another whole timeout, should it swallow the error and stay stuck).
-        self._quiet = 0
+            return False
+        self._quiet = 0  # again after another whole timeout, if it stays stuck
+        return True
+
+    def _error(self, frame: FrameType | None) -> WatchdogError:
         name = self._sched.current.name
         site = _site(frame)
-        raise WatchdogError(
+        return WatchdogError(
             f"watchdog: thread of control {name!r} held the turn for {self.timeout:g} s of wall "
             f"time without waiting, at {site}: under the greenlet backend a thread of control "
             "must not block in a real call or spin; wait in virtual time (sim.sleep, "
@@ -106,8 +140,65 @@ class Watchdog:
             site=site,
         )
 
+    def _tick(self, signum: int, frame: FrameType | None) -> None:
+        if self._stalled():
+            # Raised here, in the thread holding the turn, from where it is stuck.
+            raise self._error(frame)
+
     def __repr__(self) -> str:
         return f"<Watchdog {self.timeout:g} s {'armed' if self.armed else 'off'}>"
+
+    # -- off the main thread -------------------------------------------------------------
+
+    def _watch_from_a_thread(self) -> None:
+        self._last = self._progress()
+        self._quiet = 0
+        self._stop = stop = threading.Event()
+        watcher = threading.Thread(
+            target=self._watch,
+            args=(threading.get_ident(), stop),
+            name="evloop:watchdog",
+            daemon=True,
+        )
+        self._watcher = watcher
+        watcher.start()
+        self.armed = True
+
+    def _watch(self, ident: int, stop: threading.Event) -> None:
+        interval = self.timeout / _TICKS
+        told = 0  # 1: the error is raised (pending); 2: and said on stderr
+        while not stop.wait(interval):
+            before = self._last
+            if not self._stalled():
+                if self._last != before:  # it moved: a later stall is news again
+                    told = 0
+                continue
+            error = self._error(sys._current_frames().get(ident))
+            if told == 0:
+                told = 1
+                _raise_in(ident, error)
+            elif told == 1:
+                # Still stuck a timeout later: blocked in a real call, which
+                # nothing can interrupt from outside. Say so instead of hanging.
+                told = 2
+                print(
+                    f"{error} (blocked in a real call; raised when it returns)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+
+def _raise_in(ident: int, error: WatchdogError) -> None:
+    """Raise ``error`` in the OS thread ``ident`` at its next bytecode."""
+    # The C API takes an exception class and instantiates it with no
+    # arguments: this one-off class rebuilds ``error`` when it is raised.
+    message, thread, site = str(error), error.thread, error.site
+
+    def init(self: WatchdogError) -> None:
+        WatchdogError.__init__(self, message, thread=thread, site=site)
+
+    cls = type("WatchdogError", (WatchdogError,), {"__init__": init, "__module__": "evloop"})
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(cls))
 
 
 def _site(frame: FrameType | None) -> str:

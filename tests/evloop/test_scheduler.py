@@ -12,8 +12,10 @@ hang, a failing thread stopping the run, and no OS thread outliving ``close``.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 
 import pytest
@@ -799,3 +801,32 @@ def test_stress_four_threads_2000_sleeps_and_handoffs_each_are_deterministic() -
 
 def test_both_backends_give_the_same_steps_log_and_digest() -> None:
     assert _handoff_ring(300, "greenlet") == _handoff_ring(300, "os")
+
+
+# -- fork --------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_parked_greenlet_threads_survive_fork_and_finish_in_the_child() -> None:
+    with Simulation() as sim:
+        done: list[str] = []
+        for i in range(8):
+            sim.thread(f"t{i}", lambda i=i: (sim.sleep(100 + i), done.append(f"t{i}")))
+        sim.run(until_ns=50)  # all eight parked in their sleeps
+        with warnings.catch_warnings():
+            # 3.12+ warns about fork in a process with other OS threads (pytest's).
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # the child: resume the parked threads; report through the exit code
+            code = 1
+            try:
+                result = sim.run()
+                ok = result.reason.value == "idle" and done == [f"t{i}" for i in range(8)]
+                code = 0 if ok else 1
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert done == []  # the parent's copies are still parked
+        sim.run()
+        assert done == [f"t{i}" for i in range(8)]

@@ -13,7 +13,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -160,7 +160,7 @@ def test_the_watchdog_can_be_turned_off_and_is_off_for_os_threads() -> None:
         assert repr(sim.watchdog) == "<Watchdog 5 s off>"
 
 
-def test_someone_elses_alarm_handler_is_left_alone() -> None:
+def test_someone_elses_alarm_handler_is_left_alone_and_a_thread_watches() -> None:
     def theirs(signum: int, frame: object) -> None:
         pass
 
@@ -168,11 +168,75 @@ def test_someone_elses_alarm_handler_is_left_alone() -> None:
     try:
         with Simulation(watchdog=TIMEOUT) as sim:
             seen: list[object] = []
-            sim.thread("w", lambda: seen.append(signal.getsignal(signal.SIGALRM)))
-            sim.run()
-        assert seen == [theirs]
+
+            def spin() -> None:
+                seen.append(signal.getsignal(signal.SIGALRM))
+                seen.extend(t.name for t in threading.enumerate() if t.name == "evloop:watchdog")
+                while True:
+                    pass
+
+            sim.thread("w", spin)
+            error, _ = _stopped(sim)
+        assert seen == [theirs, "evloop:watchdog"]
+        assert error.thread == "w"
+        assert str(error) == _message("w", error.site)
     finally:
         signal.signal(signal.SIGALRM, signal.SIG_DFL)
+
+
+def _in_a_thread(fn: Callable[[], None]) -> tuple[BaseException | None, float]:
+    """Build and run a simulation whose thread of control runs ``fn``, off the main thread."""
+    out: list[BaseException | None] = []
+    started = time.monotonic()
+
+    def body() -> None:
+        with Simulation(watchdog=TIMEOUT) as sim:
+            sim.thread("stuck", fn)
+            try:
+                sim.run()
+            except BaseException as exc:
+                out.append(exc)
+            else:
+                out.append(None)
+
+    t = threading.Thread(target=body, name="driver")
+    t.start()
+    t.join(timeout=30)
+    assert not t.is_alive()
+    return out[0], time.monotonic() - started
+
+
+def test_off_the_main_thread_a_spin_is_stopped_by_the_watching_thread() -> None:
+    def spin() -> None:
+        n = 0
+        while True:
+            n += 1
+
+    error, elapsed = _in_a_thread(spin)
+    assert isinstance(error, WatchdogError)
+    assert error.thread == "stuck"
+    match = SITE.match(error.site)
+    assert match is not None and match.group(2) == "spin"
+    assert str(error) == _message("stuck", error.site)
+    assert error.__notes__ == ["(raised in thread of control 'stuck')"]
+    assert elapsed < 20 * TIMEOUT
+    assert [t.name for t in threading.enumerate() if t.name == "evloop:watchdog"] == []
+
+
+def test_off_the_main_thread_a_real_blocking_call_is_named_on_stderr_then_stopped(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    def nap() -> None:
+        time.sleep(6 * TIMEOUT)  # cannot be interrupted from outside
+
+    error, elapsed = _in_a_thread(nap)
+    assert isinstance(error, WatchdogError)
+    assert error.thread == "stuck"
+    assert error.site.endswith(" in nap()")
+    assert elapsed >= 6 * TIMEOUT
+    err = capfd.readouterr().err
+    said = f"{_message('stuck', error.site)} (blocked in a real call; raised when it returns)\n"
+    assert err.count(said) == 1
 
 
 @pytest.mark.parametrize("value", [0, -1.0, "5", True, float("nan")])
