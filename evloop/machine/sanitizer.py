@@ -265,10 +265,16 @@ def _random_route(name: str) -> Callable[..., Any]:
 
 
 def _starts_thread_of_control(thread: threading.Thread, *args: Any, **kwargs: Any) -> bool:
-    # Scheduler.spawn gives every thread of control this target, and nothing
-    # else does; threading keeps the target as ``_target`` until the thread runs.
+    # Scheduler.spawn gives every thread of control this target (and the
+    # watchdog's thread has its own), and nothing else does; threading keeps
+    # the target as ``_target`` until the thread runs.
     target = getattr(thread, "_target", None)
-    return getattr(target, "__func__", None) is Scheduler._thread_main
+    func = getattr(target, "__func__", None)
+    if func is not None and func.__qualname__ == "Watchdog._watch":
+        from .watchdog import Watchdog
+
+        return func is Watchdog._watch  # it only watches, and decides nothing
+    return func is Scheduler._thread_main
 
 
 _HOST_ADVICE = "read the simulation's clock (sim.clock.get_ns(ClockType.HOST))"

@@ -84,15 +84,17 @@ class Watchdog:
             self._watch_from_a_thread()
             return self
         previous = signal.getsignal(signal.SIGALRM)
-        if previous not in (signal.SIG_DFL, signal.SIG_IGN, None):
+        outer = isinstance(getattr(previous, "__self__", None), Watchdog)
+        if previous not in (signal.SIG_DFL, signal.SIG_IGN, None) and not outer:
             self._watch_from_a_thread()  # SIGALRM is someone else's
             return self
-        self._saved = previous
+        # An outer simulation's watchdog (a run inside its callback) pauses
+        # while this one watches, and gets its handler and timer back after.
         self._last = self._progress()
         self._quiet = 0
         signal.signal(signal.SIGALRM, self._tick)
         interval = self.timeout / _TICKS
-        signal.setitimer(signal.ITIMER_REAL, interval, interval)
+        self._saved = (previous, signal.setitimer(signal.ITIMER_REAL, interval, interval))
         self.armed = True
         return self
 
@@ -112,8 +114,11 @@ class Watchdog:
             watcher.join()
             self._watcher = self._stop = None
             return
+        handler, (delay, interval) = self._saved
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, self._saved)
+        signal.signal(signal.SIGALRM, handler)
+        if delay or interval:
+            signal.setitimer(signal.ITIMER_REAL, delay or interval, interval)
 
     def _stalled(self) -> bool:
         """Called every tick: has the sign of life stood still for a whole timeout?"""

@@ -246,3 +246,24 @@ def test_a_bad_timeout_is_refused(value: object) -> None:
         match=re.escape(f"watchdog must be a positive number of seconds or None, not {value!r}"),
     ):
         Simulation(watchdog=value)  # type: ignore[arg-type]
+
+
+def test_a_run_inside_another_runs_callback_hands_the_alarm_back() -> None:
+    seen: dict[str, object] = {}
+    with Simulation(watchdog=TIMEOUT) as outer:
+
+        def nested() -> None:
+            seen["outer handler"] = signal.getsignal(signal.SIGALRM)
+            with Simulation(watchdog=TIMEOUT / 2, sanitize=True) as inner:
+                inner.thread("w", lambda: seen.update(inner=signal.getsignal(signal.SIGALRM)))
+                inner.run()
+            seen["after"] = signal.getsignal(signal.SIGALRM)
+            seen["timer"] = signal.getitimer(signal.ITIMER_REAL)[1]
+
+        outer.main_loop.aio_context.bh_schedule_oneshot(nested)
+        outer.run()
+        assert outer.watchdog is not None
+        assert seen["outer handler"] == outer.watchdog._tick
+        assert seen["inner"] != outer.watchdog._tick
+        assert seen["after"] == outer.watchdog._tick
+        assert seen["timer"] == pytest.approx(TIMEOUT / 4)
