@@ -66,12 +66,14 @@ __all__ = [
 
 #: The scenarios shipped with evreplay, which any trace may name.
 BUNDLED_SCENARIOS: Final = (
-    "examples.minimachine:scenario",
+    "replay.examples.minimachine:scenario",
     "replay.pytest_plugin:replay_test",
 )
 #: Old names of bundled scenarios -> their current names. A trace naming an
 #: old name plays the current one (its bytes are unchanged).
-SCENARIO_ALIASES: Final[Mapping[str, str]] = {}
+SCENARIO_ALIASES: Final[Mapping[str, str]] = {
+    "examples.minimachine:scenario": "replay.examples.minimachine:scenario",
+}
 #: The entry point group that declares scenarios of an installed distribution.
 ENTRY_POINT_GROUP: Final = "evreplay.scenarios"
 #: The attribute ``@declare_scenario`` sets on a function it declares.

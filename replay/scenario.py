@@ -2,7 +2,7 @@
 
 A scenario is a function taking a :class:`~evloop.Simulation` (and keyword
 parameters) that sets up the system under test. It is named
-``module:function`` (``examples.minimachine:scenario``) or
+``module:function`` (``replay.examples.minimachine:scenario``) or
 ``path/to/file.py:function``; a trace's header holds that name, so a trace
 replays with no other argument.
 """
@@ -14,13 +14,19 @@ import importlib.util
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from evloop import Chooser, FifoChooser, PCTChooser, RandomChooser
 
 from .errors import ReplayError
 
-__all__ = ["ScenarioError", "chooser_from_spec", "load_scenario", "scenario_name"]
+__all__ = [
+    "MOVED_MODULES",
+    "ScenarioError",
+    "chooser_from_spec",
+    "load_scenario",
+    "scenario_name",
+]
 
 Scenario = Callable[..., Any]
 
@@ -41,12 +47,7 @@ def load_scenario(spec: str) -> Scenario:
     if where.endswith(".py") or "/" in where or "\\" in where:
         module = _load_file(Path(where), spec)
     else:
-        try:
-            module = importlib.import_module(where)
-        except ImportError as exc:
-            raise ScenarioError(
-                f"scenario {spec!r}: cannot import module {where!r}: {exc}"
-            ) from None
+        module = _import_module(where, spec)
     target: Any = module
     for part in attr.split("."):
         try:
@@ -58,6 +59,22 @@ def load_scenario(spec: str) -> Scenario:
     if not callable(target):
         raise ScenarioError(f"scenario {spec!r} is not callable")
     return target  # type: ignore[no-any-return]
+
+
+#: Modules that moved, by their old names: traces name a scenario by its
+#: module, and a trace recorded before the move must still find it.
+MOVED_MODULES: Final = {"examples.minimachine": "replay.examples.minimachine"}
+
+
+def _import_module(where: str, spec: str) -> Any:
+    try:
+        return importlib.import_module(where)
+    except ImportError as exc:
+        moved = MOVED_MODULES.get(where)
+        missing = getattr(exc, "name", None)
+        if moved is not None and missing is not None and where.startswith(missing):
+            return importlib.import_module(moved)
+        raise ScenarioError(f"scenario {spec!r}: cannot import module {where!r}: {exc}") from None
 
 
 def _load_file(path: Path, spec: str) -> Any:

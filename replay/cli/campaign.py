@@ -34,8 +34,8 @@ EXIT_INTERRUPTED: Final = 130
 
 EPILOG: Final = """\
 examples:
-  replay campaign examples.minimachine:scenario --seeds 10000
-  replay campaign examples.minimachine:scenario --seeds 100000 --workers 2 --batch 64
+  replay campaign replay.examples.minimachine:scenario --seeds 10000
+  replay campaign replay.examples.minimachine:scenario --seeds 100000 --workers 2 --batch 64
   replay campaign my.py:link --seeds 1000000 --executor dask-local --time-limit 30m
   replay campaign my.py:link --seeds 1000000 --executor tcp://scheduler:8786 --corpus corpus/
   replay campaign my.py:link --chooser systematic --preemptions 2 --seeds 50000

@@ -64,9 +64,9 @@ __all__ = ["main"]
 _EPILOGS: Final = {
     "record": """\
 examples:
-  replay record examples.minimachine:scenario
-  replay record examples.minimachine:scenario --seed 3 --chooser random:7 -o bug.evr
-  replay record examples.minimachine:scenario --param requests=5 --param text=b'hi'
+  replay record replay.examples.minimachine:scenario
+  replay record replay.examples.minimachine:scenario --seed 3 --chooser random:7 -o bug.evr
+  replay record replay.examples.minimachine:scenario --param requests=5 --param text=b'hi'
   replay record path/to/my_scenarios.py:boot --until-ns 50ms --max-steps 10000
 
 Without -o the trace goes to traces/<module>-<function>-seed<N>[-<chooser>].evr.
@@ -134,9 +134,9 @@ examples:
   replay scenarios""",
     "fuzz": """\
 examples:
-  replay fuzz examples.minimachine:scenario
-  replay fuzz examples.minimachine:scenario --chooser pct --runs 500 --workers 2
-  replay fuzz examples.minimachine:scenario --chooser hypothesis -o bug.evr
+  replay fuzz replay.examples.minimachine:scenario
+  replay fuzz replay.examples.minimachine:scenario --chooser pct --runs 500 --workers 2
+  replay fuzz replay.examples.minimachine:scenario --chooser hypothesis -o bug.evr
   replay fuzz my.py:link --faults loss,delay --runs 1000
 
 Each run records the scenario under the chooser (random:SEED+i, pct:SEED+i,
@@ -145,8 +145,8 @@ it towards QEMU's own FIFO order (hypothesis shrinks its draws; random and
 PCT runs are delta-debugged), saves the trace and prints how to replay it.
 Exit 1 when a failure was found, 0 when every run passed.
 
-  replay fuzz examples.minimachine:scenario --chooser systematic --preemptions 2
-  replay fuzz examples.minimachine:scenario --param fixed=True --chooser systematic \\
+  replay fuzz replay.examples.minimachine:scenario --chooser systematic --preemptions 2
+  replay fuzz replay.examples.minimachine:scenario --param fixed=True --chooser systematic \\
       --preemptions 3 --runs 10000
 
 --chooser systematic runs every schedule, depth first, in which at most K
@@ -164,7 +164,7 @@ keeps the smallest set that still fails the same way. Exit 1 (the trace
 still holds a failure), 2 if the trace does not end in a failure.""",
     "check-determinism": """\
 examples:
-  replay check-determinism examples.minimachine:scenario --runs 5 --seed 0
+  replay check-determinism replay.examples.minimachine:scenario --runs 5 --seed 0
   replay check-determinism my.py:boot --runs 3 --chooser random:1 --keep out/
 
 Run i records in its own process with PYTHONHASHSEED=i, then dumps its trace

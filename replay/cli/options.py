@@ -21,7 +21,9 @@ EXIT_FOUND: Final = 1
 EXIT_USAGE: Final = 2
 
 #: The scenarios ``replay scenarios`` lists: ``module:function`` names.
-BUNDLED_SCENARIOS: Final = tuple(s for s in DECLARED_BUNDLED if not s.startswith("replay."))
+BUNDLED_SCENARIOS: Final = tuple(
+    s for s in DECLARED_BUNDLED if not s.startswith("replay.pytest_plugin:")
+)
 #: Where ``record`` writes when given no ``-o`` (relative to the working directory).
 DEFAULT_TRACE_DIR: Final = "traces"
 

@@ -5,7 +5,7 @@ A normal ``@given`` test over a scenario and an invariant::
     from hypothesis import given
     from replay.hypothesis import simulations
 
-    @given(simulations("examples.minimachine:scenario"))
+    @given(simulations("replay.examples.minimachine:scenario"))
     def test_block_device_never_completes_freed_requests(run):
         assert run.failure is None, run.failure
 

@@ -7,6 +7,7 @@ each is asserted exactly.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -292,3 +293,25 @@ def test_an_unknown_chooser_says_what_is_accepted(spec: str) -> None:
     assert message(info) == (
         f"unknown chooser {spec!r}: expected 'fifo', 'random:SEED' or 'pct:SEED[:DEPTH]'"
     )
+
+
+def test_the_bundled_machine_ships_in_the_package_and_keeps_its_old_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import replay.examples.minimachine as shipped
+
+    monkeypatch.chdir(tmp_path)  # no clone on sys.path: only the installed package
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", str(ROOT))])
+    for name in [n for n in sys.modules if n == "examples" or n.startswith("examples.")]:
+        monkeypatch.delitem(sys.modules, name)
+    assert load_scenario("replay.examples.minimachine:scenario") is shipped.scenario
+    assert load_scenario("examples.minimachine:scenario") is shipped.scenario
+    with pytest.raises(ScenarioError, match=r"cannot import module 'examples.other'"):
+        load_scenario("examples.other:scenario")
+
+
+def test_the_old_module_is_the_shipped_module_in_a_clone() -> None:
+    import examples.minimachine
+    import replay.examples.minimachine as shipped
+
+    assert examples.minimachine is shipped

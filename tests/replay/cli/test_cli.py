@@ -466,7 +466,7 @@ def test_scenarios_lists_the_bundled_ones(capsys: pytest.CaptureFixture[str]) ->
     code, stdout, _ = run(["scenarios"], capsys)
     assert code == 0
     lines = stdout.splitlines()
-    assert lines[0] == BUNDLED_SCENARIOS[0] == MACHINE
+    assert lines[0] == BUNDLED_SCENARIOS[0] == "replay.examples.minimachine:scenario"
     assert lines[1].startswith("    The bundled machine: ")
     assert lines[2].startswith("    params: ")
 

@@ -1,0 +1,10 @@
+"""Scenarios shipped with evreplay, importable from any directory once it is installed.
+
+``replay.examples.minimachine:scenario`` is the bundled QEMU-like machine
+(serial console, RTC, an IOThread block device with an ordering bug, one
+vCPU). Traces recorded before it moved here name it
+``examples.minimachine:scenario``; :func:`replay.scenario.load_scenario`
+still resolves that name, so those traces keep replaying byte for byte.
+"""
+
+__all__: list[str] = []
