@@ -286,10 +286,12 @@ def test_the_bundled_machine_plays_with_no_declaration() -> None:
 
 def test_an_old_name_plays_as_its_alias(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
-        declared, "SCENARIO_ALIASES", {"oldpkg.machine:scenario": "examples.minimachine:scenario"}
+        declared,
+        "SCENARIO_ALIASES",
+        {"oldpkg.machine:scenario": "replay.examples.minimachine:scenario"},
     )
     trace = tmp_path / "old.evr"
-    record("examples.minimachine:scenario", trace)
+    record("replay.examples.minimachine:scenario", trace)
     data = trace.read_bytes()
     # The same run under the old name: only the header chunk differs.
     with TraceReader(trace) as reader:
@@ -413,3 +415,10 @@ def test_rerun_refuses_an_undeclared_scenario_and_takes_trust(tmp_path: Path) ->
     assert not marker.exists()
     assert main(["rerun", str(trace), "--trust"]) == 0
     assert marker.read_text().count("called\n") == 1
+
+
+def test_the_corpus_name_of_the_bundled_machine_is_an_alias_of_its_shipped_name() -> None:
+    assert declared.SCENARIO_ALIASES["examples.minimachine:scenario"] == (
+        "replay.examples.minimachine:scenario"
+    )
+    assert "replay.examples.minimachine:scenario" in declared.BUNDLED_SCENARIOS
