@@ -188,6 +188,10 @@ def test_quick_figures_are_well_formed(quick_results: dict[str, Any]) -> None:
             assert fig["met"] is None, key
 
 
+#: Peer figures whose package make bench installs in a folder of its own.
+INSTALLED_APART = frozenset({"asyncio_sleep_looptime"})
+
+
 @pytest.mark.slow  # the shared quick run takes about 2 s
 @needs_bench_extra
 def test_peers_are_always_measured(quick_results: dict[str, Any]) -> None:
@@ -200,7 +204,13 @@ def test_peers_are_always_measured(quick_results: dict[str, Any]) -> None:
 def test_evreplay_figures_are_measured_once_evloop_imports(
     quick_results: dict[str, Any],
 ) -> None:
-    statuses = {fig["status"] for fig in quick_results["figures"].values()}
+    # looptime is installed apart, by make bench only (it registers a pytest
+    # plugin of its own): its figure may read unavailable in any test run.
+    statuses = {
+        fig["status"]
+        for key, fig in quick_results["figures"].items()
+        if key not in INSTALLED_APART
+    }
     if _evloop_imports():
         assert "unavailable" not in statuses
     else:
