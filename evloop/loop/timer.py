@@ -237,13 +237,13 @@ class TimerList:
         pop = heappop
         entry: Any = None  # the head, when the last pass left it checked
         try:
+            if halt[0]:
+                return WARP_DIRTY
             while True:
                 if 0 <= step_limit <= counter.steps:
                     return WARP_LIMIT
                 if 0 <= until_ns <= now[0]:
                     return WARP_UNTIL_REACHED
-                if halt[0]:
-                    return WARP_DIRTY
                 if entry is None:
                     while heap and heap[0][2]._entry is not heap[0]:  # dead: drop it
                         pop(heap)
@@ -288,14 +288,12 @@ class TimerList:
                         pop(heap)
                         self._dead -= 1
                         if not heap:
+                            entry = None
                             break
                         entry = heap[0]
                         timer = entry[2]
-                    if not heap:
-                        entry = None
-                        break
-                    if entry[0] > current:
-                        break  # the next pass starts from this head
+                    if entry is None or entry[0] > current:
+                        break  # the next pass starts from this head (if any)
                 if reached:
                     return WARP_UNTIL
                 if dirty[0] or halt[0]:

@@ -449,6 +449,14 @@ class Scheduler:
         if stack and stack[-1] is self:
             stack.pop()
 
+    def alone(self) -> bool:
+        """The running thread is the only one that can run: no other waits, no input is due.
+
+        While this holds, a blocking wait only warps the clock (or ends the
+        run); ``Simulation.run`` then runs quiet main-loop iterations.
+        """
+        return not self._waiting and not self._external and not self.stalled
+
     def sleep(self, ns: int) -> None:
         if ns < 0:
             raise ValueError(f"cannot sleep for a negative time ({ns} ns)")

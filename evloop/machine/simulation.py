@@ -564,7 +564,7 @@ class Simulation:
                 if until_ns is not None and self.now_ns >= until_ns:
                     reason = StopReason.UNTIL
                     break
-                if fast and not sched._waiting and not sched._external and not sched.stalled:
+                if fast and sched.alone():
                     # The main thread is alone: quiet iterations, run cheaply
                     # (loop/quiet.py); they stop at the next iteration boundary
                     # after anything else happens, for the checks above.
