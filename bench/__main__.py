@@ -1,6 +1,6 @@
 """``python -m bench``: run the benchmark suite, print one table, write ``results.json``.
 
-    python -m bench                      # every workload, 3 rounds after 1 warm-up
+    python -m bench                      # every workload, 5 rounds after 1 warm-up
     python -m bench --quick              # tiny sizes, 1 round, no warm-up (make test)
     python -m bench --only timers,bh     # some workloads
     python -m bench --repeat 9 --json /tmp/r.json
@@ -20,7 +20,7 @@ from .harness import Figure, Settings, Status, machine, print_table, write_json
 from .suite import FULL, QUICK, WORKLOADS
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results.json"
-DEFAULT_REPEAT = 3
+DEFAULT_REPEAT = 5
 
 
 def _workload_names(text: str) -> list[str]:

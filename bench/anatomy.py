@@ -2,9 +2,10 @@
 
 ``python -m bench.anatomy [DISPATCHES]`` runs workload 1 (1000 timers, seeded
 delays, every callback re-arming its timer with ``timer.mod_ns(get_ns(VIRTUAL)
-+ delay)``) on a stand-alone copy of the loop of
-``Simulation._run_fast_one``, with each of the three things it does beyond
-popping a heap switched off in turn:
++ delay)``) on a stand-alone model of the quiet timer loop
+(``TimerList.run_warping``, which calls the step observer and
+``VirtualClock.advance`` where the model inlines them), with each of the
+three things it does beyond popping a heap switched off in turn:
 
 * **guard**: the per-pass check that the fast path is still exact (no bottom
   half, no ready fd, no other timer list, no other thread, no input, ...);

@@ -39,6 +39,7 @@ __all__ = [
     "VirtualClockLoop",
     "asyncio_call_soon",
     "asyncio_ping_pong",
+    "asyncio_reader_bounce",
     "asyncio_timers",
     "heapq_timers",
     "simpy_timers",
@@ -211,6 +212,47 @@ def trio_timers(n_timers: int, total: int) -> Run:
 
     def run() -> int:
         trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+        return done[0]
+
+    return run
+
+
+def asyncio_reader_bounce(bounces: int) -> Run:
+    """A byte bounced between two ``add_reader`` callbacks over a real socket pair.
+
+    The stock loop: each hop is a ``send``, an ``epoll_wait`` and a ``recv``.
+    """
+    import socket
+
+    loop = asyncio.new_event_loop()
+    left, right = socket.socketpair()
+    left.setblocking(False)
+    right.setblocking(False)
+    done = [0]
+
+    def there() -> None:
+        right.recv(1)
+        right.send(b"y")
+
+    def back() -> None:
+        left.recv(1)
+        done[0] += 1
+        if done[0] < bounces:
+            left.send(b"x")
+        else:
+            loop.stop()
+
+    loop.add_reader(right.fileno(), there)
+    loop.add_reader(left.fileno(), back)
+    left.send(b"x")
+
+    def run() -> int:
+        try:
+            loop.run_forever()
+        finally:
+            loop.close()
+            left.close()
+            right.close()
         return done[0]
 
     return run

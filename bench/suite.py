@@ -1,4 +1,4 @@
-"""The seven workloads as figures: who runs against whom, and the issue's targets.
+"""The workloads as figures: who runs against whom, and the issue's targets.
 
 Each ``bench_*`` function runs its contenders in shared rounds (see
 :mod:`bench.harness`) and returns its figures. Figure keys are fixed: they
@@ -48,7 +48,13 @@ ROOT = Path(__file__).resolve().parent.parent
 class Sizes:
     timers: int = 1000
     timer_dispatches: int = 1_000_000
-    trio_dispatches: int = 100_000
+    trio_dispatches: int = 50_000
+    #: asyncio's virtual-clock loop is the slowest peer but trio: its rate is
+    #: per dispatch, so 200k of them compare (and keep a full run short).
+    asyncio_dispatches: int = 200_000
+    #: Timers and BHs recorded and played (workload 4): their overheads are
+    #: per step, and three runs a round of 1M each were most of the run.
+    recorded_dispatches: int = 300_000
     bh_runs: int = 1_000_000
     round_trips: int = 200_000
     #: Ping-pong recorded and played (workload 4): its threads hand the turn over
@@ -72,6 +78,9 @@ class Sizes:
     asyncio_items: int = 100_000
     asyncio_tasks: int = 1000
     asyncio_sleeps: int = 100_000
+    #: Workload 10: one context timer re-armed; a byte bounced between fd handlers.
+    context_rearms: int = 500_000
+    fd_bounces: int = 100_000
 
 
 FULL = Sizes()
@@ -79,6 +88,8 @@ QUICK = Sizes(
     timers=10,
     timer_dispatches=1000,
     trio_dispatches=100,
+    asyncio_dispatches=1000,
+    recorded_dispatches=1000,
     bh_runs=1000,
     round_trips=100,
     recorded_round_trips=100,
@@ -95,6 +106,8 @@ QUICK = Sizes(
     asyncio_items=200,
     asyncio_tasks=10,
     asyncio_sleeps=200,
+    context_rearms=1000,
+    fd_bounces=100,
 )
 
 Workload = Callable[[Settings, Sizes], list[Figure]]
@@ -105,11 +118,12 @@ Workload = Callable[[Settings, Sizes], list[Figure]]
 
 def bench_timers(settings: Settings, z: Sizes) -> list[Figure]:
     n, total, trio_total = z.timers, z.timer_dispatches, z.trio_dispatches
+    aio_total = z.asyncio_dispatches
     s = rounds(
         {
             "evreplay": rate(partial(workloads.timers, n, total), total),
             "simpy": rate(partial(peers.simpy_timers, n, total), total),
-            "asyncio": rate(partial(peers.asyncio_timers, n, total), total),
+            "asyncio": rate(partial(peers.asyncio_timers, n, aio_total), aio_total),
             "trio": rate(partial(peers.trio_timers, n, trio_total), trio_total),
             "heapq": rate(partial(peers.heapq_timers, n, total), total),
         },
@@ -125,7 +139,8 @@ def bench_timers(settings: Settings, z: Sizes) -> list[Figure]:
             "timers: asyncio, virtual clock",
             unit,
             s["asyncio"],
-            params=params,
+            note=f"{aio_total:,} dispatches only: compare rates",
+            params={"timers": n, "dispatches": aio_total},
         ),
         figure(
             "timers_trio",
@@ -274,12 +289,18 @@ def _recorded(z: Sizes) -> list[_Recorded]:
     return [
         _Recorded(
             "timers",
-            f"timers ({_count(z.timer_dispatches)} dispatches)",
+            f"timers ({_count(z.recorded_dispatches)} dispatches)",
             "timer",
-            {"n_timers": z.timers, "total": z.timer_dispatches},
-            z.timer_dispatches,
+            {"n_timers": z.timers, "total": z.recorded_dispatches},
+            z.recorded_dispatches,
         ),
-        _Recorded("bh", f"bh ({_count(z.bh_runs)} runs)", "bh", {"count": z.bh_runs}, z.bh_runs),
+        _Recorded(
+            "bh",
+            f"bh ({_count(z.recorded_dispatches)} runs)",
+            "bh",
+            {"count": z.recorded_dispatches},
+            z.recorded_dispatches,
+        ),
         _Recorded(
             "pingpong",
             f"ping-pong ({_count(z.recorded_round_trips)} round trips)",
@@ -675,6 +696,49 @@ def bench_switches(settings: Settings, z: Sizes) -> list[Figure]:
     ]
 
 
+# -- 10. the general path of the loop ---------------------------------------------------
+
+
+def bench_loop(settings: Settings, z: Sizes) -> list[Figure]:
+    """What is not a main-loop timer or a BH chain: contexts' timers, ready fd handlers."""
+    one, many, total, bounces = z.context_rearms, z.timers, z.timer_dispatches, z.fd_bounces
+    s = rounds(
+        {
+            "one": rate(partial(workloads.context_timers, 1, one), one),
+            "one_simpy": rate(partial(peers.simpy_timers, 1, one), one),
+            "many": rate(partial(workloads.context_timers, many, total), total),
+            "many_simpy": rate(partial(peers.simpy_timers, many, total), total),
+            "bounce": rate(partial(workloads.fd_bounce, bounces), bounces),
+            "bounce_asyncio": rate(partial(peers.asyncio_reader_bounce, bounces), bounces),
+        },
+        settings,
+    )
+    one_params = {"timers": 1, "dispatches": one}
+    many_params = {"timers": many, "dispatches": total}
+    bounce_params = {"bounces": bounces}
+    return [
+        figure("ctx_timer_evreplay", "context timer re-armed: evreplay", "dispatch/s",
+               s["one"], params=one_params),
+        figure("ctx_timer_simpy", "context timer re-armed: simpy, one process", "dispatch/s",
+               s["one_simpy"], params=one_params),
+        ratio("ctx_timer_ratio_simpy", "context timer re-armed: evreplay / simpy", s["one"],
+              s["one_simpy"], target=Target(">=", 0.5)),
+        figure("ctx_timers_evreplay", "context timers: evreplay", "dispatch/s", s["many"],
+               params=many_params),
+        figure("ctx_timers_simpy", "context timers: simpy", "dispatch/s", s["many_simpy"],
+               params=many_params),
+        ratio("ctx_timers_ratio_simpy", "context timers: evreplay / simpy", s["many"],
+              s["many_simpy"], target=Target(">=", 1.0)),
+        figure("fd_bounce_evreplay", "fd bounce: evreplay, 2 handlers, virtual pipes",
+               "bounce/s", s["bounce"], params=bounce_params),
+        figure("fd_bounce_asyncio", "fd bounce: asyncio add_reader, real socketpair",
+               "bounce/s", s["bounce_asyncio"], note="stock loop: send, epoll_wait, recv",
+               params=bounce_params),
+        ratio("fd_bounce_ratio_asyncio", "fd bounce: evreplay / asyncio add_reader",
+              s["bounce"], s["bounce_asyncio"], target=Target(">=", 1.0)),
+    ]
+
+
 WORKLOADS: dict[str, Workload] = {
     "timers": bench_timers,
     "bh": bench_bh,
@@ -685,4 +749,5 @@ WORKLOADS: dict[str, Workload] = {
     "threads": bench_threads,
     "switches": bench_switches,
     "asyncio": bench_asyncio,
+    "loop": bench_loop,
 }

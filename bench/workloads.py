@@ -42,6 +42,8 @@ __all__ = [
     "Recording",
     "bh_scenario",
     "bottom_halves",
+    "context_timers",
+    "fd_bounce",
     "fd_ping_pong",
     "forever_scenario",
     "idle_fds",
@@ -256,6 +258,68 @@ def fd_ping_pong(round_trips: int) -> Run:
     """Two threads of control bouncing one byte each way over a virtual socket pair."""
     sim = _simulation()
     return _run(sim, pingpong_scenario(sim, round_trips=round_trips))
+
+
+# -- workload 8: the general path of the loop -------------------------------------------
+
+
+def context_timers(n_timers: int, total: int) -> Run:
+    """``n_timers`` VIRTUAL timers of ``aio_context`` re-arming themselves, ``total`` dispatches.
+
+    The same streams as :func:`timers`, on a context's timer lists instead of
+    the main loop's: glib rounds each wait for them up to whole ms.
+    """
+    evloop = load_evloop()
+    sim = _simulation()
+    virtual = evloop.ClockType.VIRTUAL
+    get_ns = sim.clock.get_ns
+    timer_new_ns = sim.main_loop.aio_context.timer_new_ns
+    done = [0]
+
+    def arm(stream: tuple[int, ...]) -> None:
+        delays = iter(stream)
+
+        def fire() -> None:
+            done[0] += 1
+            delay = next(delays, None)
+            if delay is not None:
+                timer.mod_ns(get_ns(virtual) + delay)
+
+        timer = timer_new_ns(virtual, fire)
+        timer.mod_ns(get_ns(virtual) + next(delays))
+
+    for stream in delay_streams(n_timers, total):
+        arm(stream)
+    return _run(sim, done)
+
+
+def fd_bounce(bounces: int) -> Run:
+    """A byte bounced between two fd read handlers of ``aio_context`` over two virtual pipes.
+
+    Each handler reads the byte and writes it into the other's pipe: one
+    dispatch per hop, two per bounce, no thread of control but the main one.
+    """
+    sim = _simulation()
+    fds = sim.fds
+    ctx = sim.main_loop.aio_context
+    r1, w1 = fds.pipe()
+    r2, w2 = fds.pipe()
+    done = [0]
+
+    def there() -> None:
+        fds.read(r1, 1)
+        fds.write(w2, b"y")
+
+    def back() -> None:
+        fds.read(r2, 1)
+        done[0] += 1
+        if done[0] < bounces:
+            fds.write(w1, b"x")
+
+    ctx.set_fd_handler(r1, there, None)
+    ctx.set_fd_handler(r2, back, None)
+    fds.write(w1, b"x")
+    return _run(sim, done)
 
 
 def turn_handoffs(n_threads: int, total: int) -> Run:

@@ -118,6 +118,15 @@ EXPECTED_FIGURES = {
     "asyncio_sleep_solipsism",
     "asyncio_sleep_looptime",
     "asyncio_sleep_ratio_virtual",
+    "ctx_timer_evreplay",
+    "ctx_timer_simpy",
+    "ctx_timer_ratio_simpy",
+    "ctx_timers_evreplay",
+    "ctx_timers_simpy",
+    "ctx_timers_ratio_simpy",
+    "fd_bounce_evreplay",
+    "fd_bounce_asyncio",
+    "fd_bounce_ratio_asyncio",
 }
 
 #: Figures that count things that may rightly be none (records besides checkpoints).
@@ -138,6 +147,9 @@ PEER_FIGURES = {
     "asyncio_event_stock",
     "asyncio_queue_stock",
     "asyncio_sleep_solipsism",
+    "ctx_timer_simpy",
+    "ctx_timers_simpy",
+    "fd_bounce_asyncio",
 }
 
 FIGURE_KEYS = {"label", "unit", "median", "runs", "status", "note", "target", "met", "params"}
