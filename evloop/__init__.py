@@ -63,9 +63,10 @@ from .machine.coroutine import (
 )
 from .machine.external import ScriptedPeer
 from .machine.iothread import IOThread
+from .machine.observation import DispatchEvent
 from .machine.rng import SimRandom
 from .machine.scheduler import ThreadOfControl, ThreadState
-from .machine.simulation import DispatchEvent, RunResult, SimEvent, Simulation, StopReason
+from .machine.simulation import RunResult, SimEvent, Simulation, StopReason
 from .seams import (
     Blocker,
     ChoiceKind,

@@ -31,7 +31,6 @@ from typing import Any
 
 from ..errors import SimulationError
 from ..loop.aio import AioContext
-from ..loop.bh import callback_name
 from ..loop.clock import ClockType, VirtualClock
 from ..loop.fds import FdTable
 from ..loop.mainloop import MainLoop
@@ -42,11 +41,12 @@ from .chooser import FifoChooser
 from .external import ExternalEvent, ScriptedPeer
 from .faults import FaultInjector, parse_faults
 from .iothread import IOThread
+from .observation import DispatchEvent, RawStep, materialize_step
 from .rng import SimRandom
 from .scheduler import Backend, Scheduler, ThreadOfControl
 from .watchdog import DEFAULT_TIMEOUT_S, Watchdog
 
-__all__ = ["DispatchEvent", "RunResult", "SimEvent", "Simulation", "StopReason"]
+__all__ = ["RunResult", "SimEvent", "Simulation", "StopReason"]
 
 
 class StopReason(Enum):
@@ -62,21 +62,6 @@ class RunResult:
     steps: int
     time_ns: int
     shutdown_cause: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class DispatchEvent:
-    """One step: a callback dispatched, input delivered, or a turn handed over."""
-
-    step: int
-    time_ns: int
-    thread: str
-    context: str
-    kind: str
-    name: str
-
-    def as_tuple(self) -> tuple[int, int, str, str, str, str]:
-        return (self.step, self.time_ns, self.thread, self.context, self.kind, self.name)
 
 
 class _EventCondition:
@@ -124,38 +109,6 @@ class SimEvent:
 
 _PRIME = 0x100000001B3  # FNV's 64-bit prime
 _MASK64 = (1 << 64) - 1
-_RawStep = tuple[int, int, str, int, Any, Any]
-
-
-def _materialize(raw: _RawStep) -> DispatchEvent:
-    steps, now, thread, kind, ctx, what = raw
-    if kind == DispatchKind.TURN:
-        return DispatchEvent(steps, now, what.name, "-", "turn", what.name)
-    if kind == DispatchKind.FAULT:
-        return DispatchEvent(steps, now, thread, "-", "fault", str(what))
-    if kind == DispatchKind.INPUT:
-        peer, chunk, closed = what
-        return DispatchEvent(
-            steps, now, peer.name, "-", "input", "close" if closed else f"{len(chunk)} bytes"
-        )
-    return DispatchEvent(steps, now, thread, ctx.name, DispatchKind.NAMES[kind],
-                         _describe_owner(kind, what))
-
-
-def _describe_owner(kind: int, what: Any) -> str:
-    if kind == DispatchKind.BH:
-        return str(what.name) if what.name is not None else callback_name(what.cb)
-    if kind == DispatchKind.TIMER:
-        return str(what.name) if what.name is not None else callback_name(what.cb)
-    if kind == DispatchKind.READ:
-        return f"fd {what.fd}: {callback_name(what.io_read)}"
-    if kind == DispatchKind.WRITE:
-        return f"fd {what.fd}: {callback_name(what.io_write)}"
-    if kind == DispatchKind.POLL_READY:
-        return f"fd {what.fd}: {callback_name(what.io_poll_ready)}"
-    return str(what)
-
-
 class Simulation:
     """A deterministic simulated machine: clock, fds, main loop, threads of control.
 
@@ -244,7 +197,7 @@ class Simulation:
         self._sink: Callable[[DispatchEvent], object] | None = (
             self.log.append if self.log is not None else (log if callable(log) else None)
         )
-        self._recent: deque[_RawStep] | None = deque(maxlen=recent) if recent else None
+        self._recent: deque[RawStep] | None = deque(maxlen=recent) if recent else None
         self._contexts = 0
         self.main_loop = MainLoop(self.clock, self.fds, observer=self._dispatch_observer)
         self.main_loop.aio_context.uid = self._next_context_uid()
@@ -320,7 +273,7 @@ class Simulation:
         if self._recent is not None:
             self._recent.append((steps, now, thread.name, kind, ctx, what))
         if self._sink is not None:
-            self._sink(_materialize((steps, now, thread.name, kind, ctx, what)))
+            self._sink(materialize_step((steps, now, thread.name, kind, ctx, what)))
         if steps == self._watch:
             self._at_watch(steps)
 
@@ -372,7 +325,7 @@ class Simulation:
         if recent is not None:
             recent.append((steps, now, thread.name, kind, ctx, what))
         if self._sink is not None:
-            self._sink(_materialize((steps, now, thread.name, kind, ctx, what)))
+            self._sink(materialize_step((steps, now, thread.name, kind, ctx, what)))
         if steps == self._watch:
             self._at_watch(steps)
 
@@ -403,7 +356,7 @@ class Simulation:
         """The last steps (kept when built with ``recent=N``), oldest first."""
         if self._recent is None:
             return []
-        return [_materialize(raw) for raw in self._recent]
+        return [materialize_step(raw) for raw in self._recent]
 
     # -- the public surface ---------------------------------------------------------
 
