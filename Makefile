@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: all test test-fast lint unit demo bench traces clean
+.PHONY: all test test-fast lint unit demo bench traces docs clean
 
 all: test
 
@@ -34,6 +34,14 @@ demo: $(STAMP)
 bench: $(STAMP)
 	test -d $(VENV)/bench-peers || $(PY) -m pip install --quiet --target $(VENV)/bench-peers 'looptime>=0.2'
 	$(PY) -m bench
+
+# The API reference, generated from the docstrings (pdoc) into docs/api/ (not tracked).
+API_MODULES := evloop evloop.asyncio replay replay.tools replay.explore replay.hypothesis \
+               replay.pytest_plugin replay.host replay.declared
+docs: $(STAMP)
+	rm -rf docs/api
+	$(PY) -m pdoc --docformat restructuredtext -o docs/api $(API_MODULES)
+	@echo "open docs/api/index.html"
 
 traces: $(STAMP)
 	$(PY) examples/make_traces.py
