@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import io
 import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from random import Random
@@ -137,18 +138,25 @@ def run_hypothesis_seed(spec: CampaignSpec, seed: int) -> tuple[RecordResult, by
         spec.scenario, params=spec.params, seed=seed, faults=spec.faults,
         until_ns=spec.until_ns, max_steps=spec.max_steps, failure_dir=None,
     )  # fmt: skip
-    try:
-        run = find(
-            strategy,
-            failing,
-            settings=settings(
-                max_examples=HYPOTHESIS_EXAMPLES, database=None, deadline=None,
-                phases=[Phase.generate], suppress_health_check=list(HealthCheck),
-            ),
-            random=Random(seed),
+    with warnings.catch_warnings():
+        # Hypothesis warns when the global ``random`` state moves while a
+        # strategy draws. On a Dask worker thread, the worker's own threads
+        # move it; the simulation never reads it (its RNG is its own).
+        warnings.filterwarnings(
+            "ignore", message="Do not use the `random` module inside strategies"
         )
-    except NoSuchExample:
-        run = last[0]
+        try:
+            run = find(
+                strategy,
+                failing,
+                settings=settings(
+                    max_examples=HYPOTHESIS_EXAMPLES, database=None, deadline=None,
+                    phases=[Phase.generate], suppress_health_check=list(HealthCheck),
+                ),
+                random=Random(seed),
+            )
+        except NoSuchExample:
+            run = last[0]
     return run.result, run.trace
 
 

@@ -12,11 +12,16 @@ started in) is the one the code silently assumes:
   first.
 
 In FIFO order the run is clean; each bug needs one decision of its own
-taken the other way.
+taken the other way. :func:`async_two_bugs` is the same pair in an asyncio
+program.
 """
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
+import evloop.asyncio
 from evloop import SCALE_MS, Simulation
 
 
@@ -46,3 +51,49 @@ def two_bugs(sim: Simulation) -> None:
         sim.thread(f"client{i}", lambda i=i: client(i))
     sim.thread("reader", reader)
     sim.thread("writer", writer)
+
+
+def async_two_bugs(sim: Simulation) -> None:
+    """The same two kinds of bug in an asyncio program on the simulation's loop.
+
+    Blocking jobs run on the default executor (threads of control) and finish
+    in the scheduler's order: the program asserts they complete in submission
+    order (an ``AssertionError`` in ``main``), then a reader job raises
+    ``RuntimeError`` if a writer job ran first.
+    """
+    value = {"written": False}
+
+    def job(i: int) -> int:
+        sim.sleep(1_000)
+        return i
+
+    def read() -> None:
+        sim.sleep(1_000)
+        if value["written"]:
+            raise RuntimeError("stale read: the writer job ran before the reader job")
+
+    def write() -> None:
+        sim.sleep(1_000)
+        value["written"] = True
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        done: list[int] = []
+
+        async def one(i: int) -> None:
+            done.append(await loop.run_in_executor(None, job, i))
+
+        await asyncio.gather(one(0), one(1))
+        assert done == sorted(done), f"jobs completed out of order: {done}"
+        await asyncio.gather(loop.run_in_executor(None, read),
+                             loop.run_in_executor(None, write))
+
+    sim.thread("asyncio", lambda: evloop.asyncio.run(main(), sim=sim))
+
+
+def signature(kind: str, marker: str) -> str:
+    """``"Kind at campaign.py:LINE"``, LINE the line of this file holding ``marker``: what a
+    campaign calls the failure raised there (the tests name bugs by it)."""
+    lines = Path(__file__).read_text().splitlines()
+    [line] = [n for n, text in enumerate(lines, 1) if marker in text and "marker" not in text]
+    return f"{kind} at campaign.py:{line}"
