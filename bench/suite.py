@@ -22,6 +22,7 @@ from typing import Any
 
 from . import peers, workloads
 from .asyncio_figures import bench_asyncio
+from .campaign import bench_campaign
 from .harness import (
     BenchError,
     Figure,
@@ -81,6 +82,8 @@ class Sizes:
     #: Workload 10: one context timer re-armed; a byte bounced between fd handlers.
     context_rearms: int = 500_000
     fd_bounces: int = 100_000
+    #: Seeds of one campaign round (workload 11): a few seconds serially.
+    campaign_seeds: int = 2048
 
 
 FULL = Sizes()
@@ -108,6 +111,7 @@ QUICK = Sizes(
     asyncio_sleeps=200,
     context_rearms=1000,
     fd_bounces=100,
+    campaign_seeds=64,
 )
 
 Workload = Callable[[Settings, Sizes], list[Figure]]
@@ -750,4 +754,5 @@ WORKLOADS: dict[str, Workload] = {
     "switches": bench_switches,
     "asyncio": bench_asyncio,
     "loop": bench_loop,
+    "campaign": lambda settings, z: bench_campaign(settings, z.campaign_seeds),
 }

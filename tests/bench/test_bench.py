@@ -127,6 +127,14 @@ EXPECTED_FIGURES = {
     "fd_bounce_evreplay",
     "fd_bounce_asyncio",
     "fd_bounce_ratio_asyncio",
+    "campaign_serial",
+    "campaign_process_b32",
+    "campaign_dask_b32",
+    "campaign_process_b128",
+    "campaign_dask_b128",
+    "campaign_ratio_process_dask_b32",
+    "campaign_ratio_process_dask_b128",
+    "campaign_ratio_process_serial",
 }
 
 #: Figures that count things that may rightly be none (records besides checkpoints).
