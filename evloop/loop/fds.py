@@ -82,7 +82,7 @@ from __future__ import annotations
 import errno
 import heapq
 import select
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final, Protocol
 
 from ..errors import DeadlockError
@@ -149,6 +149,10 @@ class FdFaults(Protocol):
 
     def holds(self, writer: _Pipe | _SocketEnd) -> bool:
         """Bytes from ``writer`` are held back: its close must not show as EOF yet."""
+        ...
+
+    def datagram(self, fd: int, data: bytes, land: Callable[[bytes], None]) -> None:
+        """Send one datagram from ``fd``: ``land(data)`` now, later, twice or never."""
         ...
 
 

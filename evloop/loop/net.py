@@ -322,8 +322,16 @@ class Network:
                 sock._error = errno.ECONNREFUSED  # ICMP port unreachable, to a connected socket
                 self.fds.notify(sock._fd)
             return len(data)
-        if target._queued + len(data) <= target._rcvbuf:
+        faults = self.fds.faults
+        if faults is None:
+            self._enqueue(target, data, source)
+        else:
+            faults.datagram(sock._fd, data, lambda payload: self._enqueue(target, payload, source))
+        return len(data)
+
+    def _enqueue(self, target: VirtualSocket, data: bytes, source: Any) -> None:
+        """A datagram reaches ``target``: queued if it is open and has room, else dropped."""
+        if target._fd >= 0 and target._queued + len(data) <= target._rcvbuf:
             target._datagrams.append((data, source))
             target._queued += len(data)
             self.fds.notify(target._fd)
-        return len(data)

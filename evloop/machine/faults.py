@@ -64,6 +64,9 @@ The faults, and where they apply:
   atomic in Linux).
 * ``eagain`` / ``eintr``: a read with data there, or a write with room
   there, raises ``BlockingIOError`` / ``InterruptedError`` and does nothing.
+* datagrams (``sendto`` on a UDP or AF_UNIX datagram socket of the network)
+  meet ``delay`` (1 ms or 10 ms later: datagrams may then arrive out of
+  order, as UDP allows), ``loss`` and ``duplicate``.
 * ``reset``: a write on a TCP connection of the network (``net.py``) meets an
   RST from the link: the write fails with ``ConnectionResetError``, the peer
   reads what had arrived and then ECONNRESET, bytes still in flight either way
@@ -225,6 +228,20 @@ class _Arrival:
             size = sum(len(chunk) for _, chunk in self.direction.chunks)
             return f"fault: {size} held bytes to fd {self.fd}"
         return f"fault: {len(self.data)} reordered bytes to fd {self.fd}"
+
+
+class _DatagramArrival:
+    """An external event that lands one delayed datagram."""
+
+    __slots__ = ("data", "fd", "land")
+
+    def __init__(self, data: bytes, land: Callable[[bytes], None], fd: int) -> None:
+        self.data = data
+        self.land = land
+        self.fd = fd  # the sending fd (for describe only)
+
+    def describe(self) -> str:
+        return f"fault: a delayed {len(self.data)}-byte datagram from fd {self.fd}"
 
 
 def _receiving_fd(writer: _Writer) -> int:
@@ -444,8 +461,35 @@ class FaultInjector:
         """Bytes ``writer`` wrote are still held: its close is not visible to the reader yet."""
         return writer in self._directions or writer in self._reordered
 
+    def datagram(self, fd: int, data: bytes, land: Callable[[bytes], None]) -> None:
+        """Send one datagram from ``fd``: ``land`` it now, after a delay, twice, or never."""
+        options: list[tuple[str, str, int]] = []
+        if not self._outside(fd):
+            if self._on("delay", fd):
+                options.extend(("delay", f"delay {d // SCALE_MS}ms", d) for d in DELAYS_NS)
+            if self._on("loss", fd):
+                options.append(("loss", "loss", 0))
+            if self._on("duplicate", fd):
+                options.append(("duplicate", "duplicate", 0))
+        kind, label, arg = self._decide(options) if options else ("none", "none", 0)
+        if kind == "none":
+            land(data)
+            return
+        self._injected(kind, fd, f"datagram {label}")
+        if kind == "delay":
+            arrival = _DatagramArrival(data, land, fd)
+            self._sched.add_external(self._now[0] + arg, _as_external(arrival))
+        elif kind == "duplicate":
+            land(data)
+            land(data)
+
     def deliver(self, event: object) -> None:
         """Land the bytes of an arrival (called by the simulation's external delivery)."""
+        if isinstance(event, _DatagramArrival):
+            event.land(event.data)
+            self._step(DispatchKind.FAULT, _ARRIVE_CODE, max(event.fd, 0), None,
+                       InjectedFault("arrive", event.fd, "a delayed datagram arrives"))
+            return
         if not isinstance(event, _Arrival):
             raise TypeError(f"not a fault arrival: {event!r}")
         now = self._now[0]
@@ -540,7 +584,7 @@ class FaultInjector:
         return observe
 
 
-def _as_external(event: _Arrival) -> ExternalEvent:
+def _as_external(event: _Arrival | _DatagramArrival) -> ExternalEvent:
     """An arrival rides the scheduler's external-event queue, which only calls ``describe``
     and hands the event back to the simulation's delivery function."""
     return event  # type: ignore[return-value]

@@ -359,3 +359,42 @@ def test_tls_is_fenced_with_one_line(call: Callable[[], Coroutine[Any, Any, Any]
 
 def test_errno_values_the_tests_rely_on() -> None:
     assert (errno.ECONNREFUSED, errno.ECONNRESET, errno.EADDRINUSE) == (111, 104, 98)
+
+
+# -- the fuzz finds what is wrong ------------------------------------------------------------
+
+
+async def one_read_is_one_message(loop: SimEventLoop) -> bytes:
+    """A server with a classic bug: it takes one read() for the whole request."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.read(100)  # the bug: a stream has no message boundaries
+        writer.write(request.upper())
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 7100)
+    reader, writer = await asyncio.open_connection("127.0.0.1", 7100)
+    writer.write(b"hello world")
+    try:
+        reply = await reader.read()
+    except ConnectionResetError:
+        # The server closed with part of the request unread: Linux answers with an RST.
+        reply = b"reset"
+    writer.close()
+    server.close()
+    await server.wait_closed()
+    return reply
+
+
+def test_fuzzing_delivery_timing_finds_a_server_that_trusts_one_read() -> None:
+    from evloop import RandomChooser
+
+    assert run_on(one_read_is_one_message) == b"HELLO WORLD"  # asyncio's own order hides it
+    replies = {
+        run_on(one_read_is_one_message, chooser=RandomChooser(seed), faults=["short-write"])
+        for seed in range(8)
+    }
+    # Some schedules cut the request; the server answers a part and closes with
+    # the rest unread, which Linux turns into an RST: the bug is found.
+    assert replies == {b"HELLO WORLD", b"reset"}

@@ -622,3 +622,63 @@ def test_a_reset_fault_resets_a_tcp_connection_and_only_tcp() -> None:
             conn.send(b"back")
         assert sim.log is not None
         assert [e.name for e in sim.log if e.kind == "fault"] == [f"fd {c.fileno()}: reset"]
+
+
+class Script:
+    """Answers fault decisions from a script of option labels ("none" when it runs out)."""
+
+    def __init__(self, *labels: str) -> None:
+        self.labels = list(labels)
+        self.asked: list[list[str]] = []
+
+    def choose(self, kind: ChoiceKind, options: Any) -> int:
+        if kind is not ChoiceKind.FAULT:
+            return 0
+        self.asked.append(list(options))
+        label = self.labels.pop(0) if self.labels else "none"
+        return list(options).index(label)
+
+
+def _datagrams_under(chooser: Script) -> tuple[list[tuple[int, bytes]], list[str]]:
+    got: list[tuple[int, bytes]] = []
+    with Simulation(chooser=chooser, faults=["delay", "loss", "duplicate"], log=True) as sim:
+        rx = sim.net.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        rx.bind(("127.0.0.1", 53))
+        tx = sim.net.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+        def sender() -> None:
+            for i in range(4):
+                tx.sendto(b"d%d" % i, ("127.0.0.1", 53))
+
+        def receiver() -> None:
+            rx.settimeout(0.05)
+            while True:
+                try:
+                    data = rx.recv(10)
+                except TimeoutError:
+                    return
+                got.append((sim.now_ns // SCALE_MS, data))
+
+        sim.thread("sender", sender)
+        sim.thread("receiver", receiver)
+        sim.run()
+        assert sim.log is not None
+        return got, [e.name for e in sim.log if e.kind == "fault"]
+
+
+def test_datagrams_meet_delay_loss_and_duplicate_as_decisions() -> None:
+    chooser = Script("delay 10ms", "loss", "duplicate", "none")
+    got, faults = _datagrams_under(chooser)
+    assert chooser.asked[0] == ["none", "delay 1ms", "delay 10ms", "loss", "duplicate"]
+    # d0 comes 10 ms late, after d2 (twice) and d3: a datagram may overtake another.
+    assert got == [(0, b"d2"), (0, b"d2"), (0, b"d3"), (10, b"d0")]
+    assert [name.split(": ", 1)[1] for name in faults] == [
+        "datagram delay 10ms", "datagram loss", "datagram duplicate", "a delayed datagram arrives",
+    ]
+    assert len({name.split(": ", 1)[0] for name in faults}) == 1  # all on the sender's fd
+
+
+def test_datagrams_without_faults_arrive_in_order_at_once() -> None:
+    got, faults = _datagrams_under(Script())
+    assert got == [(0, b"d0"), (0, b"d1"), (0, b"d2"), (0, b"d3")]
+    assert faults == []
