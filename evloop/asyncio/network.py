@@ -48,9 +48,9 @@ __all__ = ["TLS_FENCE", "NetworkSelectorLoop"]
 
 #: The one line a TLS request is refused with.
 TLS_FENCE = (
-    "TLS is fenced on the simulated loop: OpenSSL draws its randomness from its own "
-    "generator, which cannot be routed through the simulation, so a TLS run could not "
-    "replay (use plain connections in simulated tests)"
+    "evloop.asyncio: TLS (ssl=, start_tls) is fenced off in a simulation: OpenSSL draws "
+    "its randomness from its own generator, which cannot be routed through the simulation, "
+    "so a TLS run could not replay (see docs/asyncio.md)"
 )
 
 _ProtocolFactory = Callable[[], asyncio.BaseProtocol]
@@ -58,8 +58,9 @@ _ProtocolFactory = Callable[[], asyncio.BaseProtocol]
 
 def _real_socket_fence(what: str, sock: object) -> FencedError:
     return FencedError(
-        f"{what}: {sock!r} is a real socket, and a simulated loop runs on the virtual "
-        "network: make sockets with loop.net.socket(family, type, proto)"
+        f"evloop.asyncio: a real socket given to loop.{what}() is fenced off in a simulation: "
+        f"the fd of {sock!r} means nothing in the virtual fd table; make sockets with "
+        "loop.net.socket(family, type, proto) (see docs/asyncio.md)"
     )
 
 

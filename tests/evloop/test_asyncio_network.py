@@ -331,8 +331,9 @@ def test_a_real_socket_is_refused_with_one_line() -> None:
             await loop.sock_recv(real, 10)
 
         message = (
-            f"sock_recv: {real!r} is a real socket, and a simulated loop runs on the virtual "
-            "network: make sockets with loop.net.socket(family, type, proto)"
+            "evloop.asyncio: a real socket given to loop.sock_recv() is fenced off in a "
+            f"simulation: the fd of {real!r} means nothing in the virtual fd table; make "
+            "sockets with loop.net.socket(family, type, proto) (see docs/asyncio.md)"
         )
         with pytest.raises(FencedError, match=f"^{re.escape(message)}$"):
             run_on(main)
@@ -355,6 +356,7 @@ def test_tls_is_fenced_with_one_line(call: Callable[[], Coroutine[Any, Any, Any]
 
     with pytest.raises(FencedError, match=f"^{re.escape(TLS_FENCE)}$"):
         run_on(main)
+    assert TLS_FENCE.startswith("evloop.asyncio: TLS (ssl=, start_tls) is fenced off in a ")
 
 
 def test_errno_values_the_tests_rely_on() -> None:
