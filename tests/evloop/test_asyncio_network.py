@@ -8,6 +8,7 @@ import errno
 import re
 import socket
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -400,3 +401,19 @@ def test_fuzzing_delivery_timing_finds_a_server_that_trusts_one_read() -> None:
     # Some schedules cut the request; the server answers a part and closes with
     # the rest unread, which Linux turns into an RST: the bug is found.
     assert replies == {b"HELLO WORLD", b"reset"}
+
+
+# -- the documentation's examples ---------------------------------------------------------
+
+
+def test_the_network_examples_of_the_docs_run_verbatim(capsys: pytest.CaptureFixture[str]) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "asyncio.md").read_text()
+    section = doc[doc.index("## The network") :]
+    section = section[: section.index("\n## ")]
+    echo, fuzz = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    namespace: dict[str, Any] = {}
+    exec(compile(echo, "docs/asyncio.md", "exec"), namespace)
+    assert capsys.readouterr().out == "b'got hello'\n"  # what the example's comment says
+    assert "# b'got hello'" in echo
+    exec(compile(fuzz, "docs/asyncio.md", "exec"), namespace)
+    assert capsys.readouterr().out == "b'got hello'\n" * 16
