@@ -125,3 +125,43 @@ def test_ctrl_c_keeps_every_finished_seed(tmp_path: Path, workers: str) -> None:
     for failure in summary["failures"]:
         assert play(failure["trace"]).bit_exact is True
     assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_a_local_dask_cluster_of_processes_finds_what_one_process_finds_quietly(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("distributed")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    runs = {}
+    for executor, workers in (("process", "1"), ("dask-local", "2")):
+        done = subprocess.run(
+            [sys.executable, "-m", "replay", "campaign", TWO_BUGS, "--seeds", "48",
+             "--executor", executor, "--workers", workers, "--json",
+             "-o", str(tmp_path / executor)],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 1, done.stderr
+        # Not a terminal: progress is plain "campaign ..." lines, and Dask says nothing.
+        assert all(line.startswith("campaign ") for line in done.stderr.splitlines()), done.stderr
+        summary = json.loads(done.stdout)
+        runs[executor] = [
+            (f["signature"], f["count"], f["first_seed"], Path(f["trace"]).read_bytes())
+            for f in summary["failures"]
+        ]
+    assert len(runs["process"]) == 2
+    assert runs["process"] == runs["dask-local"]
+
+
+@pytest.mark.slow
+def test_a_time_limit_stops_the_campaign_and_keeps_what_it_found(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "replay", "campaign", TWO_BUGS, "--seeds", "10000000",
+         "--workers", "1", "--time-limit", "1s", "--json", "-o", str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["stop"] == "time-limit" and 0 < summary["ran"] < 10_000_000
+    assert [f["signature"] for f in summary["failures"]] == [ORDER, STALE]

@@ -283,3 +283,26 @@ def test_the_in_process_dask_cluster_connects_to_nothing_beyond_loopback(
     with dask_executor(None, 1, processes=False) as (executor, _):
         assert executor.submit(sum, [2, 3]).result() == 5
     assert outside == []
+
+
+def test_a_running_cluster_is_reached_by_its_scheduler_address(
+    tmp_path: Path, dask_in_process: Executor
+) -> None:
+    import distributed
+
+    from replay.explore.executors import quiet_dask
+
+    quiet_dask()
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, host="127.0.0.1", protocol="tcp",
+        scheduler_port=0, silence_logs=50,
+        scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+    ) as cluster:  # fmt: skip
+        address = cluster.scheduler_address
+        assert address.startswith("tcp://127.0.0.1:")
+        with campaign_executor(address, 99) as (executor, workers):
+            assert workers == 1  # the cluster's threads, not the option
+            remote = campaign(CampaignSpec(TWO_BUGS, "random"), tmp_path / "r", 24, executor,
+                              workers)
+    local = campaign(CampaignSpec(TWO_BUGS, "random"), tmp_path / "l", 24)
+    assert fingerprint(remote) == fingerprint(local)
