@@ -24,12 +24,14 @@ from evloop import Chooser, DispatchEvent, Simulation
 
 from .driver import (
     DEFAULT_CHECKPOINT_INTERVAL,
+    DEFAULT_WATCHDOG_S,
     BlockerPlug,
     PlayResult,
     RecordResult,
     begin_recording,
     finish_recording,
     header_option,
+    header_watchdog,
     new_header,
     play_run,
     simulation_options,
@@ -64,12 +66,16 @@ def record(
     max_steps: int | None = None,
     checkpoint_interval: int = DEFAULT_CHECKPOINT_INTERVAL,
     sanitize: bool | str = False,
+    watchdog: float | None = DEFAULT_WATCHDOG_S,
 ) -> RecordResult:
     """Run ``scenario`` under a recorder and write its trace to ``output``.
 
     ``sanitize`` (True or ``"strict"``) routes or refuses real
     nondeterminism (``time.time``, ``random.*``, ...) while the scenario runs;
     it is stored in the header, so play runs under the same sanitizer.
+    ``watchdog`` is the wall-clock timeout (seconds) of a thread of control
+    that never gives the turn back, or None for off; a value other than the
+    default is stored in the header, so play runs with the same one.
 
     ``chooser`` is a spec (``fifo``, ``random:SEED``, ``pct:SEED[:DEPTH]``) or
     a :class:`~evloop.Chooser` with a ``spec`` attribute naming it for the
@@ -90,6 +96,7 @@ def record(
     header = new_header(
         name, seed=seed, chooser=chooser, params=params, faults=faults, until_ns=until_ns,
         max_steps=max_steps, checkpoint_interval=checkpoint_interval, sanitize=sanitize,
+        watchdog=watchdog,
     )
 
     def build(writer: TraceWriter) -> tuple[Recorder, Simulation, BlockerPlug | None]:
@@ -109,6 +116,7 @@ def simulation(
         chooser=chooser,
         faults=header.faults,
         sanitize=header_option(header, "run.sanitize", False),
+        watchdog=header_watchdog(header),
         **simulation_options(header, log),
     )
 

@@ -32,6 +32,7 @@ from typing import Any, BinaryIO, Generic, TypeVar
 
 from evloop import Blocker, Simulation
 from evloop import __version__ as evloop_version
+from evloop.machine.watchdog import DEFAULT_TIMEOUT_S as DEFAULT_WATCHDOG_S
 
 from .declared import check_parameters, declare_scenario, load_trace_scenario
 from .errors import ReplayError
@@ -43,6 +44,7 @@ from .trace.writer import TraceWriter
 
 __all__ = [
     "DEFAULT_CHECKPOINT_INTERVAL",
+    "DEFAULT_WATCHDOG_S",
     "RECENT_STEPS",
     "PlayResult",
     "RecordResult",
@@ -50,6 +52,7 @@ __all__ = [
     "begin_recording",
     "finish_recording",
     "header_option",
+    "header_watchdog",
     "new_header",
     "play_run",
     "run_limits",
@@ -110,8 +113,9 @@ def run_options(
     max_steps: int | None,
     checkpoint_interval: int,
     sanitize: bool | str = False,
+    watchdog: float | None = DEFAULT_WATCHDOG_S,
 ) -> dict[str, Any]:
-    """The ``run.*`` header extensions of a recording: its limits, interval and sanitizer."""
+    """The ``run.*`` header extensions of a recording: limits, interval, sanitizer, watchdog."""
     options: dict[str, Any] = {
         "run.until_ns": until_ns,
         "run.max_steps": max_steps,
@@ -119,6 +123,8 @@ def run_options(
     }
     if sanitize:  # only when set: traces without it stay byte-identical
         options["run.sanitize"] = sanitize
+    if watchdog != DEFAULT_WATCHDOG_S:  # likewise: seconds, 0 for off
+        options["run.watchdog"] = 0.0 if watchdog is None else float(watchdog)
     return options
 
 
@@ -133,6 +139,7 @@ def new_header(
     max_steps: int | None = None,
     checkpoint_interval: int = DEFAULT_CHECKPOINT_INTERVAL,
     sanitize: bool | str = False,
+    watchdog: float | None = DEFAULT_WATCHDOG_S,
     extensions: Mapping[str, Any] | None = None,
 ) -> TraceHeader:
     """The header of a new recording of ``scenario`` (a ``module:function`` name)."""
@@ -144,7 +151,7 @@ def new_header(
         faults=tuple(faults),
         package_version=evloop_version,
         extensions={
-            **run_options(until_ns, max_steps, checkpoint_interval, sanitize),
+            **run_options(until_ns, max_steps, checkpoint_interval, sanitize, watchdog),
             **(extensions or {}),
         },
     )
@@ -154,6 +161,14 @@ def header_option(header: TraceHeader, key: str, default: Any) -> Any:
     """Header extension ``key``; ``default`` when absent or nil."""
     value = header.extensions.get(key, default)
     return default if value is None else value
+
+
+def header_watchdog(header: TraceHeader) -> float | None:
+    """The wall-clock watchdog a run of this header has: seconds, or None (off)."""
+    value = header.extensions.get("run.watchdog", DEFAULT_WATCHDOG_S)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ReplayError(f"header run.watchdog: seconds (0 for off), not {value!r}")
+    return None if value == 0 else float(value)
 
 
 def run_limits(

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, NoReturn
 
+from evloop.machine.watchdog import DEFAULT_TIMEOUT_S as DEFAULT_WATCHDOG_S
+
 from ..declared import BUNDLED_SCENARIOS as DECLARED_BUNDLED
 from ..scenario import Scenario, ScenarioError, chooser_from_spec, load_scenario
 
@@ -171,10 +173,28 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="stop at virtual time T (ns, or with a unit: 50ms, 2s)")
     p.add_argument("--max-steps", type=int_in(0, None), metavar="N",
                    help="stop after N steps")
+    add_watchdog_option(p)
     p.add_argument("--faults", action="append", default=[], metavar="KIND[,KIND...]",
                    help="faults the simulation may inject, each a recorded decision: delay, "
                         "reorder, loss, duplicate, partition, short-read, short-write, eagain, "
                         "eintr, host-jump, host-skew, preempt, reset (optionally KIND:fd=N)")
+
+
+def add_watchdog_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--watchdog", type=parse_watchdog, default=DEFAULT_WATCHDOG_S, metavar="S",
+                   help="stop a thread of control that holds the turn for S seconds of wall "
+                        f"time without waiting (default {DEFAULT_WATCHDOG_S:g}; 0: off, which "
+                        "the trace records so that its play is unwatched too)")
+
+
+def parse_watchdog(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0 (0: off), not {text!r}")
+    return None if value == 0 else value
 
 
 def faults_of(args: argparse.Namespace) -> list[str]:

@@ -44,6 +44,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         result = record(
             args.scenario, out, seed=args.seed, params=params, chooser=chooser,
             until_ns=args.until_ns, max_steps=args.max_steps, faults=faults_of(args),
+            watchdog=args.watchdog,
         )
     except InvalidRecordError as exc:
         fail(f"--param: a value the trace format cannot hold: {exc}")
@@ -293,6 +294,7 @@ def _record_args(args: argparse.Namespace, chooser: str) -> list[str]:
         out += ["--max-steps", str(args.max_steps)]
     for fault in faults_of(args):
         out += ["--faults", fault]
+    out += ["--watchdog", "0" if args.watchdog is None else repr(args.watchdog)]
     return out
 
 

@@ -84,3 +84,14 @@ def message_varies(sim: Simulation) -> None:
 def thread_fails_two(sim: Simulation, *, rounds: int = 20) -> None:
     """:func:`thread_fails` with one worker fewer: a changed scenario, for reruns."""
     thread_fails(sim, workers=2, rounds=rounds)
+
+
+def spins(sim: Simulation) -> None:
+    """A thread of control that never waits: only the wall-clock watchdog ends it."""
+
+    def spin() -> None:
+        n = 0
+        while True:
+            n += 1
+
+    sim.thread("spinner", spin)
