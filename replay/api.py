@@ -16,6 +16,7 @@ ends.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -25,6 +26,7 @@ from evloop import Chooser, DispatchEvent, Simulation
 from .driver import (
     DEFAULT_CHECKPOINT_INTERVAL,
     DEFAULT_WATCHDOG_S,
+    RECENT_STEPS,
     BlockerPlug,
     PlayResult,
     RecordResult,
@@ -36,6 +38,7 @@ from .driver import (
     play_run,
     simulation_options,
 )
+from .errors import ReplayDivergence, ReplayError
 from .host.channels import is_host_trace
 from .host.mode import play_host_trace
 from .scenario import (
@@ -134,6 +137,40 @@ def play(
     decisions regenerate, for dumps and timelines. This is the one place that
     opens a trace to play it and decides its mode (simulation or host).
     """
+    try:
+        return _play(path, until_step=until_step, on_step=on_step)
+    except ReplayDivergence as divergence:
+        if divergence.noticed_step is None or until_step is not None:
+            raise
+        raise _at_departure(path, divergence) from None
+
+
+def _at_departure(path: str | Path, divergence: ReplayDivergence) -> ReplayDivergence:
+    """The divergence with the steps before its departure, from a replay that stops there."""
+    recent: deque[DispatchEvent] = deque(maxlen=RECENT_STEPS)
+    try:
+        _play(path, until_step=divergence.step, on_step=recent.append)
+    except ReplayError:
+        return divergence
+    last = recent[-1] if recent else None
+    return ReplayDivergence(
+        step=divergence.step,
+        event_index=divergence.event_index,
+        expected=divergence.expected,
+        actual=divergence.actual,
+        time_ns=divergence.time_ns if last is None else last.time_ns,
+        thread=divergence.thread if last is None else last.thread,
+        recent=tuple(recent),
+        noticed_step=divergence.noticed_step,
+    )
+
+
+def _play(
+    path: str | Path,
+    *,
+    until_step: int | None,
+    on_step: Callable[[DispatchEvent], object] | None,
+) -> PlayResult:
     with TraceReader(path, strict=False) as reader:
         if is_host_trace(reader.header):
             return play_host_trace(reader, path, until_step=until_step, on_step=on_step)

@@ -100,9 +100,21 @@ class ReplayDivergence(ReplayError):
         time_ns: int | None = None,
         thread: str | None = None,
         recent: tuple[object, ...] = (),
+        noticed_step: int | None = None,
+        last_good_step: int | None = None,
     ) -> None:
-        super().__init__(step, event_index, expected, actual, time_ns, thread, recent)
+        super().__init__(
+            step, event_index, expected, actual, time_ns, thread, recent, noticed_step,
+            last_good_step,
+        )
+        #: Where the run departed from the trace: the step a recorded event was
+        #: due at that the run passed without it, else the step it was noticed at.
         self.step = step
+        #: The later step where the departure was noticed (None: noticed where it departed).
+        self.noticed_step = noticed_step
+        #: A digest that differs at a checkpoint says only that some step since
+        #: the last checkpoint that matched (this one) departed.
+        self.last_good_step = last_good_step
         self.event_index = event_index
         self.expected = expected
         self.actual = actual
@@ -121,6 +133,17 @@ class ReplayDivergence(ReplayError):
             f"  expected: {self.expected!r}",
             f"  actual:   {self.actual!r}",
         ]
+        if self.noticed_step is not None:
+            lines.append(
+                f"  departed: at step {self.step}, where the trace's event was due; the run "
+                f"went on without it and was stopped at step {self.noticed_step}"
+            )
+        elif self.last_good_step is not None:
+            lines.append(
+                f"  departed: at a step after {self.last_good_step} (the last checkpoint "
+                f"that matched) and up to {self.step}; steps are not recorded one by one, "
+                "so record with a smaller checkpoint interval to pin it"
+            )
         if self.recent:
             lines.append("  recent events, oldest first:")
             lines.extend(f"    {event!r}" for event in self.recent)

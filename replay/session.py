@@ -292,6 +292,8 @@ class Player(_Session):
         self.divergence: ReplayDivergence | None = None
         #: True once a truncated trace has run out: the run then goes on freely.
         self.exhausted = False
+        #: The step of the last checkpoint whose digest matched.
+        self._good_step = 0
 
     # -- reading ----------------------------------------------------------------------
 
@@ -342,13 +344,34 @@ class Player(_Session):
             or record[1] != step
             or tuple(record[2 : 2 + len(match)]) != match
         ):
+            due = record[1] if record is not None and type(record[1]) is int else None
+            digest = (
+                record is not None and record[0] == kind == EventKind.CHECKPOINT
+                and due == step
+            )
             self._diverge(
-                index, show_record(record), actual if isinstance(actual, str) else actual()
+                index, show_record(record), actual if isinstance(actual, str) else actual(),
+                due=due, last_good=self._good_step if digest else None,
             )
         assert record is not None
         return record
 
-    def _diverge(self, index: int, expected: str, actual: str) -> None:
+    def _diverge(
+        self,
+        index: int,
+        expected: str,
+        actual: str,
+        *,
+        due: int | None = None,
+        last_good: int | None = None,
+    ) -> None:
+        """Raise the divergence; ``due`` is the step the trace's event was due at.
+
+        A recorded event due at an earlier step than this one means the run
+        passed that step without doing what the trace did there: it departed
+        there (``noticed_step`` is where it was caught); :func:`replay.play`
+        then replays up to that step again to show the steps before it.
+        """
         sim = self.sim
         recent: tuple[object, ...] = ()
         time_ns = thread = None
@@ -356,14 +379,18 @@ class Player(_Session):
             recent = tuple(sim.recent_events())
             time_ns = sim.now_ns
             thread = sim.current_thread.name
+        step = self._step
+        departed = due is not None and due < step
         self.divergence = ReplayDivergence(
-            step=self._step,
+            step=due if departed and due is not None else step,
             time_ns=time_ns,
             event_index=index,
             expected=expected,
             actual=actual,
             thread=thread,
             recent=recent,
+            noticed_step=step if departed else None,
+            last_good_step=last_good,
         )
         if sim is not None and sim._sched.failure is None:
             sim._sched.failure = self.divergence
@@ -418,6 +445,7 @@ class Player(_Session):
         kind = int(CheckpointKind.PERIODIC)
         record = self._expect(EventKind.CHECKPOINT, actual, kind, sim.digest)
         if record is not None:
+            self._good_step = step
             self._emit(record)
 
     def input(self, channel: str, data: bytes, close: bool) -> None:

@@ -509,7 +509,8 @@ def test_a_change_seen_only_by_the_digest_is_caught_at_the_final_checkpoint(
         play(path)
     div = info.value
     assert div.event_index == 1
-    assert div.step == recorded.steps + 1
+    # The trace ended at its last step; the run went on past it, and was caught one step later.
+    assert (div.step, div.noticed_step) == (recorded.steps, recorded.steps + 1)
     assert (
         div.expected == f"CHECKPOINT FINAL(step={recorded.steps}, digest={recorded.digest:#018x})"
     )
@@ -586,12 +587,16 @@ def test_a_new_failure_in_play_is_a_divergence(
     div = info.value
     # The recorded run went on where the played one stopped: the trace expects
     # the next decision, the run reports how it ended.
-    assert div.step < recorded.steps
-    assert div.thread == "main"
+    # It departed at the step where that decision was due (a racer's step), and
+    # was caught where the run ended.
+    assert div.noticed_step is not None and div.step < div.noticed_step < recorded.steps
+    assert div.thread is not None and div.thread.startswith("racer")
     assert isinstance(div.expected, str)
-    assert div.expected.startswith("CHOICE(step=")
+    assert div.expected.startswith(f"CHOICE(step={div.step}, ")
     assert isinstance(div.actual, str)
-    assert div.actual.startswith(f"the run ended at step {div.step}: exception: AssertionError: ")
+    assert div.actual.startswith(
+        f"the run ended at step {div.noticed_step}: exception: AssertionError: "
+    )
     assert "lost updates" in div.actual
 
 

@@ -558,10 +558,12 @@ def test_failed_replays_are_reported_without_a_traceback(suite: pytest.Pytester)
     result = suite.runpytest("--evreplay-traces=traces", "traces")
     result.stdout.fnmatch_lines_random(
         [
-            f"{traces}/diverging.evr: replay diverged at event 1 (step 6, time 5000000 ns, "
+            f"{traces}/diverging.evr: replay diverged at event 1 (step 5, time 4000000 ns, "
             "thread 'main')",
             "  expected: 'CHECKPOINT FINAL(step=5, digest=0x*)'",
             "  actual:   'the run ended: CHECKPOINT FINAL(step=6, digest=0x*)'",
+            "  departed: at step 5, where the trace's event was due; the run went on without "
+            "it and was stopped at step 6",
             "    DispatchEvent(step=4, time_ns=3000000, thread='main', context='aio-context', "
             "kind='bh', name='extra')",
             f"not a valid trace: {traces}/corrupt.evr: byte *: expected a chunk matching its "

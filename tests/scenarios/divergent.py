@@ -122,3 +122,28 @@ def typed(sim: Simulation) -> None:
         fds.read(guest, 64)
 
     sim.main_loop.set_fd_handler(guest, serial_read, None)
+
+
+#: The tick at which :func:`skipping` skips its draw (None: never).
+SKIP_AT: int | None = None
+
+
+def skipping(sim: Simulation, *, ticks: int = 8) -> None:
+    """Each tick draws a random number, except tick :data:`SKIP_AT`, which does nothing.
+
+    A play with the skip set passes the step where the trace's draw was due and
+    is caught only at the next tick's draw: the departure comes before its notice.
+    """
+    TICK_STEPS.clear()
+
+    def tick() -> None:
+        n = len(TICK_STEPS)
+        TICK_STEPS.append(sim.steps)
+        if n != SKIP_AT:
+            sim.random.getrandbits(64)
+        sim.main_loop.aio_context.bh_schedule_oneshot(lambda: None, name=f"after-{n}")
+        if n + 1 < ticks:
+            timer.mod_ns(sim.now_ns + SCALE_MS)
+
+    timer = sim.main_loop.timer_new_ns(ClockType.REALTIME, tick, name="tick")
+    timer.mod_ns(SCALE_MS)
