@@ -50,9 +50,12 @@ class HostSimulation(Simulation):
         checkpoint_interval: int = 1024,
     ) -> None:
         # No fast path: it warps past waits, and every wait here is a sample point.
+        # Real OS threads and no watchdog: here the main thread's waits are real
+        # (the monitor blocks in select for real input, for as long as it takes).
         super().__init__(
             seed, chooser=chooser, log=log, recent=recent,
             checkpoint_interval=checkpoint_interval, fast_path=False,
+            threads="os", watchdog=None,
         )
         names = [name for name, _ in channels]
         if len(set(names)) != len(names):

@@ -532,3 +532,13 @@ def test_replay_stats_of_a_host_trace_counts_its_steps(tmp_path: Path) -> None:
     assert (s.steps, s.steps_regenerated) == (rec.steps, True)
     assert sum(s.steps_by_kind.values()) == rec.steps
     assert s.steps_by_thread == {"main": rec.steps}
+
+
+def test_host_mode_keeps_real_os_threads_and_no_watchdog() -> None:
+    # Its main thread waits for real input for as long as it takes: no
+    # greenlet backend and no watchdog may cut that short.
+    from replay.host.simulation import HostSimulation
+
+    with HostSimulation([("stdin", ChannelKind.PIPE)]) as sim:
+        assert sim._sched.backend == "os"
+        assert sim.watchdog is None
