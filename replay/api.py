@@ -31,6 +31,7 @@ from .driver import (
     PlayResult,
     RecordResult,
     begin_recording,
+    check_header,
     finish_recording,
     header_option,
     header_watchdog,
@@ -172,6 +173,7 @@ def _play(
     on_step: Callable[[DispatchEvent], object] | None,
 ) -> PlayResult:
     with TraceReader(path, strict=False) as reader:
+        check_header(reader.header, path)  # an unknown mode is refused, not played
         if is_host_trace(reader.header):
             return play_host_trace(reader, path, until_step=until_step, on_step=on_step)
         header = reader.header

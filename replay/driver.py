@@ -38,6 +38,8 @@ from .declared import check_parameters, declare_scenario, load_trace_scenario
 from .errors import ReplayError
 from .scenario import Scenario
 from .session import Player, Recorder, describe_exception
+from .trace.choices import batch_decisions
+from .trace.format import EventKind
 from .trace.header import TraceHeader
 from .trace.reader import TraceReader
 from .trace.writer import TraceWriter
@@ -50,6 +52,7 @@ __all__ = [
     "RecordResult",
     "Recording",
     "begin_recording",
+    "check_header",
     "finish_recording",
     "header_option",
     "header_watchdog",
@@ -184,6 +187,67 @@ def run_limits(
     if until_step is not None:
         max_steps = until_step if max_steps is None else min(max_steps, until_step)
     return until_ns, max_steps, interval
+
+
+#: The modes a trace may declare (``extensions["mode"]``): absent is a simulation.
+KNOWN_MODES = ("host",)
+
+
+def check_header(header: TraceHeader, path: str | Path) -> None:
+    """Refuse header fields that shape the run but have the wrong type or value, in one line.
+
+    A trace is untrusted input: ``run.*`` limits, the sanitizer, the faults and
+    the mode are checked here, before anything is built, so that a bad value
+    is a clear error (naming the field, what it must be and what it is), not
+    a traceback deep in the simulation, and an unknown ``mode`` is refused
+    rather than played as a simulation (docs/trace-format.md, section 3).
+    """
+
+    def bad(key: str, must: str) -> ReplayError:
+        return ReplayError(
+            f"{path}: header field {key} must be {must}, not {header.extensions.get(key)!r}"
+        )
+
+    ext = header.extensions
+    for key, low in (("run.until_ns", 0), ("run.max_steps", 0)):
+        value = ext.get(key)
+        if value is not None and (type(value) is not int or value < low):
+            raise bad(key, f"nil or an integer >= {low}")
+    interval = ext.get("run.checkpoint_interval")
+    if interval is not None and (type(interval) is not int or not 1 <= interval < 1 << 63):
+        raise bad("run.checkpoint_interval", "an integer in [1, 2**63)")
+    if ext.get("run.sanitize") not in (None, False, True, "strict"):
+        raise bad("run.sanitize", "true or \"strict\" (absent when off)")
+    mode = ext.get("mode")
+    if mode is not None and mode not in KNOWN_MODES:
+        raise ReplayError(
+            f"{path}: header field mode is {mode!r}, which this version does not know "
+            f"(known: {', '.join(KNOWN_MODES)}; absent for a simulation); refusing to play it"
+        )
+    from evloop.machine.faults import parse_faults
+
+    try:
+        parse_faults(header.faults)
+    except (ValueError, TypeError) as exc:
+        raise ReplayError(f"{path}: header field faults: {exc}") from None
+
+
+def trace_end_step(path: str | Path) -> int:
+    """The step of the last event a trace holds (its FINAL checkpoint when complete).
+
+    Play runs no further than this: a trace bounds its own replay, whatever
+    its header's limits say, and a cut trace stops at its last whole chunk.
+    """
+    last = 0
+    with TraceReader(path, strict=False) as reader:
+        for record in reader:
+            kind = record[0]
+            if kind == EventKind.CHOICES:
+                for last, _, _ in batch_decisions(record[1], record[2]):  # noqa: B007
+                    pass
+            elif kind not in (EventKind.MUTEX, EventKind.END):
+                last = max(last, int(record[1]))
+    return last
 
 
 def simulation_options(header: TraceHeader, log: object = False) -> dict[str, Any]:
@@ -340,8 +404,15 @@ def play_run(
     ``started`` runs once the player is plugged in and has checked INIT.
     """
     header = reader.header
+    check_header(header, path)
     fn = scenario_of(header, path)
     until_ns, max_steps, _ = run_limits(header, until_step)
+    # Bounded by the trace itself: one step past its last event at most, so a
+    # header whose limits were taken out, or a cut trace of a program that
+    # never ends, cannot make play run on unbounded.
+    bound = trace_end_step(path) + 1
+    if until_step is None or until_step > bound:
+        max_steps = bound if max_steps is None else min(max_steps, bound)
     sink = _HashSink()
     player, sim, blocker = build(TraceWriter(sink, header))  # type: ignore[arg-type]
     try:

@@ -29,6 +29,7 @@ EXPECTED_EXIT = {
     "replay record replay.examples.minimachine:scenario": 0,
     "replay record replay.examples.minimachine:scenario --chooser": 1,  # the bug, found
     "replay play": 0,
+    "replay play bug.evr": 1,  # the recorded failure again, as its recording exited
     "replay dump": 0,
     "replay diff": 1,  # the two runs differ
     "replay stats": 0,

@@ -2,10 +2,12 @@
 
 Rules kept here:
 
-* **Exit codes say what happened**: 0 all is well; 1 a finding (a scenario
-  failed while recording, a replay diverged, two traces or runs differ, a
-  trace in a verified tree is bad); 2 the command could not do its job (a
-  usage error, a missing file, a bad trace, an unknown scenario).
+* **Exit codes say what happened**, the same for record and play of one
+  run: 0 all is well; 1 a finding (the program failed, while recording or
+  again on play; two traces or runs differ; a trace in a verified tree is
+  bad); 3 a replay diverged from its trace, or the trace was cut and only
+  its whole chunks were replayed; 2 the command could not do its job (a
+  usage error, a missing file, a bad trace, an undeclared scenario).
 * **A user's mistake is one line on stderr**, ``replay: error: ...``, never
   a traceback: argparse's own errors go through :class:`UsageError` too.
   A traceback means a bug in evreplay or in the scenario's own code.
@@ -35,7 +37,7 @@ from .campaign import add_campaign_options, cmd_campaign
 from .options import (
     _INT64_MIN,
     _UINT64_MAX,
-    EXIT_FOUND,
+    EXIT_DIVERGED,
     EXIT_OK,
     EXIT_USAGE,
     Parser,
@@ -77,9 +79,10 @@ examples:
   replay play traces/minimachine-scenario-seed0.evr
   replay play bug.evr --until-step 120
 
-Exit 0: the trace replays (bit-exact; or to the same failure it recorded; or,
-for a truncated trace, as far as its whole chunks go). Exit 1: the replay
-diverged. Exit 2: not a valid trace, or its scenario cannot be loaded.""",
+Exit 0: the run was clean and bit-exact to the end. Exit 1: the recorded
+failure happened again, bit-exact (as its recording exited). Exit 3: the
+replay diverged, or the trace is cut and only its whole chunks were replayed.
+Exit 2: not a valid trace, or its scenario is not declared or cannot be loaded.""",
     "dump": """\
 examples:
   replay dump bug.evr
@@ -190,7 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="replay",
         description="Record, replay and inspect evreplay traces.",
         epilog="Run 'replay COMMAND --help' for a command's options and examples.\n"
-               "Exit codes: 0 ok, 1 a failure or divergence found, 2 usage error or bad input.",
+               "Exit codes: 0 ok, 1 a failure found, 3 a replay diverged or a trace is cut,\n"
+               "2 usage error or bad input.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"replay (evreplay) {__version__}")
@@ -346,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(str(exc))
     except ReplayDivergence as exc:
         print(exc)
-        return EXIT_FOUND
+        return EXIT_DIVERGED
     except BrokenPipeError:
         _silence_stdout()
         return EXIT_OK

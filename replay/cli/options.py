@@ -16,11 +16,16 @@ from evloop.machine.watchdog import DEFAULT_TIMEOUT_S as DEFAULT_WATCHDOG_S
 from ..declared import BUNDLED_SCENARIOS as DECLARED_BUNDLED
 from ..scenario import Scenario, ScenarioError, chooser_from_spec, load_scenario
 
-__all__ = ["BUNDLED_SCENARIOS", "EXIT_FOUND", "EXIT_OK", "EXIT_USAGE", "UsageError"]
+__all__ = [
+    "BUNDLED_SCENARIOS", "EXIT_DIVERGED", "EXIT_FOUND", "EXIT_OK", "EXIT_USAGE", "UsageError",
+]
 
 EXIT_OK: Final = 0
 EXIT_FOUND: Final = 1
 EXIT_USAGE: Final = 2
+#: The run departed from its trace, or the trace was cut and only its whole
+#: chunks were replayed (play and the tools that replay).
+EXIT_DIVERGED: Final = 3
 
 #: The scenarios ``replay scenarios`` lists: ``module:function`` names.
 BUNDLED_SCENARIOS: Final = tuple(

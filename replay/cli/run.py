@@ -18,6 +18,7 @@ from ..tools.determinism import DeterminismReport, DeterminismRun, check_determi
 from ..tools.events import RecordStream, format_ns
 from ..tools.rerun import RerunResult
 from .options import (
+    EXIT_DIVERGED,
     EXIT_FOUND,
     EXIT_OK,
     EXIT_USAGE,
@@ -71,9 +72,9 @@ def _truncation_text(path: Path, result: PlayResult) -> str:
     why = "" if error is None else f" (expected {error.expected}, found {error.found})"
     return (
         f"{path}: the trace is truncated: it ends at byte {result.truncated_at}{why}.\n"
-        f"replayed its {stream.events} events (its whole chunks, up to step {stream.last_step}); "
-        f"the run then went on without it to step {result.steps}, "
-        f"{format_ns(result.time_ns)} virtual ({result.reason})"
+        f"replayed its {stream.events} events (its whole chunks, up to step {stream.last_step}) "
+        f"and stopped there, at step {result.steps}, {format_ns(result.time_ns)} virtual; "
+        "what came after is not in the trace"
     )
 
 
@@ -83,11 +84,11 @@ def cmd_play(args: argparse.Namespace) -> int:
         result = play(path, until_step=args.until_step)
     except ReplayDivergence as exc:
         print(f"{path}: {exc}")
-        return EXIT_FOUND
+        return EXIT_DIVERGED
     run = f"{result.steps} steps, {format_ns(result.time_ns)} virtual, {result.events} events"
     if result.truncated_at is not None:
         print(_truncation_text(path, result))
-        return EXIT_OK
+        return EXIT_DIVERGED
     if args.until_step is not None and result.bit_exact is None:
         print(f"replayed {path} to step {result.steps}: {run}; stopped early, so bytes "
               "not compared (play it whole to check bit-exactness)")
@@ -95,9 +96,10 @@ def cmd_play(args: argparse.Namespace) -> int:
     if not result.bit_exact:
         print(f"{path}: replays, but its re-recording differs from the trace's bytes "
               f"(not bit-exact): {run}")
-        return EXIT_FOUND
+        return EXIT_DIVERGED
     if result.failure is not None:
         print(f"replayed {path}: replays to the same failure: {result.failure} ({run}, bit-exact)")
+        return EXIT_FOUND  # as its recording exited
     else:
         print(f"replayed {path}: {run}, bit-exact ({result.reason})")
     return EXIT_OK

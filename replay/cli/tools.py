@@ -21,6 +21,7 @@ from ..tools.stats import TraceStats, stats
 from ..tools.verify import Outcome, find_traces, verify_trace
 from .options import (
     BUNDLED_SCENARIOS,
+    EXIT_DIVERGED,
     EXIT_FOUND,
     EXIT_OK,
     existing_file,
@@ -49,7 +50,7 @@ def cmd_dump(args: argparse.Namespace) -> int:
     except ReplayDivergence as exc:
         sys.stdout.flush()
         print(f"{path}: {exc}", file=sys.stderr)
-        return EXIT_FOUND
+        return EXIT_DIVERGED
     return EXIT_OK
 
 
@@ -152,7 +153,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
         _print_stats(s)
     if s.divergence is not None:
         print(f"{path}: {s.divergence}", file=sys.stderr)
-        return EXIT_FOUND
+        return EXIT_DIVERGED
     return EXIT_OK
 
 
@@ -176,7 +177,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             export_perfetto(path, sys.stdout, timeline=args.timeline)
         except ReplayDivergence as exc:
             print(f"{path}: {exc}", file=sys.stderr)
-            return EXIT_FOUND
+            return EXIT_DIVERGED
         return EXIT_OK
     out = writable_output(args.output, path.with_suffix(".perfetto.json"))
     # Written beside the target, then renamed: a reader never sees half a file.
@@ -189,7 +190,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         os.replace(tmp, out)
     except ReplayDivergence as exc:
         print(f"{path}: {exc}", file=sys.stderr)
-        return EXIT_FOUND
+        return EXIT_DIVERGED
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -360,6 +360,7 @@ def test_play_refuses_a_trace_with_an_unknown_chooser(tmp_path: Path) -> None:
     )
     with TraceWriter(path, header):
         pass
+    declare_scenario(f"{WORKLOADS}:timers_only")  # whatever this process recorded before
     with pytest.raises(ScenarioError) as info:
         play(path)
     assert str(info.value) == (

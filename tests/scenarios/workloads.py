@@ -134,6 +134,17 @@ def many_decisions(sim: Simulation, *, threads: int = 4, yields: int = 1000) -> 
         sim.thread(f"t{i}", lambda i=i: body(f"t{i}"))
 
 
+def forever(sim: Simulation, *, period_ns: int = SCALE_MS) -> None:
+    """A timer that re-arms itself and draws a random number, forever: only a limit stops it."""
+
+    def tick() -> None:
+        sim.random.getrandbits(64)
+        timer.mod_ns(sim.now_ns + period_ns)
+
+    timer = sim.main_loop.timer_new_ns(ClockType.VIRTUAL, tick, name="tick")
+    timer.mod_ns(period_ns)
+
+
 def console(sim: Simulation, *, text: bytes = b"abc", gap_ns: int = 2 * SCALE_MS) -> None:
     """A typist on a socket pair; the serial handler records and echoes what arrives."""
     OBSERVED.clear()

@@ -208,7 +208,7 @@ def test_play_of_a_recorded_failure_replays_to_the_same_failure(
     failing: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, stdout, _ = run(["play", str(failing)], capsys)
-    assert code == 0
+    assert code == 1  # the program failed, as when it was recorded
     assert "replays to the same failure: exception: AssertionError: tick 4 of <" in stdout
 
 
@@ -218,14 +218,14 @@ def test_play_until_step(machine: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert stdout.startswith(f"replayed {machine} to step 10: 10 steps")
 
 
-def test_play_of_a_changed_scenario_is_a_divergence_exit_1(
+def test_play_of_a_changed_scenario_is_a_divergence_exit_3(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "t.evr"
     record(f"{DIVERGENT}:scenario", path)
     monkeypatch.setattr(divergent, "scenario", divergent.changed)
     code, stdout, err = run(["play", str(path)], capsys)
-    assert code == 1
+    assert code == 3
     assert stdout.startswith(f"{path}: replay diverged at event ")
     assert "  expected: 'CHECKPOINT FINAL" in stdout or "  expected: " in stdout
     assert err == ""
@@ -239,12 +239,13 @@ def test_play_of_a_truncated_trace_says_where_it_ends_and_what_was_replayed(
     cut = tmp_path / "cut.evr"
     cut.write_bytes(full.read_bytes()[:-100])
     code, stdout, _ = run(["play", str(cut)], capsys)
-    assert code == 0
+    assert code == 3
     first, second = stdout.splitlines()
     assert first.startswith(f"{cut}: the trace is truncated: it ends at byte ")
     assert "(expected a chunk" in first
     assert second.startswith("replayed its ")
-    assert "then went on without it to step" in second
+    assert "and stopped there, at step" in second
+    assert second.endswith("what came after is not in the trace")
 
 
 @pytest.mark.parametrize("command", ["play", "dump", "stats", "export"])
@@ -332,14 +333,14 @@ def test_dump_rejects_an_unknown_kind_and_reversed_bounds(
     assert_user_error(code, err, "--from 9 is after --to 3")
 
 
-def test_dump_of_a_divergent_trace_is_exit_1_with_the_message_on_stderr(
+def test_dump_of_a_divergent_trace_is_exit_3_with_the_message_on_stderr(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "t.evr"
     record(f"{DIVERGENT}:scenario", path)
     monkeypatch.setattr(divergent, "scenario", divergent.changed)
     code, stdout, err = run(["dump", "--json", str(path)], capsys)
-    assert code == 1
+    assert code == 3
     assert err.startswith(f"{path}: replay diverged at event ")
     assert all(json.loads(line) for line in stdout.splitlines())
 
@@ -413,7 +414,7 @@ def test_export_of_a_divergent_trace_leaves_no_output(
     monkeypatch.setattr(divergent, "scenario", divergent.changed)
     out = tmp_path / "t.json"
     code, _, err = run(["export", str(path), "-o", str(out)], capsys)
-    assert code == 1 and "replay diverged" in err
+    assert code == 3 and "replay diverged" in err
     assert list(tmp_path.iterdir()) == [path]
 
 
@@ -626,7 +627,7 @@ def test_a_scenario_edited_on_disk_diverges_in_a_real_process(tmp_path: Path) ->
     assert run_subprocess("record", f"{scenario}:scenario", "-o", str(out)).returncode == 0
     scenario.write_text("EXTRA = True\n" + body)
     done = run_subprocess("play", str(out), "--scenario", f"{scenario}:scenario")
-    assert done.returncode == 1
+    assert done.returncode == 3
     assert done.stdout.startswith(f"{out}: replay diverged at event ")
     assert "Traceback" not in done.stdout + done.stderr
     done = run_subprocess("verify", str(tmp_path), "--scenario", f"{scenario}:scenario")

@@ -62,7 +62,7 @@ def test_a_failure_found_is_kept_in_a_temporary_file_when_its_output_fails(
     assert result.save_error == f"File exists: {tmp_path / 'file'}"
     assert result.trace_path is not None and result.trace_path.parent == spare
     assert result.trace_path.name.startswith("replay-failure-")
-    assert main(["play", str(result.trace_path)]) == 0
+    assert main(["play", str(result.trace_path)]) == 1  # the kept failure, replayed
 
 
 def test_export_writes_with_the_usual_mode_and_no_temporary_file(
