@@ -82,11 +82,11 @@ from __future__ import annotations
 import errno
 import heapq
 import select
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Final, Protocol
 
-from ..errors import DeadlockError
 from ..seams import Blocker, FdWatcher
+from .fdpoll import PollCalls
 from .stream import (
     _SHUT_RD,
     _SHUT_WR,
@@ -134,8 +134,8 @@ _POLLHUP: Final = select.POLLHUP
 _POLLNVAL: Final = select.POLLNVAL
 # Linux-only in the select module; the virtual layer is Linux on every host.
 _POLLRDHUP: Final[int] = getattr(select, "POLLRDHUP", 0x2000)
-# poll(2) reports these whether or not they were asked for.
-_ALWAYS_REPORTED: Final = _POLLERR | _POLLHUP | _POLLNVAL
+
+
 class FdFaults(Protocol):
     """The fault injector interposed on pipe and socket reads and writes (``faults.py``)."""
 
@@ -186,28 +186,7 @@ class _EventFd:
 _FdObject = _Pipe | _SocketEnd | _EventFd | FdObject
 
 
-class _PollWait:
-    """What a blocked :meth:`FdTable.poll` waits for: any of its fds to report something."""
-
-    __slots__ = ("_fds", "_table")
-
-    def __init__(self, table: FdTable, fds: tuple[tuple[int, int], ...]) -> None:
-        self._table = table
-        self._fds = fds
-
-    def ready(self) -> bool:
-        mask = self._table.mask
-        return any(fd >= 0 and mask(fd) & (events | _ALWAYS_REPORTED) for fd, events in self._fds)
-
-    def describe(self) -> str:
-        return _describe_poll(self._fds)
-
-
-def _describe_poll(fds: Sequence[tuple[int, int]]) -> str:
-    return f"poll(fds={[fd for fd, _ in fds]})"
-
-
-class FdTable(SocketCalls):
+class FdTable(SocketCalls, PollCalls):
     """The fd table of one simulated process (see the module docstring for its rules).
 
     ``blocker`` is where :meth:`poll` blocks when nothing is ready; a
@@ -539,42 +518,6 @@ class FdTable(SocketCalls):
         if obj is not None:
             return obj.fd_mask()
         return _POLLNVAL
-
-    def poll(self, fds: Sequence[tuple[int, int]], timeout_ns: int) -> list[tuple[int, int]]:
-        """poll(2) over ``(fd, events)`` pairs; ``timeout_ns`` < 0 waits forever.
-
-        Returns ``(fd, revents)`` for the entries with something to report, in
-        input order. ``revents`` holds the asked-for bits plus POLLERR, POLLHUP
-        and POLLNVAL, which are always reported. A negative fd is ignored, as
-        poll(2) documents. With nothing ready and a non-zero timeout, the wait
-        goes to :attr:`blocker`; the result after it may be empty (timed out).
-        """
-        result = self._poll_now(fds)
-        if result or timeout_ns == 0:
-            return result
-        blocker = self.blocker
-        if blocker is None:
-            if timeout_ns > 0:
-                return result  # nothing else exists that could make an fd ready
-            what = _describe_poll(fds)
-            raise DeadlockError(
-                f"{what} with an infinite timeout would never return: none of these fds "
-                "is ready and no blocker is set to let anything else run",
-                blocked=(("main", what),),
-            )
-        blocker.block(_PollWait(self, tuple(fds)), timeout_ns)
-        return self._poll_now(fds)
-
-    def _poll_now(self, fds: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
-        result: list[tuple[int, int]] = []
-        mask = self.mask
-        for fd, events in fds:
-            if fd < 0:
-                continue
-            revents = mask(fd) & (events | _ALWAYS_REPORTED)
-            if revents:
-                result.append((fd, revents))
-        return result
 
     # -- watching -----------------------------------------------------------
 

@@ -49,7 +49,8 @@ from ..errors import SimulationError
 from ..loop.bh import callback_name
 from ..loop.clock import ClockType
 from ..seams import ChoiceKind
-from .scheduler import Scheduler, _active, current_thread_of_control
+from .scheduler import Scheduler
+from .thread import _active, current_thread_of_control
 
 if TYPE_CHECKING:
     from ..loop.aio import AioContext
