@@ -400,7 +400,8 @@ class Player(_Session):
 
     def choose(self, kind: ChoiceKind, options: Sequence[str], inner: Chooser | None) -> int:
         n = len(options)
-        step = self._step
+        sim = self.sim
+        step = 0 if sim is None else sim.steps  # _step, without a property call per decision
         choices = self._choices
         if choices and self.divergence is None:
             # The common case, without building records: the next decision of

@@ -75,6 +75,11 @@ def _get_varint(data: bytes, position: int, what: str) -> tuple[int, int]:
 
 def encode_choice_into(out: bytearray, step_delta: int, n_options: int, choice: int) -> None:
     """Append one decision to a CHOICES stream being built (the recorder's hot path)."""
+    if 0 <= step_delta < 0x80 and 0 <= choice < n_options <= 15:
+        # The common decision: both varints are one byte (pair < 120).
+        out.append(step_delta)
+        out.append(n_options * (n_options - 1) // 2 + choice)
+        return
     if not 0 <= step_delta <= UINT64_MAX:
         raise InvalidRecordError("step_delta in [0, 2**64)", str(step_delta))
     if n_options < 1:
