@@ -16,7 +16,8 @@ Rules kept here:
   ``replay.tools``.
 * **Findings go to stdout** (they are the output) except where stdout
   carries data (``dump``, ``export -o -``): there the finding goes to stderr.
-  Progress lines for long operations go to stderr, and only to a terminal.
+  Progress of long operations goes to stderr: a bar on a terminal, plain
+  lines with the rate and the time left anywhere else (``progress.py``).
 """
 
 from __future__ import annotations

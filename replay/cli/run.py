@@ -6,7 +6,6 @@ import argparse
 import shlex
 import shutil
 import signal
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from .options import (
     run_params,
     writable_output,
 )
+from .progress import Meter
 from .tools import Progress, format_record_difference, format_step_difference
 
 # -- record ------------------------------------------------------------------------------
@@ -109,26 +109,20 @@ def cmd_play(args: argparse.Namespace) -> int:
 
 
 class _RunProgress:
-    """A progress bar on a terminal; on anything else (CI), a plain line every 10%."""
+    """Runs done of a budget, with rate and time left (see ``progress.py``)."""
 
     def __init__(self, what: str) -> None:
         self.what = what
-        self.bar = Progress()
-        self.last_tenth = -1
+        self.meter: Meter | None = None
 
     def __call__(self, done: int, total: int) -> None:
-        if self.bar.active:
-            width = 30
-            filled = width * done // max(total, 1)
-            self.bar.update(f"{self.what} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-            return
-        tenth = 10 * done // max(total, 1)
-        if tenth != self.last_tenth:
-            self.last_tenth = tenth
-            print(f"{self.what}: {done}/{total}", file=sys.stderr, flush=True)
+        if self.meter is None:
+            self.meter = Meter(self.what, total, "run")
+        self.meter.to(done, total)
 
     def clear(self) -> None:
-        self.bar.clear()
+        if self.meter is not None:
+            self.meter.close()
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
@@ -217,8 +211,8 @@ def cmd_minimize(args: argparse.Namespace) -> int:
     before = sum(1 for c in decisions_of(args.file) if c)
     progress = _RunProgress(f"minimizing {args.file}")
     try:
-        result = minimize(args.file, args.output, progress=lambda tries, left: progress.bar.update(
-            f"minimizing {args.file}: try {tries}, {left} decisions left"
+        result = minimize(args.file, args.output, progress=lambda tries, left: progress(
+            tries, tries + left
         ))
     except ValueError as exc:
         fail(str(exc))
@@ -265,18 +259,23 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     if not paths:
         fail(f"{target}: no *.evr trace under it")
     fixed = failing = bad = 0
-    for path in paths:
-        try:
-            result = rerun(path, scenario=args.scenario)
-        except (ReplayError, OSError) as exc:
-            bad += 1
-            print(f"{path}: BAD: {exc}".splitlines()[0])
-            continue
-        print(_rerun_line(result))
-        if result.fixed:
-            fixed += 1
-        else:
-            failing += 1
+    meter = Meter(f"rerunning {target}", len(paths), "trace")
+    try:
+        for i, path in enumerate(paths, 1):
+            try:
+                result = rerun(path, scenario=args.scenario)
+            except (ReplayError, OSError) as exc:
+                bad += 1
+                meter.write(f"{path}: BAD: {exc}".splitlines()[0])
+            else:
+                meter.write(_rerun_line(result))
+                if result.fixed:
+                    fixed += 1
+                else:
+                    failing += 1
+            meter.to(i)
+    finally:
+        meter.close()
     print(f"{len(paths)} traces: {fixed} fixed, {failing} fail, {bad} bad")
     if failing:
         return EXIT_FOUND

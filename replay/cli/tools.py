@@ -230,15 +230,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if not root.exists():
         fail(f"{args.dir}: no such directory")
     traces = find_traces(root)
-    progress = Progress()
+    from .progress import Meter
+
+    meter = Meter(f"verifying {root}", len(traces), "trace")
     tally = dict.fromkeys(Outcome, 0)
-    for i, path in enumerate(traces, 1):
-        progress.update(f"[{i}/{len(traces)}] {path}")
-        result = verify_trace(path)
-        progress.clear()
-        tally[result.outcome] += 1
-        message = result.message.removeprefix(f"{path}: ")
-        print(f"{result.outcome.value:<8} {path}: {message}", flush=True)
+    try:
+        for i, path in enumerate(traces, 1):
+            result = verify_trace(path)
+            tally[result.outcome] += 1
+            message = result.message.removeprefix(f"{path}: ")
+            meter.write(f"{result.outcome.value:<8} {path}: {message}")
+            meter.to(i)
+    finally:
+        meter.close()
     print(
         f"{len(traces)} traces: {tally[Outcome.OK]} ok, {tally[Outcome.DIVERGED]} diverged, "
         f"{tally[Outcome.BAD]} bad"
