@@ -2,7 +2,7 @@
 
 The project is built into a wheel (``pip wheel --no-deps
 --no-build-isolation``) and installed into a new virtual environment with
-no access to the clone; its two runtime dependencies are linked in from this
+no access to the clone; its runtime dependencies are linked in from this
 environment, so nothing is downloaded. Then, from an empty directory, the
 README's command-line block runs line by line, the first simulation and the
 tutorial's scenario run as written, and the clone's corpus verifies.
@@ -78,8 +78,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     deps.mkdir()
     import greenlet
     import msgpack
+    import tqdm
 
-    for module in (msgpack, greenlet):
+    for module in (msgpack, greenlet, tqdm):
         source = Path(module.__file__ or "").parent
         (deps / source.name).symlink_to(source)
     purelib = subprocess.run(
