@@ -49,7 +49,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Final, TypeVar, overload
 
-from .scenario import Scenario, ScenarioError, load_scenario
+from .scenario import Scenario, ScenarioError, load_scenario, takes_simulation
 
 __all__ = [
     "BUNDLED_SCENARIOS",
@@ -67,6 +67,8 @@ __all__ = [
 #: The scenarios shipped with evreplay, which any trace may name.
 BUNDLED_SCENARIOS: Final = (
     "replay.examples.minimachine:scenario",
+    "replay.examples.cache_service:main",
+    "replay.examples.cache_service:main_fixed",
     "replay.pytest_plugin:replay_test",
 )
 #: Old names of bundled scenarios -> their current names. A trace naming an
@@ -159,10 +161,11 @@ def check_parameters(
         signature = inspect.signature(fn)
     except (TypeError, ValueError):
         return
+    first = 1 if takes_simulation(fn) else 0  # async def main() takes no simulation
     try:
-        signature.bind(None, **params)
+        signature.bind(*[None] * first, **params)
     except TypeError as exc:
-        names = list(signature.parameters)[1:]
+        names = list(signature.parameters)[first:]
         takes = ", ".join(names) if names else "no parameters"
         raise ScenarioError(
             f"{where}: the trace's parameters do not fit scenario {name!r} ({exc}); "

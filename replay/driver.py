@@ -36,7 +36,7 @@ from evloop.machine.watchdog import DEFAULT_TIMEOUT_S as DEFAULT_WATCHDOG_S
 
 from .declared import check_parameters, declare_scenario, load_trace_scenario
 from .errors import ReplayError
-from .scenario import Scenario
+from .scenario import Scenario, start_scenario
 from .session import Player, Recorder, describe_exception
 from .trace.choices import batch_decisions
 from .trace.format import EventKind
@@ -333,7 +333,7 @@ def finish_recording(
         try:
             # The values the header stores (lists as tuples, keys sorted), so
             # that record and play hand the scenario the very same parameters.
-            fn(sim, **dict(writer.header.parameters))
+            start_scenario(fn, sim, writer.header.parameters)
             reason = sim.run(until_ns=until_ns, max_steps=max_steps).reason.value
         except ReplayError:
             raise
@@ -423,7 +423,7 @@ def play_run(
         failure: Exception | None = None
         reason = "failure"
         try:
-            fn(sim, **dict(header.parameters))
+            start_scenario(fn, sim, header.parameters)
             exact = until_step is not None and max_steps == until_step
             result = sim.run(until_ns=until_ns, max_steps=max_steps, exact_steps=exact)
             reason = result.reason.value

@@ -7,6 +7,11 @@ installs evreplay. What it provides:
 * the ``sim`` fixture: a fresh :class:`~evloop.Simulation`, closed after the test;
 * ``@pytest.mark.deterministic(runs=N)``: run the test N times, each with a fresh
   ``sim``, and fail at the first step where a run's trace differs from the first's;
+* ``@pytest.mark.evreplay_asyncio``: an ``async def`` test runs on a
+  :class:`~evloop.asyncio.SimEventLoop` bound to its ``sim`` (the fixture is
+  added when the test does not ask for it), as a coroutine scenario runs; it
+  is reported and saved as a ``sim`` test is. pytest-asyncio's own
+  ``@pytest.mark.asyncio`` tests are left to pytest-asyncio;
 * ``--evreplay-traces=DIR``: every ``*.evr`` file under DIR is a test item that
   replays the trace and passes when the replay is bit-exact (a recorded failure
   that replays to the same failure passes: the trace reproduces);
@@ -48,7 +53,7 @@ import sys
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
@@ -83,6 +88,10 @@ MAX_NAME = 120
 MARKER = (
     "deterministic(runs=5): run the test `runs` times, each with a fresh `sim` fixture, "
     "and fail at the first step where the runs' traces differ"
+)
+ASYNCIO_MARKER = (
+    "evreplay_asyncio: run an `async def` test on evreplay's simulated event loop "
+    "(virtual clock and network, its `sim` fixture's simulation)"
 )
 
 
@@ -148,6 +157,7 @@ _SETTINGS = pytest.StashKey[_Settings]()
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER)
+    config.addinivalue_line("markers", ASYNCIO_MARKER)
     settings = _Settings(
         _save_dir(config),
         _report_steps(config),
@@ -294,6 +304,8 @@ def _unreplayable(item: pytest.Item) -> str | None:
     import inspect
 
     params = list(inspect.signature(item.obj).parameters)
+    if params == [] and _is_async_test(item) and inspect.iscoroutinefunction(item.obj):
+        return None  # async def test(): replay_test calls it with no argument
     if params != ["sim"]:
         return f"it takes {params!r} (only a test whose one argument is `sim` can be replayed)"
     return None
@@ -322,15 +334,17 @@ def _runs(marker: pytest.Mark) -> int:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> object | None:
-    """Run a ``@deterministic`` test ``runs`` times and compare the runs' traces.
+    """Run a ``@deterministic`` test ``runs`` times and compare the runs' traces;
+    run an ``@evreplay_asyncio`` test on the simulated loop.
 
     Each run goes through the whole ``pytest_pyfunc_call`` hook again (this
-    implementation stands aside while it repeats), so other plugins' ways of
-    calling a test still apply. Every other fixture keeps its one value.
+    implementation stands aside while it repeats, but for running an async
+    test), so other plugins' ways of calling a test still apply. Every other
+    fixture keeps its one value.
     """
     marker = pyfuncitem.get_closest_marker("deterministic")
     if marker is None:
-        return None
+        return _call_async(pyfuncitem)
     state = pyfuncitem.stash.get(_STATE, None)
     if state is None or "sim" not in pyfuncitem.funcargs:
         pytest.fail(
@@ -339,13 +353,50 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> object | None:
             pytrace=False,
         )
     if state.repeating:
-        return None
+        return _call_async(pyfuncitem)
     runs = _runs(marker)
     state.repeating = True
     try:
         _repeat(pyfuncitem, state, runs)
     finally:
         state.repeating = False
+    return True
+
+
+# -- @pytest.mark.evreplay_asyncio --------------------------------------------------------
+
+
+def _is_async_test(item: pytest.Item) -> bool:
+    return item.get_closest_marker("evreplay_asyncio") is not None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """An ``@evreplay_asyncio`` test gets the ``sim`` fixture, asked for or not."""
+    if not isinstance(item, pytest.Function) or not _is_async_test(item):
+        return
+    if "sim" not in item.fixturenames:
+        item.fixturenames.append("sim")
+
+
+def _call_async(item: pytest.Function) -> object | None:
+    """Run an ``@evreplay_asyncio`` test's coroutine on its ``sim``; None for other tests."""
+    if not _is_async_test(item):
+        return None
+    import inspect
+
+    from replay.scenario import start_scenario
+
+    if not inspect.iscoroutinefunction(item.obj):
+        pytest.fail(
+            f"@pytest.mark.evreplay_asyncio runs an `async def` test on the simulated loop: "
+            f"{item.name} is not a coroutine function",
+            pytrace=False,
+        )
+    simulation = cast("Simulation", item.funcargs["sim"])
+    kwargs = {name: item.funcargs[name] for name in inspect.signature(item.obj).parameters}
+    start_scenario(lambda _sim: item.obj(**kwargs), simulation, {})
+    simulation.run()
     return True
 
 
@@ -525,10 +576,13 @@ def replay_test(sim: Simulation, *, path: str, function: str) -> None:
     that the recording ended with. Both come from a trace, so they are
     checked before anything is loaded: ``path`` must be a test file
     (``test_*.py`` or ``*_test.py``) below the working directory, and
-    ``function`` a test's name.
+    ``function`` a test's name. An ``async def`` test runs on the simulated
+    loop as it did under ``@pytest.mark.evreplay_asyncio``.
     """
+    import inspect
+
     from replay.errors import ReplayError
-    from replay.scenario import ScenarioError, load_scenario
+    from replay.scenario import ScenarioError, load_scenario, start_scenario
 
     test_file = _test_file_of(path)
     if not (isinstance(function, str) and function.startswith("test")
@@ -541,7 +595,9 @@ def replay_test(sim: Simulation, *, path: str, function: str) -> None:
         sys.path.insert(0, directory)
     test = load_scenario(f"{test_file}:{function}")
     try:
-        test(sim)
+        start_scenario(test, sim, {})
+        if inspect.iscoroutinefunction(test):  # the recorded run ran it to the end in the test
+            sim.run()
     except (ReplayError, KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # pytest.fail() raises a BaseException

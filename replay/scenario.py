@@ -5,30 +5,45 @@ parameters) that sets up the system under test. It is named
 ``module:function`` (``replay.examples.minimachine:scenario``) or
 ``path/to/file.py:function``; a trace's header holds that name, so a trace
 replays with no other argument.
+
+A scenario may be a coroutine function: ``async def scenario(sim)`` (it takes
+the simulation when it has a positional parameter) or ``async def main()``.
+Its coroutine runs on a :class:`~evloop.asyncio.SimEventLoop` bound to the
+run's simulation, in a thread of control named ``asyncio``, so every command,
+the Python API, the pytest plugin and the hypothesis integration run it the
+way they run any scenario: :func:`start_scenario` is the one place that calls
+a scenario.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from evloop import Chooser, FifoChooser, PCTChooser, RandomChooser
+from evloop import Chooser, FifoChooser, PCTChooser, RandomChooser, Simulation
 
 from .errors import ReplayError
 
 __all__ = [
+    "ASYNCIO_THREAD",
     "MOVED_MODULES",
     "ScenarioError",
     "chooser_from_spec",
     "load_scenario",
     "scenario_name",
+    "start_scenario",
+    "takes_simulation",
 ]
 
 Scenario = Callable[..., Any]
+
+#: The thread of control a coroutine scenario's event loop runs in.
+ASYNCIO_THREAD = "asyncio"
 
 
 class ScenarioError(ReplayError):
@@ -75,6 +90,40 @@ def _import_module(where: str, spec: str) -> Any:
         if moved is not None and missing is not None and where.startswith(missing):
             return importlib.import_module(moved)
         raise ScenarioError(f"scenario {spec!r}: cannot import module {where!r}: {exc}") from None
+
+
+def takes_simulation(fn: Scenario) -> bool:
+    """Whether ``fn`` is called with the simulation first.
+
+    A plain function always is. A coroutine function is when it has a
+    positional parameter (``async def scenario(sim)``), and is not when it
+    has none (``async def main()``, ``async def main(*, clients=2)``).
+    """
+    if not inspect.iscoroutinefunction(fn):
+        return True
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                  inspect.Parameter.VAR_POSITIONAL)
+    return any(p.kind in positional for p in parameters)
+
+
+def start_scenario(fn: Scenario, sim: Simulation, params: Mapping[str, Any]) -> None:
+    """Call the scenario ``fn`` on ``sim`` with ``params``; the run is ``sim.run()``'s.
+
+    A coroutine (from an ``async def`` scenario, or returned by a plain one)
+    is run by :func:`evloop.asyncio.run` on ``sim`` in the thread of control
+    :data:`ASYNCIO_THREAD`: its loop's clock is the simulation's, its waits
+    are the scheduler's, and what it raises ends the run as a failure.
+    """
+    result = fn(sim, **params) if takes_simulation(fn) else fn(**params)
+    if inspect.iscoroutine(result):
+        from evloop.asyncio import run
+
+        main = result
+        sim.thread(ASYNCIO_THREAD, lambda: run(main, sim=sim))
 
 
 def _load_file(path: Path, spec: str) -> Any:

@@ -33,6 +33,7 @@ from evloop import __version__
 from ..declared import declare_scenario, trusting_traces
 from ..errors import ReplayDivergence, ReplayError, TraceFormatError
 from ..scenario import ScenarioError
+from ..tools.heapshift import shift_heap_from_env
 from .campaign import EPILOG as CAMPAIGN_EPILOG
 from .campaign import add_campaign_options, cmd_campaign
 from .options import (
@@ -338,6 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # as `python -m` would, also when run through the console script.
         if os.getcwd() not in sys.path:
             sys.path.insert(0, os.getcwd())
+        shift_heap_from_env()  # check-determinism's children: see replay/tools/heapshift.py
         handler: Callable[[argparse.Namespace], int] = args.handler
         for spec in getattr(args, "declare", ()):
             declare_scenario(spec)

@@ -14,7 +14,13 @@ from typing import Any, Final, NoReturn
 from evloop.machine.watchdog import DEFAULT_TIMEOUT_S as DEFAULT_WATCHDOG_S
 
 from ..declared import BUNDLED_SCENARIOS as DECLARED_BUNDLED
-from ..scenario import Scenario, ScenarioError, chooser_from_spec, load_scenario
+from ..scenario import (
+    Scenario,
+    ScenarioError,
+    chooser_from_spec,
+    load_scenario,
+    takes_simulation,
+)
 
 __all__ = [
     "BUNDLED_SCENARIOS", "EXIT_DIVERGED", "EXIT_FOUND", "EXIT_OK", "EXIT_USAGE", "UsageError",
@@ -241,10 +247,11 @@ def _check_params(spec: str, fn: Scenario, params: dict[str, Any]) -> None:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):
         return
+    first = 1 if takes_simulation(fn) else 0  # the simulation, when the scenario takes it
     try:
-        signature.bind(None, **params)
+        signature.bind(*[None] * first, **params)
     except TypeError as exc:
-        names = list(signature.parameters)[1:]
+        names = list(signature.parameters)[first:]
         takes = ", ".join(names) if names else "no parameters"
         fail(f"--param: scenario {spec!r} does not accept these ({exc}); it takes: {takes}")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..errors import ReplayDivergence
-from ..scenario import load_scenario
+from ..scenario import load_scenario, takes_simulation
 from ..tools.diff import DiffResult, RecordDifference, StepDifference, diff
 from ..tools.dump import dump
 from ..tools.events import RecordStream, expand_kinds, format_ns, format_step
@@ -266,7 +266,8 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
             print(f"{spec}\n    (cannot be loaded here: {type(exc).__name__}: {exc})")
             continue
         doc = inspect.getdoc(fn) or inspect.getdoc(inspect.getmodule(fn))
-        params = [p for p in list(inspect.signature(fn).parameters.values())[1:]
+        first = 1 if takes_simulation(fn) else 0
+        params = [p for p in list(inspect.signature(fn).parameters.values())[first:]
                   if p.default is not inspect.Parameter.empty]
         print(f"{spec}\n    {_first_line(doc)}")
         if params:

@@ -27,6 +27,7 @@ from .diff import (
     first_step_difference,
 )
 from .events import RecordStream, read_steps
+from .heapshift import HEAP_SHIFT_ENV
 
 __all__ = ["DeterminismReport", "DeterminismRun", "check_determinism"]
 
@@ -67,9 +68,10 @@ class DeterminismReport:
         return self.mismatch is None and all(r.problem is None for r in self.runs)
 
 
-def _child_env(hash_seed: int) -> dict[str, str]:
+def _child_env(hash_seed: int, index: int = 0) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONHASHSEED"] = str(hash_seed)
+    env[HEAP_SHIFT_ENV] = str(index)  # objects at other addresses in each run (heapshift.py)
     prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
     extra = [os.getcwd()]
     for entry in sys.path:
@@ -154,7 +156,7 @@ def _one_run(
 ) -> DeterminismRun:
     trace = workdir / f"run{index + 1}.evr"
     dump_path = workdir / f"run{index + 1}.jsonl"
-    env = _child_env(hash_seed)
+    env = _child_env(hash_seed, index)
     base = [sys.executable, "-m", "replay"]
     rec = children.run(
         [*base, "record", *record_args, "-o", str(trace)],

@@ -23,9 +23,11 @@ pytest_plugins = ["pytester"]
 
 #: Warnings are errors in the inner runs too. evloop and replay opt out of
 #: assertion rewriting (PYTEST_DONT_REWRITE), so importing them first is fine.
+#: pytest-asyncio (in the test extra) is active in them, as in a project using both.
 INI = (
     "[pytest]\n"
     "addopts = --strict-markers -p no:cacheprovider\n"
+    "asyncio_default_fixture_loop_scope = function\n"
     "filterwarnings =\n"
     "    error\n"
 )
