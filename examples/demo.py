@@ -5,8 +5,11 @@
 2. fuzz its schedules until the ordering bug appears, shrink the failing run
    to the few decisions that matter, and save the trace under ``out/``;
 3. replay that trace to the same failure, write a Perfetto timeline of it;
-4. explore every schedule of the fixed machine up to 3 preemptions, and
-   print the commands a user would type next.
+4. explore every schedule of the fixed machine up to 3 preemptions;
+5. the same story for an asyncio program (``examples/cache_service.py``, a
+   cache server over the virtual network whose two clients race): record it,
+   fuzz until the stale-cache bug appears, shrink it, replay it, check the
+   fix; then print the commands a user would type next.
 
 Everything it writes goes under ``out/`` (ignored by git): a trace's header
 records the Python version, so traces written here on another Python than
@@ -28,6 +31,7 @@ from replay.explore.fuzz import fuzz  # noqa: E402
 from replay.session import same_failure  # noqa: E402
 
 SCENARIO = "examples.minimachine:scenario"
+ASYNC_SCENARIO = "examples.cache_service:main"
 
 
 def say(text: str) -> None:
@@ -88,6 +92,9 @@ def main() -> int:
         return 1
     say(f"   all {proof.schedules} schedules up to 3 preemptions explored, no failure")
 
+    if not _asyncio_story(traces):
+        return 1
+
     elapsed = time.monotonic() - started
     took = f"{elapsed * 1000:.0f} ms" if elapsed < 1 else f"{elapsed:.1f} s"
     say(f"\ndone in {took}. Next:")
@@ -100,7 +107,40 @@ def main() -> int:
     say(f"   .venv/bin/replay record {SCENARIO} --param fixed=True   # the fix holds")
     say("   .venv/bin/replay verify traces/             # CI's determinism gate")
     say(f"   .venv/bin/replay rerun {rel}   # CI's regression gate: does the bug come back?")
+    say(f"   .venv/bin/replay fuzz {ASYNC_SCENARIO} --runs 100   # the asyncio program (README)")
     return 0 if same and again.bit_exact and played.bit_exact else 1
+
+
+def _asyncio_story(traces: Path) -> bool:
+    """Step 5: an unmodified asyncio program, recorded, fuzzed, shrunk and replayed."""
+    say(f"== 5. asyncio: {ASYNC_SCENARIO}, two clients racing a GET and a SET of one key")
+    clean = record(ASYNC_SCENARIO, traces / "cache_service-clean.evr")
+    if clean.failure is not None:
+        say(f"   unexpected: asyncio's own order failed: {clean.failure}")
+        return False
+    say(
+        f"   recorded in asyncio's own order: {clean.steps} steps, {clean.decisions} decisions, "
+        f"clean; replayed bit-exact: {play(traces / 'cache_service-clean.evr').bit_exact}"
+    )
+    found = fuzz(ASYNC_SCENARIO, runs=100, output=traces / "cache_service-stale-set.evr")
+    if not found.found or found.trace_path is None:
+        say("   no failure found in 100 runs")
+        return False
+    say(f"   fuzz found after {found.runs} run(s): {found.failure}")
+    say(
+        f"   shrunk to {found.non_default} non-FIFO decision(s) out of {found.decisions} "
+        f"-> {found.trace_path.relative_to(ROOT)}"
+    )
+    again = play(found.trace_path)
+    same = again.failure is not None and same_failure(again.failure, found.failure or "")
+    say(f"   replayed: same failure: {same}, bit-exact: {again.bit_exact}")
+    proof = explore_systematic(ASYNC_SCENARIO, preemptions=2, budget=10_000,
+                               params={"fixed": True})
+    if proof.failure is not None or not proof.complete:
+        say(f"   unexpected: {proof.failure or 'the search did not complete'}")
+        return False
+    say(f"   the fix: all {proof.schedules} schedules up to 2 preemptions explored, no failure")
+    return same and bool(again.bit_exact)
 
 
 def _export(trace: Path, target: Path) -> bool:
