@@ -1,7 +1,8 @@
 """``make traces``: regenerate the trace corpus under ``traces/`` that CI replays.
 
 Clean runs of the bundled machine under several schedules (the fixed device
-survives them all), and the minimized trace of its ordering bug. Recording
+survives them all), the minimized trace of its ordering bug, and clean runs
+of the asyncio service of the README's tutorial. Recording
 is deterministic, so running this twice writes byte-identical files.
 """
 
@@ -24,13 +25,21 @@ CLEAN = [
     # The block device's requests handled by coroutines on the IOThread.
     ("minimachine-coroutines-random-7.evr", "random:7", {"fixed": True, "coroutines": True}),
 ]
+#: The asyncio service of the README's tutorial: asyncio's own order, and the fixed
+#: server under a random schedule.
+ASYNC_SCENARIO = "examples.cache_service:main"
+ASYNC_CLEAN = [
+    ("cache_service-clean.evr", "fifo", {}),
+    ("cache_service-fixed-random-7.evr", "random:7", {"fixed": True}),
+]
 
 
 def main() -> int:
     traces = ROOT / "traces"
     traces.mkdir(exist_ok=True)
-    for name, chooser, params in CLEAN:
-        result = record(SCENARIO, traces / name, chooser=chooser, params=params)
+    runs = [(SCENARIO, *run) for run in CLEAN] + [(ASYNC_SCENARIO, *run) for run in ASYNC_CLEAN]
+    for scenario, name, chooser, params in runs:
+        result = record(scenario, traces / name, chooser=chooser, params=params)
         if result.failure is not None:
             print(f"{name}: unexpected failure: {result.failure}")
             return 1

@@ -20,5 +20,8 @@ def test_the_demo_succeeds_and_writes_only_under_out() -> None:
                           text=True, check=False, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "saved -> out/traces/minimachine-blk-reset-race.evr" in done.stdout
+    assert "shrunk to 1 non-FIFO decision(s) out of 9 -> out/traces/cache_service-stale-set.evr" \
+        in done.stdout  # the asyncio story: the stale-cache race found and shrunk
+    assert "the fix: all 768 schedules up to 2 preemptions explored, no failure" in done.stdout
     assert {p: p.read_bytes() for p in (ROOT / "traces").glob("*.evr")} == before
     assert (ROOT / "out" / "traces" / "minimachine-clean.evr").is_file()
