@@ -163,3 +163,17 @@ def test_check_determinism_catches_tasks_woken_in_the_order_of_a_set(
     assert code == 0, out
     assert out.splitlines()[-1] == f"deterministic: 3 runs of {scenario} (seed 0) recorded " \
         "identical traces and steps"
+
+
+@pytest.mark.slow
+def test_a_campaign_groups_the_async_services_failures_under_one_signature(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code = main(["campaign", CACHE, "--seeds", "20", "--workers", "1", "-o", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "20 seeds" in out and "1 distinct failure" in out
+    assert "AssertionError at cache_service.py:" in out
+    traces = list(tmp_path.rglob("*.evr"))
+    assert len(traces) == 1
+    assert play(traces[0]).bit_exact
