@@ -6,7 +6,7 @@
    to the few decisions that matter, and save the trace under ``out/``;
 3. replay that trace to the same failure, write a Perfetto timeline of it;
 4. explore every schedule of the fixed machine up to 3 preemptions;
-5. the same story for an asyncio program (``examples/cache_service.py``, a
+5. the same story for an asyncio program (``replay/examples/cache_service.py``, a
    cache server over the virtual network whose two clients race): record it,
    fuzz until the stale-cache bug appears, shrink it, replay it, check the
    fix; then print the commands a user would type next.
@@ -31,7 +31,7 @@ from replay.explore.fuzz import fuzz  # noqa: E402
 from replay.session import same_failure  # noqa: E402
 
 SCENARIO = "examples.minimachine:scenario"
-ASYNC_SCENARIO = "examples.cache_service:main"
+ASYNC_SCENARIO = "replay.examples.cache_service:main"
 
 
 def say(text: str) -> None:

@@ -27,7 +27,7 @@ CLEAN = [
 ]
 #: The asyncio service of the README's tutorial: asyncio's own order, and the fixed
 #: server under a random schedule.
-ASYNC_SCENARIO = "examples.cache_service:main"
+ASYNC_SCENARIO = "replay.examples.cache_service:main"
 ASYNC_CLEAN = [
     ("cache_service-clean.evr", "fifo", {}),
     ("cache_service-fixed-random-7.evr", "random:7", {"fixed": True}),

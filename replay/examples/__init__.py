@@ -5,6 +5,10 @@
 vCPU). Traces recorded before it moved here name it
 ``examples.minimachine:scenario``; :func:`replay.scenario.load_scenario`
 still resolves that name, so those traces keep replaying byte for byte.
+
+``replay.examples.cache_service:main`` is an asyncio program (a cache server
+over the virtual network whose two clients race into a stale cache), the
+README's asyncio tutorial; ``main_fixed`` is the same with the fix.
 """
 
 __all__: list[str] = []

@@ -50,9 +50,9 @@ def _env() -> dict[str, str]:
 def test_the_tutorial_has_its_commands() -> None:
     commands = [command for command, _ in _sessions()]
     assert commands[:3] == [
-        "replay record examples.cache_service:main -o cache.evr",
+        "replay record replay.examples.cache_service:main -o cache.evr",
         "replay play cache.evr",
-        "replay fuzz examples.cache_service:main --runs 100 -o stale-set.evr",
+        "replay fuzz replay.examples.cache_service:main --runs 100 -o stale-set.evr",
     ]
     assert "replay rerun stale-set.evr" in commands
     assert _matches(["a", "...", "d"], ["a", "b", "c", "d"])

@@ -23,7 +23,7 @@ from tests.scenarios import async_scenarios
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = "tests.scenarios.async_scenarios"
-CACHE = "examples.cache_service:main"
+CACHE = "replay.examples.cache_service:main"
 
 
 def test_a_coroutine_function_takes_the_simulation_only_with_a_positional_parameter() -> None:
@@ -108,8 +108,8 @@ def test_params_of_an_async_main_are_checked_without_the_simulation(
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert err == (
-        "replay: error: --param: scenario 'examples.cache_service:main' does not accept these "
-        "(got an unexpected keyword argument 'clients'); it takes: fixed"
+        "replay: error: --param: scenario 'replay.examples.cache_service:main' does not accept "
+        "these (got an unexpected keyword argument 'clients'); it takes: fixed"
     )
     assert main(["record", CACHE, "--param", "fixed=True", "-o", str(tmp_path / "t.evr")]) == 0
 
@@ -120,7 +120,7 @@ def test_the_bundled_scenarios_list_the_async_service_and_its_parameter(
     assert main(["scenarios"]) == 0
     out = capsys.readouterr().out
     assert (
-        "examples.cache_service:main\n"
+        "replay.examples.cache_service:main\n"
         "    Two clients race a GET and a SET of one key; a later GET must see the store's value.\n"
         "    params: fixed=False\n"
     ) in out
