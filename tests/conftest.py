@@ -6,6 +6,15 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Speed lives in the benchmarks, not in tests: hypothesis's wall-clock checks
+# (the per-example deadline, "input generation is slow") would make a test's
+# verdict depend on how loaded the machine is.
+settings.register_profile(
+    "evreplay", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("evreplay")
 
 
 @pytest.fixture(autouse=True)

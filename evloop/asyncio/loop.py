@@ -56,10 +56,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
 import contextvars
 import functools
 import gc
 import sys
+import weakref
 from asyncio import format_helpers, futures
 from collections.abc import Callable
 from contextvars import Context
@@ -68,6 +70,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, Unpack
 
 from ..errors import FencedError
 from ..machine.simulation import Simulation
+from ..machine.thread import _Cancelled
 from ..seams import ChoiceKind
 from .executor import DEFAULT_EXECUTOR_WORKERS, SimThreadPoolExecutor
 from .handles import SimHandle, SimTimerHandle
@@ -164,6 +167,11 @@ class SimEventLoop(NetworkSelectorLoop):
         self._uids = 0
         self._timer_seq = 0
         self._task_count = 0
+        #: Tasks made by create_task, in creation order (for _abandon).
+        self._created: weakref.WeakKeyDictionary[asyncio.Task[Any], int] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._tasks_made = 0
         self._executors = 0
         self._routed: dict[concurrent.futures.Executor, SimThreadPoolExecutor] = {}
         self._wait_cond = _LoopWait(self)
@@ -359,7 +367,32 @@ class SimEventLoop(NetworkSelectorLoop):
         if name is None:
             self._task_count += 1
             name = f"Task-{self._task_count}"
-        return super().create_task(coro, name=name, context=context)
+        task = super().create_task(coro, name=name, context=context)
+        self._tasks_made += 1
+        self._created[task] = self._tasks_made
+        return task
+
+    def _abandon(self) -> None:
+        """The simulation closed under this loop: its tasks never run again.
+
+        Each pending task's coroutine is closed (its ``finally`` blocks run, as
+        the unwinding thread of control's do), oldest task first, and the task
+        is not reported as "destroyed but pending": the run was cut, not the
+        program wrong. Ready callbacks are dropped.
+        """
+        created = self._created
+        pending = sorted(
+            (t for t in asyncio.all_tasks(self) if not t.done()),
+            key=lambda t: (created.get(t, self._tasks_made + 1), t.get_name()),
+        )
+        for task in pending:
+            task._log_destroy_pending = False  # type: ignore[attr-defined]
+            # A cut run's cleanup has no one to report to.
+            with contextlib.suppress(BaseException):
+                task.get_coro().close()
+        for handle in self._ready:
+            handle.cancel()
+        self._ready.clear()
 
     # -- fences ---------------------------------------------------------------------
 
@@ -467,7 +500,13 @@ class SimEventLoop(NetworkSelectorLoop):
                 sanitizer.__enter__()
             self._iterating = True
             try:
+                sched = self._sched
+                if sched._closing and sched.current is not sched.main:
+                    raise _Cancelled()  # the simulation closed: nothing here runs again
                 super().run_forever()
+            except _Cancelled:
+                self._abandon()
+                raise
             finally:
                 self._iterating = False
                 if sanitizer is not None:

@@ -7,7 +7,7 @@ import concurrent.futures
 
 import pytest
 
-from evloop import DeadlockError, FencedError, RandomChooser, Simulation
+from evloop import DeadlockError, FencedError, RandomChooser, Simulation, StopReason
 from evloop.asyncio import SimEventLoop, SimThreadPoolExecutor, run
 
 
@@ -164,3 +164,35 @@ def test_the_executor_refuses_work_after_shutdown() -> None:
         pool.shutdown(wait=False)
         with pytest.raises(RuntimeError, match=r"^cannot schedule new futures after shutdown$"):
             pool.submit(print)
+
+
+def test_a_run_cut_short_leaves_no_pending_task_or_unawaited_coroutine_behind(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import gc
+    import warnings
+
+    unwound: list[str] = []
+
+    async def worker(i: int) -> None:
+        try:
+            await asyncio.sleep(10 + i)
+        finally:
+            unwound.append(f"worker-{i}")
+
+    async def main() -> None:
+        tasks = [asyncio.create_task(worker(i)) for i in range(3)]
+        await asyncio.gather(*tasks)
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        sim = Simulation()
+        sim.thread("asyncio", lambda: run(main(), sim=sim))
+        result = sim.run(until_ns=2_000_000_000)  # cut while every worker sleeps
+        assert result.reason is StopReason.UNTIL
+        assert unwound == []
+        sim.close()
+        gc.collect()
+    assert unwound == ["worker-0", "worker-1", "worker-2"]
+    assert [str(w.message) for w in seen] == []
+    assert "destroyed but it is pending" not in caplog.text
