@@ -28,7 +28,9 @@ Adaptive polling runs on virtual time: one round of ``io_poll`` stands for the
 whole polling window (no virtual time passes while polling, and no other
 thread of control can change anything meanwhile), and the window grows or
 shrinks from the virtual time the blocking wait took, as in
-``adjust_polling_time``.
+``adjust_polling_time``. As in QEMU 10.0 and later, a handler's window is
+adjusted right after the handler runs, so a handler put on the poll list by
+its first wake has its window opened by that same wake.
 
 The GSource face (:meth:`prepare`, :meth:`check`, :meth:`dispatch`) is
 ``aio_ctx_prepare/check/dispatch``: ``check`` also counts idle BHs and the
@@ -380,14 +382,10 @@ class AioContext(FdHandlers):
             if use_notify_me:
                 self._notify_me -= 2
         self._notified = False
-        if self.poll_max_ns:
-            block_ns = clock._now[ClockType.REALTIME] - start
-            for node in nodes:
-                if node.in_poll_list:
-                    self._adjust_polling_time(node, block_ns)
+        block_ns = clock._now[ClockType.REALTIME] - start if self.poll_max_ns else 0
         if (self._bh_list or self._bh_slices) and self._bh_poll():
             progress = True
-        if nodes and self._dispatch_ready(nodes):
+        if nodes and self._dispatch_ready(nodes, block_ns):
             progress = True
         if self.tlg.run_timers():
             progress = True
@@ -441,7 +439,8 @@ class AioContext(FdHandlers):
         nodes = self._gsource_ready
         if nodes:
             self._gsource_ready = []
-            self._dispatch_ready(nodes)
+            # block_ns 0: the glib loop does not poll (aio_dispatch, QEMU 10.2).
+            self._dispatch_ready(nodes, 0)
         self.tlg.run_timers()
 
     # -- thread pool --------------------------------------------------------------

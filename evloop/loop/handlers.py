@@ -316,7 +316,16 @@ class FdHandlers:
             progress = True
         return progress
 
-    def _dispatch_ready(self, nodes: list[_Handler]) -> bool:
+    def _dispatch_ready(self, nodes: list[_Handler], block_ns: int) -> bool:
+        """Run ``nodes`` (``aio_dispatch_ready_handlers``); True if any made progress.
+
+        A handler's polling window is adjusted right *after* it runs, from
+        ``block_ns``, the time the poll blocked: only then is a handler that
+        became ready for the first time on the poll list, so its very first
+        wake already opens its window (QEMU 10.0, commit f76d3bee75; before,
+        the window was adjusted before dispatch and a new handler's stayed 0
+        until its second wake).
+        """
         progress = False
         halt = self.halt
         for node in nodes:
@@ -324,6 +333,8 @@ class FdHandlers:
                 break
             if self._dispatch_handler(node):
                 progress = True
+            if self.poll_max_ns and node.in_poll_list:
+                self._adjust_polling_time(node, block_ns)
         return progress
 
     def _snapshot(self, poll_ready: dict[int, _Handler] | None, with_fds: bool) -> list[_Handler]:
