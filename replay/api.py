@@ -179,8 +179,12 @@ def _play(
         header = reader.header
 
         def build(writer: TraceWriter) -> tuple[Player, Simulation, BlockerPlug | None]:
+            # The header's chooser, rebuilt, makes every decision again: a trace
+            # whose choices are not its chooser's diverges (a bad spec is a bad
+            # trace, said now). Recorded-only choosers exist only in their traces.
+            derived = None
             if header.chooser not in RECORDED_ONLY:
-                chooser_from_spec(header.chooser)  # a bad header is a bad trace, said now
-            return Player(reader, writer), simulation(header, log=on_step), None
+                derived = chooser_from_spec(header.chooser)
+            return Player(reader, writer, derived), simulation(header, log=on_step), None
 
         return play_run(path, reader, build, until_step=until_step)

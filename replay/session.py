@@ -23,6 +23,16 @@ What is logged, in step order (the position counter precedes every event):
 * checkpoints: INIT at step 0, PERIODIC every ``checkpoint_interval`` steps,
   FINAL at the end, each with the rolling digest of every step so far.
 
+What the seed and the header determine is never taken on trust: a played
+RANDOM value must be the seeded generator's own draw, a simulation's CLOCK
+offset must be 0 (its clocks are virtual), and the header's chooser, rebuilt
+from its spec, is asked every decision again and must make the recorded one
+(recorded-only choosers, whose decisions exist only in the trace, excepted).
+So a trace whose values or header were edited diverges at the record that
+lies, however well its framing was made whole again. Host mode's real inputs
+(its clock samples and input bytes) cannot be checked this way; the trace's
+own integrity chain covers them (docs/trace-format.md).
+
 A play that departs from the log raises :class:`ReplayDivergence` at the first
 event that differs (a decision asked at another step or with another number
 of options, a digest that differs at a checkpoint, input that differs), with
@@ -39,7 +49,7 @@ from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from evloop import Blocker, ChoiceKind, Chooser, ClockType, Seams
+from evloop import Blocker, ChoiceKind, Chooser, ClockType, FifoChooser, Seams
 
 from .errors import ReplayDivergence, ReplayError
 from .trace.choices import batch_decisions, encode_choice_into
@@ -282,9 +292,16 @@ class Player(_Session):
 
     mode = ReplayMode.PLAY
 
-    def __init__(self, reader: TraceReader, writer: TraceWriter) -> None:
+    def __init__(
+        self, reader: TraceReader, writer: TraceWriter, chooser: Chooser | None = None
+    ) -> None:
         super().__init__(writer)
         self.reader = reader
+        #: The header's chooser, rebuilt from its spec, asked every decision
+        #: again so that the trace's choices are the ones it claims to have
+        #: made; None for choosers whose decisions exist only in the trace.
+        self.derived = chooser
+        self._fifo = isinstance(chooser, FifoChooser)
         self._records = iter(reader)
         self._choices: deque[tuple[int, int, int]] = deque()
         #: Index of the next trace event (each batched decision is one event).
@@ -408,9 +425,13 @@ class Player(_Session):
             # the current CHOICES batch is due now, among as many options.
             first = choices[0]
             if first[0] == step and first[1] == n:
+                choice = first[2]
+                if not (self._fifo and choice == 0):
+                    self._check_derived(
+                        self.event_index, kind, options, (EventKind.CHOICE, *first)
+                    )
                 choices.popleft()
                 self.event_index += 1
-                choice = first[2]
                 self._emit_choice(step, n, choice)
                 return choice
 
@@ -420,24 +441,43 @@ class Player(_Session):
         record = self._expect(EventKind.CHOICE, actual, n)
         if record is None:  # a truncated trace ran out: finish in FIFO order
             return 0
+        self._check_derived(self.event_index - 1, kind, options, record)
         choice = int(record[3])
         self._emit_choice(step, n, choice)
         return choice
 
+    def _check_derived(
+        self, index: int, kind: ChoiceKind, options: Sequence[str], record: tuple[Any, ...]
+    ) -> None:
+        """The header's chooser, asked decision ``index``, must make its recorded choice."""
+        derived = self.derived
+        if derived is None:
+            return
+        made = derived.choose(kind, options)
+        if made != record[3]:
+            spec = self.reader.header.chooser
+            self._diverge(
+                index, show_record(record),
+                f"the header's chooser {spec!r} chooses {made} of {len(options)} options "
+                f"{list(options)!r} ({kind.name}) at step {self._step}",
+            )
+
     def _clock_read(self, clock_type: ClockType, value: int) -> int:
+        # A simulation's clocks are virtual: a read is its virtual value, and
+        # the recording logs offset 0. Any other offset is not this run's.
         actual = f"a read of the {clock_type.name} clock at step {self._step}"
-        record = self._expect(EventKind.CLOCK, actual, int(clock_type))
-        if record is None:
-            return value
-        self._emit(record)
-        return value + int(record[3])
+        record = self._expect(EventKind.CLOCK, actual, int(clock_type), 0)
+        if record is not None:
+            self._emit(record)
+        return value
 
     def _random_draw(self, value: int) -> int:
-        record = self._expect(EventKind.RANDOM, f"a random draw at step {self._step}")
-        if record is None:
-            return value
-        self._emit(record)
-        return int(record[2])
+        # Every draw is the seeded generator's: the recorded value must be it.
+        actual = f"a random draw at step {self._step} of {value:#018x} (from the seed)"
+        record = self._expect(EventKind.RANDOM, actual, value)
+        if record is not None:
+            self._emit(record)
+        return value
 
     def checkpoint(self, step: int) -> None:
         sim = self.sim

@@ -118,8 +118,8 @@ def play_host_trace(
     channels = channels_from_header(header, path)
 
     def build(writer: TraceWriter) -> tuple[HostPlayer, HostSimulation, BlockerPlug | None]:
-        chooser_from_spec(header.chooser)  # validate
-        player = HostPlayer(reader, writer)
+        # Host mode records with FIFO; the header's chooser is asked every decision again.
+        player = HostPlayer(reader, writer, chooser_from_spec(header.chooser))
         sim = HostSimulation(channels, header.seed, **simulation_options(header, on_step))
         return player, sim, TraceMonitor(sim, player).over
 

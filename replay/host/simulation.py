@@ -169,8 +169,10 @@ class HostRecorder(Recorder):
 class HostPlayer(Player):
     """A player that takes the host clock and each wait's input from the trace."""
 
-    def __init__(self, reader: TraceReader, writer: TraceWriter) -> None:
-        super().__init__(reader, writer)
+    def __init__(
+        self, reader: TraceReader, writer: TraceWriter, chooser: Chooser | None = None
+    ) -> None:
+        super().__init__(reader, writer, chooser)
         self._lookahead: tuple[Any, ...] | None = None
         self._has_lookahead = False
 
@@ -193,6 +195,15 @@ class HostPlayer(Player):
             return 0
         self._emit(record)
         return int(record[3])
+
+    def _clock_read(self, clock_type: ClockType, value: int) -> int:
+        # A live read of a real clock: its offset is real input, taken as recorded.
+        actual = f"a read of the {clock_type.name} clock at step {self._step}"
+        record = self._expect(EventKind.CLOCK, actual, int(clock_type))
+        if record is None:
+            return value
+        self._emit(record)
+        return value + int(record[3])
 
     def clock_advance(self, measured: int, wait_ns: int) -> int | None:
         """The recorded length of this wait; None once a truncated trace has run out."""

@@ -319,9 +319,10 @@ def test_play_takes_thread_decisions_from_the_trace() -> None:
     assert fifo_order != recorded_order
 
 
-def test_play_takes_random_values_from_the_trace() -> None:
-    # Only the source of a value changes between record and play: a forged
-    # value in the trace is what the played run draws.
+def test_a_random_value_that_is_not_the_seeds_is_a_divergence() -> None:
+    # Every draw comes from the seeded generator: a value in the trace that the
+    # seed does not give (a tampered trace, its CRCs recomputed) is caught at
+    # its record, and the program never sees it.
     recorded: list[int] = []
     trace = record_by_hand(draws(recorded), seed=1)
     forged = rewrite(
@@ -329,21 +330,32 @@ def test_play_takes_random_values_from_the_trace() -> None:
         lambda r: (r[0], r[1], 12345) if r[0] == EventKind.RANDOM and r[2] == recorded[1] else r,
     )
     seen: list[int] = []
-    played = play_by_hand(forged, draws(seen), seed=1)
-    assert seen == [recorded[0], 12345, recorded[2]]
-    assert played.data == forged
+    with pytest.raises(ReplayDivergence) as info:
+        play_by_hand(forged, draws(seen), seed=1)
+    div = info.value
+    assert div.event_index == 2  # INIT, the first draw
+    assert div.expected == "RANDOM(step=1, value=0x3039)"
+    assert div.actual == f"a random draw at step 1 of {recorded[1]:#018x} (from the seed)"
+    assert seen == [recorded[0]]
+    assert play_by_hand(trace, draws([]), seed=1).data == trace
 
 
-def test_play_applies_the_recorded_clock_offset() -> None:
+def test_a_clock_offset_in_a_simulation_trace_is_a_divergence() -> None:
+    # A simulation's clocks are virtual: its recordings log offset 0, and
+    # play refuses any other rather than hand the program a moved clock.
     recorded: list[int] = []
     trace = record_by_hand(reads_every_clock(recorded))
+    assert {r[3] for r in records_in(trace) if r[0] == EventKind.CLOCK} == {0}
     forged = rewrite(
         trace, lambda r: (r[0], r[1], r[2], 777) if r[0] == EventKind.CLOCK and r[2] == 2 else r
     )
     seen: list[int] = []
-    play_by_hand(forged, reads_every_clock(seen))
-    realtime, virtual, host, virtual_rt = recorded
-    assert seen == [realtime, virtual, host + 777, virtual_rt]
+    with pytest.raises(ReplayDivergence) as info:
+        play_by_hand(forged, reads_every_clock(seen))
+    div = info.value
+    assert div.expected == "CLOCK(step=1, HOST, offset=777)"
+    assert div.actual == "a read of the HOST clock at step 1"
+    assert seen == recorded[:2]
 
 
 # -- divergence -------------------------------------------------------------------------
@@ -358,7 +370,7 @@ def test_a_draw_the_trace_does_not_hold_is_a_divergence() -> None:
     assert div.event_index == 3  # INIT, two draws
     final = records_in(trace)[-1]
     assert div.expected == f"CHECKPOINT FINAL(step=1, digest={final[3]:#018x})"
-    assert div.actual == "a random draw at step 1"
+    assert div.actual.startswith("a random draw at step 1 of 0x")
     assert div.thread == "main"
     assert div.time_ns == SCALE_MS
 

@@ -1,0 +1,232 @@
+"""Tampered traces: a value, a header field or a record changed, the framing made whole again.
+
+Each test takes a recorded trace, alters one thing and writes it back with the
+format's own writer (so every CRC is right), then plays it: play must report a
+divergence (or a clear error) and never call the result bit-exact
+(docs/trace-format.md, "What play checks").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from replay import EventKind, ReplayDivergence, TraceReader, TraceWriter, play, record
+from replay.cli.main import main
+from replay.trace.choices import batch_decisions, encode_choices
+
+ROOT = Path(__file__).resolve().parents[2]
+RACE = ROOT / "traces" / "minimachine-blk-reset-race.evr"
+RANDOM_7 = ROOT / "traces" / "minimachine-fixed-random-7.evr"
+CLOCKS_AND_RANDOM = "tests.scenarios.workloads:clocks_and_random"
+
+Record = tuple[Any, ...]
+
+
+def tamper(
+    path: Path,
+    out: Path,
+    change: Callable[[Record], Record | None] = lambda r: r,
+    *,
+    append: tuple[Record, ...] = (),
+    **header_changes: Any,
+) -> Path:
+    """``path`` rewritten through TraceWriter: each record through ``change`` (None drops it).
+
+    ``header_changes`` replace header fields; ``append`` adds records at the end.
+    """
+    with TraceReader(path) as reader:
+        header = dataclasses.replace(reader.header, **header_changes)
+        with TraceWriter(out, header) as writer:
+            for rec in reader:
+                changed = change(rec)
+                if changed is not None:
+                    writer.write(changed)
+            for rec in append:
+                writer.write(rec)
+    return out
+
+
+def events(path: Path) -> list[Record]:
+    """A trace's events as play counts them: each decision of a batch is one CHOICE."""
+    out: list[Record] = []
+    with TraceReader(path) as reader:
+        for rec in reader:
+            if rec[0] == EventKind.CHOICES:
+                out += [(EventKind.CHOICE, *d) for d in batch_decisions(rec[1], rec[2])]
+            else:
+                out.append(rec)
+    return out
+
+
+def decisions(path: Path) -> list[tuple[int, int, int, int]]:
+    """Every decision of a trace as (event index, step, options, choice)."""
+    return [(i, *e[1:]) for i, e in enumerate(events(path)) if e[0] == EventKind.CHOICE]
+
+
+def first_of(path: Path, kind: EventKind) -> tuple[int, Record]:
+    """The event index and record of the first ``kind`` record."""
+    return next((i, e) for i, e in enumerate(events(path)) if e[0] == kind)
+
+
+def assert_cli_diverges(path: Path, capsys: pytest.CaptureFixture[str], event: int) -> None:
+    assert main(["play", str(path)]) == 3
+    captured = capsys.readouterr()
+    first = captured.out.splitlines()[0]
+    assert first.startswith(f"{path}: replay diverged at event {event} (")
+    assert "bit-exact" not in captured.out
+    assert "Traceback" not in captured.out + captured.err
+
+
+@pytest.fixture
+def draws_and_clocks(tmp_path: Path) -> Path:
+    path = tmp_path / "clocks.evr"
+    record(CLOCKS_AND_RANDOM, path, seed=5)
+    return path
+
+
+# -- the chooser the header names --------------------------------------------------------
+
+
+def test_a_race_relabelled_fifo_diverges_where_fifo_would_choose_otherwise(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The use-after-free trace was found by a fuzzer's script; a real FIFO run
+    # is clean. Relabelled "fifo", it must not play to the failure as FIFO's.
+    assert play(RACE).bit_exact is True
+    forged = tamper(RACE, tmp_path / "fifo.evr", chooser="fifo")
+    index, step, n, choice = next(d for d in decisions(forged) if d[3] != 0)
+    with pytest.raises(ReplayDivergence) as info:
+        play(forged)
+    div = info.value
+    assert div.event_index == index
+    assert div.step == step
+    assert div.expected == f"CHOICE(step={step}, options={n}, choice={choice})"
+    assert div.actual.startswith(f"the header's chooser 'fifo' chooses 0 of {n} options [")
+    assert_cli_diverges(forged, capsys, index)
+
+
+def test_a_random_chooser_relabelled_with_another_seed_diverges(tmp_path: Path) -> None:
+    forged = tamper(RANDOM_7, tmp_path / "random-8.evr", chooser="random:8")
+    with pytest.raises(ReplayDivergence) as info:
+        play(forged)
+    assert info.value.actual.startswith("the header's chooser 'random:8' chooses ")
+    assert str(info.value.expected).startswith("CHOICE(")
+
+
+def test_a_changed_choice_under_a_seeded_chooser_diverges_at_that_decision(
+    tmp_path: Path,
+) -> None:
+    # Flip one decision of the random:7 trace: the run could follow it (same
+    # number of options), but random:7 does not make it.
+    index, step, n, choice = next(d for d in decisions(RANDOM_7) if d[2] >= 2)
+    flipped = (choice + 1) % n
+    seen = 0
+
+    def change(rec: Record) -> Record:
+        nonlocal seen
+        if rec[0] != EventKind.CHOICES:
+            seen += 1
+            return rec
+        items, last = [], rec[1]
+        for at, k, c in batch_decisions(rec[1], rec[2]):  # back to step deltas
+            items.append((at - last, k, flipped if seen == index else c))
+            last = at
+            seen += 1
+        return (rec[0], rec[1], encode_choices(items))
+
+    forged = tamper(RANDOM_7, tmp_path / "flipped.evr", change)
+    with pytest.raises(ReplayDivergence) as info:
+        play(forged)
+    assert info.value.event_index == index
+    assert info.value.expected == f"CHOICE(step={step}, options={n}, choice={flipped})"
+    assert info.value.actual.startswith(f"the header's chooser 'random:7' chooses {choice} of")
+
+
+# -- values the seed determines ----------------------------------------------------------
+
+
+def test_an_altered_random_value_diverges_at_its_record(
+    draws_and_clocks: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    index, rec = first_of(draws_and_clocks, EventKind.RANDOM)
+    value = rec[2] ^ 1
+    forged = tamper(
+        draws_and_clocks, tmp_path / "random.evr",
+        lambda r: (r[0], r[1], value) if r == rec else r,
+    )
+    with pytest.raises(ReplayDivergence) as info:
+        play(forged)
+    div = info.value
+    assert div.event_index == index
+    assert div.expected == f"RANDOM(step={rec[1]}, value={value:#x})"
+    assert div.actual == f"a random draw at step {rec[1]} of {rec[2]:#018x} (from the seed)"
+    assert_cli_diverges(forged, capsys, index)
+
+
+def test_an_altered_clock_offset_diverges_at_its_record(
+    draws_and_clocks: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    index, rec = first_of(draws_and_clocks, EventKind.CLOCK)
+    assert rec[3] == 0
+    forged = tamper(
+        draws_and_clocks, tmp_path / "clock.evr",
+        lambda r: (*r[:3], 1_000_000) if r == rec else r,
+    )
+    with pytest.raises(ReplayDivergence) as info:
+        play(forged)
+    assert info.value.event_index == index
+    assert str(info.value.expected).endswith("offset=1000000)")
+    assert_cli_diverges(forged, capsys, index)
+
+
+def test_a_relabelled_seed_diverges_at_the_first_draw(
+    draws_and_clocks: Path, tmp_path: Path
+) -> None:
+    index, rec = first_of(draws_and_clocks, EventKind.RANDOM)
+    forged = tamper(draws_and_clocks, tmp_path / "seed.evr", seed=6)
+    with pytest.raises(ReplayDivergence) as info:
+        play(forged)
+    assert info.value.event_index == index
+    assert info.value.expected == f"RANDOM(step={rec[1]}, value={rec[2]:#x})"
+
+
+def test_the_untampered_trace_plays_bit_exact(draws_and_clocks: Path, tmp_path: Path) -> None:
+    # The control: the same rewriting with no change leaves a trace that plays.
+    same = tamper(draws_and_clocks, tmp_path / "same.evr")
+    assert same.read_bytes() == draws_and_clocks.read_bytes()
+    assert play(same).bit_exact is True
+
+
+# -- records nobody consumes -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("extra", [
+    (EventKind.RANDOM, 10_000, 7),
+    (EventKind.MUTEX, 0, 0),
+    (EventKind.CLOCK, 10_000, 2, 0),
+])
+def test_a_record_left_after_the_run_ended_is_a_divergence(
+    draws_and_clocks: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: Record
+) -> None:
+    forged = tamper(draws_and_clocks, tmp_path / "extra.evr", append=(extra,))
+    total = len(events(forged))
+    with pytest.raises(ReplayDivergence) as info:
+        play(forged)
+    assert info.value.event_index == total - 1
+    assert info.value.actual == "the end of the run"
+    assert_cli_diverges(forged, capsys, total - 1)
+
+
+def test_a_record_dropped_from_the_middle_is_a_divergence(
+    draws_and_clocks: Path, tmp_path: Path
+) -> None:
+    index, rec = first_of(draws_and_clocks, EventKind.RANDOM)
+    forged = tamper(draws_and_clocks, tmp_path / "dropped.evr", lambda r: None if r == rec else r)
+    with pytest.raises(ReplayDivergence) as info:
+        play(forged)
+    assert info.value.event_index == index
