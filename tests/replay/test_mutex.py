@@ -37,13 +37,14 @@ def run_threads(
     grants: Sequence[int] | None = None,
     *,
     stall_timeout: float = 30.0,
+    threads: Sequence[str] | None = None,
 ) -> Run:
     """Threads w0, w1, ... each taking the mutex ``iterations[i]`` times, then finishing.
 
     The threads are registered from this thread, in order, before any starts
     (so their indices do not depend on the OS), and all start together.
     """
-    run = Run(ReplayMutex(mode, grants, stall_timeout=stall_timeout))
+    run = Run(ReplayMutex(mode, grants, threads=threads, stall_timeout=stall_timeout))
     go = threading.Event()
 
     def body(index: int, name: str, count: int) -> None:
@@ -422,3 +423,220 @@ def test_a_thread_registered_before_it_starts_is_waited_for() -> None:
         assert not thread.is_alive()
     assert errors == []
     assert order == ["w0", "w1"]
+
+
+# -- the log tells the truth: registration order, grants used up ------------------------
+
+
+def test_threads_registering_in_another_order_than_recorded_is_a_divergence() -> None:
+    recorded = run_threads(ReplayMode.RECORD, [3, 3])
+    names, grants = recorded.mutex.thread_names, list(recorded.mutex.grants)
+    assert names == ("w0", "w1")
+    mutex = ReplayMutex(ReplayMode.PLAY, grants, threads=names, stall_timeout=600.0)
+    first = threading.Thread(target=lambda: None, name="w1")
+    with pytest.raises(ReplayDivergence) as info:
+        mutex.register("w1", first)  # w1 would get w0's grants
+    div = info.value
+    assert div.expected == "REGISTER thread #0 'w0'"
+    assert div.actual == (
+        "thread 'w1' registered as thread #0, which the recording registered as 'w0' "
+        "(recorded order: ['w0', 'w1']); waiting: []"
+    )
+    assert div.thread == "w1"
+    assert mutex.divergence is div
+    # Every later call is refused with the same divergence.
+    with pytest.raises(ReplayDivergence) as again:
+        mutex.register("w0")
+    assert again.value is div
+
+
+def test_threads_that_register_themselves_out_of_order_diverge() -> None:
+    # Real threads each registering itself, in the reverse of the recorded order.
+    mutex = ReplayMutex(ReplayMode.PLAY, [0, 1], threads=("a", "b"), stall_timeout=600.0)
+    raised: dict[str, BaseException | None] = {}
+    b_done = threading.Event()
+
+    def body(name: str, after: threading.Event | None) -> None:
+        if after is not None:
+            after.wait(JOIN_TIMEOUT)
+        try:
+            mutex.register(name)
+            with mutex:
+                pass
+            raised[name] = None
+        except BaseException as exc:
+            raised[name] = exc
+        finally:
+            if name == "b":
+                b_done.set()
+
+    threads = [
+        threading.Thread(target=body, args=("a", b_done), name="a"),
+        threading.Thread(target=body, args=("b", None), name="b"),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(JOIN_TIMEOUT)
+        assert not thread.is_alive()
+    assert isinstance(raised["b"], ReplayDivergence)
+    assert raised["a"] is raised["b"]
+    assert str(raised["b"].actual).startswith(
+        "thread 'b' registered as thread #0, which the recording registered as 'a'"
+    )
+
+
+def test_a_thread_the_recording_did_not_have_is_a_divergence() -> None:
+    mutex = ReplayMutex(ReplayMode.PLAY, [0], threads=("main",))
+    mutex.register("main")
+    with pytest.raises(ReplayDivergence) as info:
+        mutex.register("extra", threading.Thread(target=lambda: None))
+    assert info.value.expected == "no more registrations"
+    assert info.value.actual == (
+        "thread 'extra' registered as thread #1, but the recording registered only 1 "
+        "(recorded order: ['main']); waiting: []"
+    )
+
+
+def test_grants_left_when_every_recorded_thread_has_finished_are_a_divergence() -> None:
+    # Recorded: w1 took the mutex twice; now it takes it once and finishes.
+    run = run_threads(ReplayMode.PLAY, [1, 1], [0, 1, 1], threads=("w0", "w1"))
+    assert run.order == [("w0", 0), ("w1", 0)]
+    assert len(run.errors) == 1  # the thread that finished last
+    (div,) = run.errors.values()
+    assert isinstance(div, ReplayDivergence)
+    assert div.event_index == 2
+    assert div.expected == "MUTEX grant to 'w1'"
+    assert div.actual == (
+        "every recorded thread has finished with 1 grant of the log unused; waiting: []"
+    )
+
+
+def test_close_reports_grants_left_over() -> None:
+    run = run_threads(ReplayMode.PLAY, [1, 1], [0, 1, 0, 1])
+    assert run.errors == {}  # without the names, no thread can tell it was the last
+    with pytest.raises(ReplayDivergence) as info:
+        run.mutex.close()
+    assert info.value.event_index == 2
+    assert info.value.expected == "MUTEX grant to 'w0'"
+    assert info.value.actual == "the run ended with 2 grants of the log unused; waiting: []"
+
+
+def test_close_of_a_used_up_log_is_quiet() -> None:
+    grants = [1, 0, 1]
+    run = run_threads(ReplayMode.PLAY, [1, 2], grants, threads=("w0", "w1"))
+    assert run.errors == {}
+    run.mutex.close()
+    run.mutex.close()
+    ReplayMutex(ReplayMode.RECORD).close()  # nothing to check when recording
+
+
+# -- a holder that dies or blocks ---------------------------------------------------------
+
+
+def _holder_then_waiter(
+    mode: ReplayMode, *, release: threading.Event | None = None, stall_timeout: float = 600.0
+) -> tuple[ReplayMutex, BaseException | None, BaseException | None]:
+    """``holder`` takes the mutex and never unlocks (it ends, or waits for ``release``)."""
+    grants = [0, 1] if mode is ReplayMode.PLAY else None
+    mutex = ReplayMutex(mode, grants, stall_timeout=stall_timeout)
+    holding = threading.Event()
+    errors: dict[str, BaseException | None] = {"holder": None, "waiter": None}
+
+    def holder() -> None:
+        mutex.bind(0)
+        try:
+            mutex.lock()
+            holding.set()
+            if release is not None:
+                release.wait(JOIN_TIMEOUT)
+                mutex.unlock()
+        except BaseException as exc:
+            errors["holder"] = exc
+            holding.set()
+
+    def waiter() -> None:
+        mutex.bind(1)
+        holding.wait(JOIN_TIMEOUT)
+        try:
+            mutex.lock()
+            mutex.unlock()
+        except BaseException as exc:
+            errors["waiter"] = exc
+        finally:
+            if release is not None:
+                release.set()
+
+    threads = [threading.Thread(target=holder, name="holder"),
+               threading.Thread(target=waiter, name="waiter")]
+    for i, thread in enumerate(threads):
+        assert mutex.register(thread.name, thread) == i
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        # The stall timeout is far longer than this: only the holder's death
+        # can have ended the wait.
+        thread.join(JOIN_TIMEOUT)
+        assert not thread.is_alive(), f"{thread.name} hung"
+    return mutex, errors["holder"], errors["waiter"]
+
+
+def test_play_names_a_holder_that_ended_without_releasing_it() -> None:
+    mutex, holder_error, div = _holder_then_waiter(ReplayMode.PLAY)
+    assert holder_error is None
+    assert isinstance(div, ReplayDivergence)
+    assert div.thread == "holder"
+    assert div.expected == "MUTEX grant to 'waiter'"
+    assert div.actual == (
+        "thread 'holder' ended while holding the replay mutex (it took grant 0 and never "
+        "released it); waiting: ['waiter']"
+    )
+    assert mutex.divergence is div
+
+
+def test_record_names_a_holder_that_ended_without_releasing_it() -> None:
+    mutex, holder_error, error = _holder_then_waiter(ReplayMode.RECORD)
+    assert holder_error is None
+    assert isinstance(error, ReplayError)
+    assert not isinstance(error, ReplayDivergence)
+    assert str(error) == (
+        "thread 'holder' ended while holding the replay mutex (it never released it): "
+        "every other thread would wait for it forever"
+    )
+    assert mutex.grants == [0]
+
+
+def test_play_names_a_holder_that_blocks_while_holding_it() -> None:
+    release = threading.Event()
+    _, holder_error, div = _holder_then_waiter(
+        ReplayMode.PLAY, release=release, stall_timeout=0.2
+    )
+    assert holder_error is None  # it could still unlock once released
+    assert isinstance(div, ReplayDivergence)
+    assert div.thread == "holder"
+    assert div.expected == "MUTEX grant to 'waiter'"
+    assert div.actual == (
+        "thread 'holder' has held the replay mutex for 0.2 s without releasing it "
+        "(blocked while holding it); waiting: ['waiter']"
+    )
+
+
+def test_close_names_a_holder_that_never_released_it() -> None:
+    mutex = ReplayMutex(ReplayMode.PLAY, [0])
+    mutex.register("main")
+    mutex.lock()
+    with pytest.raises(ReplayDivergence) as info:
+        mutex.close()
+    assert info.value.thread == "main"
+    assert info.value.actual == (
+        "the run ended with thread 'main' still holding the replay mutex; waiting: []"
+    )
+
+
+def test_finishing_while_holding_the_mutex_is_refused() -> None:
+    mutex = ReplayMutex(ReplayMode.RECORD)
+    mutex.register("main")
+    with mutex, pytest.raises(ReplayError, match=(
+        r"^thread 'main' said it has finished while holding the replay mutex: unlock it first$"
+    )):
+        mutex.finished()
