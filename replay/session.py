@@ -84,7 +84,7 @@ class ReplayMode(Enum):
 
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")
-#: ``exception: Type[ at file.py:LINE]: message`` (the site is absent in version 1 traces).
+#: ``exception: Type[ at file.py:LINE]: message`` (a trace records no site).
 _FAILURE = re.compile(r"exception: (?P<type>[^\s:]+)(?: at (?P<site>[^\s:]+:[0-9]+))?: ")
 
 
@@ -106,7 +106,7 @@ def describe_exception(exc: BaseException, *, site: bool = False) -> str:
 
     ``exception: Type at file.py:LINE: message``; the type and the site
     identify the failure (:func:`same_failure`), the message is only text.
-    ``site=True`` adds the site; traces record it without (format version 1).
+    ``site=True`` adds the site; traces record it without (format versions 1 and 2).
     """
     text = _ADDRESS.sub("0x…", str(exc))
     where = raise_site(exc) if site else None
@@ -125,7 +125,7 @@ def same_failure(a: str, b: str) -> bool:
 
     A failure is identified by its exception type and where it was raised,
     never by its message, which may hold run-dependent text (the order of a
-    set, an address). A description without a site (a version 1 trace)
+    set, an address). A description without a site (as traces hold it)
     matches on the type alone. Anything else compares as text.
     """
     ida, idb = failure_identity(a), failure_identity(b)

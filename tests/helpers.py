@@ -95,3 +95,52 @@ def json_from_child(code: str, *args: str, hash_seed: int, timeout: float = 120)
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
+
+
+# -- trace bytes -------------------------------------------------------------------------
+
+
+def chunk_spans(data: bytes) -> list[tuple[int, int, int]]:
+    """(offset, payload length, record count) of every chunk of a trace's bytes."""
+    from replay.trace.format import CHUNK_HEADER, CHUNK_HEADER_SIZE, MAGIC
+
+    spans, offset = [], len(MAGIC)
+    while offset + CHUNK_HEADER_SIZE <= len(data):
+        length, count, _ = CHUNK_HEADER.unpack_from(data, offset)
+        spans.append((offset, length, count))
+        offset += CHUNK_HEADER_SIZE + length
+    return spans
+
+
+def reframe(data: bytes, *, rechain: bool = False) -> bytes:
+    """``data`` with every chunk's CRC made right again, and its CHAIN too if ``rechain``.
+
+    What a forger who patched bytes would do: the CRC alone (``rechain=False``)
+    is what a generic tool recomputes; ``rechain=True`` is someone who also
+    follows this format's chain rule (docs/trace-format.md, section 1).
+    """
+    import hashlib
+    import zlib
+
+    from replay.trace.format import (
+        CHAIN_PREFIX,
+        CHAIN_RECORD_SIZE,
+        CHUNK_HEADER_SIZE,
+        LENGTH_AND_COUNT,
+        MAGIC,
+    )
+
+    out = bytearray(MAGIC)
+    chain: Any = None
+    for index, (offset, length, count) in enumerate(chunk_spans(data)):
+        payload = bytearray(data[offset + CHUNK_HEADER_SIZE : offset + CHUNK_HEADER_SIZE + length])
+        if index == 0:
+            chain = hashlib.sha256(bytes(payload))
+        elif rechain and payload[-CHAIN_RECORD_SIZE:].startswith(CHAIN_PREFIX):
+            body = payload[:-CHAIN_RECORD_SIZE]
+            chain.update(bytes(body))
+            payload = body + CHAIN_PREFIX + chain.digest()
+        lengths = LENGTH_AND_COUNT.pack(len(payload), count)
+        crc = zlib.crc32(bytes(payload), zlib.crc32(lengths))
+        out += lengths + crc.to_bytes(4, "little") + payload
+    return bytes(out)

@@ -21,6 +21,13 @@ form, and the two change together. The rules it keeps:
 * **Record decisions, not consequences.** A trace holds only the answers to
   nondeterministic questions; CHOICES packs scheduling decisions at about two
   bytes each.
+* **Chained chunks** (version 2). Each data chunk ends with a CHAIN record:
+  the SHA-256 of every byte of the records before it, the HEADER's first. A
+  CRC says a chunk is as written; the chain says the chunks and the header
+  belong together, so a changed header, a changed record with its chunk's
+  CRC made right again, or chunks swapped or dropped, is refused at the
+  first chunk whose CHAIN no longer holds. Host mode's real inputs, which no
+  replay can check against anything else, rely on it.
 """
 
 from __future__ import annotations
@@ -33,6 +40,9 @@ from types import MappingProxyType
 from typing import Any, Final, TypeAlias
 
 __all__ = [
+    "CHAIN_DIGEST_SIZE",
+    "CHAIN_PREFIX",
+    "CHAIN_RECORD_SIZE",
     "CHUNK_HEADER",
     "CHUNK_HEADER_SIZE",
     "DEFAULT_CHUNK_THRESHOLD",
@@ -50,6 +60,7 @@ __all__ = [
     "MAX_RECORD_SIZE",
     "MAX_VARINT_SIZE",
     "PACKER_OPTIONS",
+    "READABLE_VERSIONS",
     "RECORD_UNPACKER_LIMITS",
     "CheckpointKind",
     "EventKind",
@@ -60,7 +71,11 @@ __all__ = [
 ]
 
 FORMAT_NAME: Final = "evreplay-trace"
-FORMAT_VERSION: Final = 1
+#: Version 2 added the CHAIN record that ends every data chunk.
+FORMAT_VERSION: Final = 2
+#: The versions this reader reads, and this writer writes (a play re-records
+#: a trace in its own version, so that an old trace still compares bit-exact).
+READABLE_VERSIONS: Final = (1, 2)
 
 #: The first 8 bytes of every trace. As PNG's signature does, it catches the
 #: usual ways a binary file gets mangled: the high-bit byte 0x89 dies in a
@@ -82,10 +97,16 @@ LENGTH_AND_COUNT: Final = struct.Struct("<II")
 MAX_CHUNK_PAYLOAD: Final = 1 << 20
 MAX_CHUNK_RECORDS: Final = 1 << 16
 MAX_RECORD_SIZE: Final = 1 << 19
+#: The CHAIN record that ends each data chunk of a version 2 trace, always
+#: these exact bytes: a msgpack array of 2 (0x92), kind 11, bin 8 of 32 bytes
+#: (0xc4 0x20), then the SHA-256 digest.
+CHAIN_PREFIX: Final = b"\x92\x0b\xc4\x20"
+CHAIN_DIGEST_SIZE: Final = 32
+CHAIN_RECORD_SIZE: Final = len(CHAIN_PREFIX) + CHAIN_DIGEST_SIZE
 #: A writer closes a chunk as soon as its payload reaches the threshold, so a
-#: payload is below threshold + MAX_RECORD_SIZE <= MAX_CHUNK_PAYLOAD.
+#: payload is below threshold + MAX_RECORD_SIZE + CHAIN_RECORD_SIZE <= MAX_CHUNK_PAYLOAD.
 DEFAULT_CHUNK_THRESHOLD: Final = 1 << 16
-MAX_CHUNK_THRESHOLD: Final = MAX_CHUNK_PAYLOAD - MAX_RECORD_SIZE
+MAX_CHUNK_THRESHOLD: Final = MAX_CHUNK_PAYLOAD - MAX_RECORD_SIZE - CHAIN_RECORD_SIZE
 #: Entries in any array or map of the header (parameters, faults, lists).
 MAX_HEADER_ITEMS: Final = 1024
 #: Nesting of lists inside a parameter value.
@@ -100,7 +121,7 @@ MAX_BATCHED_OPTIONS: Final = 6_074_000_999
 INT64_MIN: Final = -(1 << 63)
 INT64_MAX: Final = (1 << 63) - 1
 UINT64_MAX: Final = (1 << 64) - 1
-#: The most fields a record of version 1 has; bounds the unpacker's arrays.
+#: The most fields a record has (versions 1 and 2); bounds the unpacker's arrays.
 _MAX_RECORD_FIELDS: Final = 15
 
 #: Every Packer option, pinned: str -> msgpack str and bytes -> bin
@@ -174,6 +195,9 @@ class EventKind(IntEnum):
     MUTEX = 8  #: step_delta, thread_index: a replay-mutex grant
     SHUTDOWN = 9  #: step, cause
     FAULT = 10  #: step, fault_kind, target, arg: an injected fault
+    #: digest (bin 32): ends each data chunk (version 2); part of the framing,
+    #: checked and dropped by the reader, never yielded and never counted.
+    CHAIN = 11
 
 
 class CheckpointKind(IntEnum):

@@ -17,6 +17,7 @@ from .format import (
     INT64_MIN,
     MAX_HEADER_ITEMS,
     MAX_PARAM_DEPTH,
+    READABLE_VERSIONS,
     UINT64_MAX,
     EventKind,
 )
@@ -121,7 +122,9 @@ class TraceHeader:
     #: understand; new keys need no version bump (see EventKind).
     extensions: Mapping[str, ParamValue] = field(default_factory=dict)
     format_name: str = field(default=FORMAT_NAME, init=False)
-    format_version: int = field(default=FORMAT_VERSION, init=False)
+    #: The version the trace is written in: FORMAT_VERSION for a new one; a
+    #: trace read from a file keeps its own, so that its re-recording does too.
+    format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
         _require(
@@ -149,6 +152,11 @@ class TraceHeader:
             and _PYTHON_VERSION.fullmatch(self.python_version) is not None,
             'header.python_version: "major.minor"',
             self.python_version,
+        )
+        _require(
+            type(self.format_version) is int and self.format_version in READABLE_VERSIONS,
+            f"header.format_version: one of {', '.join(map(str, READABLE_VERSIONS))}",
+            self.format_version,
         )
         faults = self.faults
         _require(
@@ -199,8 +207,8 @@ class TraceHeader:
 HEADER_FIELDS: Final = 11
 
 
-def header_from_fields(fields: Sequence[Any]) -> TraceHeader:
-    """A TraceHeader from the decoded elements 3.. of a HEADER record.
+def header_from_fields(fields: Sequence[Any], version: int = FORMAT_VERSION) -> TraceHeader:
+    """A TraceHeader from the decoded elements 3.. of a HEADER record of ``version``.
 
     The reader has checked kind, format name and version (elements 0-2). Raises
     InvalidRecordError for anything else that is wrong.
@@ -219,4 +227,5 @@ def header_from_fields(fields: Sequence[Any]) -> TraceHeader:
         package_version=package,
         python_version=python,
         extensions=extensions,
+        format_version=version,
     )

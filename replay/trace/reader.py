@@ -20,10 +20,17 @@ Rules kept here (docs/trace-format.md has the layout):
   was never written so, and no mode tolerates it.
 * **Hostile bytes give TraceFormatError and nothing else**, with the offset
   and what was expected. Every length is checked before it is read.
+* **The chain holds the trace together** (version 2). Each data chunk's last
+  record is CHAIN, the SHA-256 of the records before it since the HEADER; the
+  reader checks it right after the CRC, before decoding a record of the
+  chunk, and drops it. A header or record changed with every CRC made right
+  again, or chunks reordered, stops the reader at the first chunk whose
+  CHAIN differs, in either mode: a crash cannot leave that.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import zlib
 from collections.abc import Iterator
@@ -36,6 +43,8 @@ import msgpack  # type: ignore[import-untyped]
 from ..errors import InvalidRecordError, TraceFormatError
 from .files import open_target
 from .format import (
+    CHAIN_PREFIX,
+    CHAIN_RECORD_SIZE,
     CHUNK_HEADER,
     CHUNK_HEADER_SIZE,
     FORMAT_NAME,
@@ -44,6 +53,7 @@ from .format import (
     MAGIC,
     MAX_CHUNK_PAYLOAD,
     MAX_CHUNK_RECORDS,
+    READABLE_VERSIONS,
     RECORD_UNPACKER_LIMITS,
     EventKind,
 )
@@ -107,6 +117,8 @@ class TraceReader:
         self._file, self._owned, self.path = open_target(source, writing=False)
         self._chunk_offset = len(MAGIC)
         self._last_chunk_offset = len(MAGIC)
+        #: The running SHA-256 of the records so far (version 2), else None.
+        self._chain: Any = None
         try:
             self.header = self._read_header()
         except BaseException:
@@ -238,6 +250,8 @@ class TraceReader:
         if unpacker.tell() != len(payload):
             raise self._error(at, "end of the header chunk after the HEADER record", "more bytes")
         self._chunk_offset = at + len(payload)
+        if header.format_version >= 2:
+            self._chain = hashlib.sha256(payload)
         return header
 
     def _decode_header(self, unpacker: Any, at: int) -> TraceHeader:
@@ -255,19 +269,20 @@ class TraceReader:
             raise self._error(at, "a HEADER record (kind 0)", f"kind {describe_value(kind)}")
         if name != FORMAT_NAME:
             raise self._error(at, f"format name {FORMAT_NAME!r}", describe_value(name))
-        if version != FORMAT_VERSION or type(version) is not int:
+        if version not in READABLE_VERSIONS or type(version) is not int:
             found = f"version {describe_value(version)}"
             if type(version) is int:
                 newer = version > FORMAT_VERSION
                 found = (
                     f"version {version} (written by {'a newer' if newer else 'an older'} evreplay)"
                 )
-            raise self._error(at, f"format version {FORMAT_VERSION}", found)
+            known = " or ".join(map(str, READABLE_VERSIONS))
+            raise self._error(at, f"format version {known}", found)
         if size != HEADER_FIELDS:
             raise self._error(at, f"a HEADER record of {HEADER_FIELDS} items", f"{size} items")
         fields = tuple(unpacker.unpack() for _ in range(size - 3))
         try:
-            return header_from_fields(fields)
+            return header_from_fields(fields, version)
         except InvalidRecordError as exc:
             raise self._error(at, exc.expected, exc.found) from None
 
@@ -293,9 +308,13 @@ class TraceReader:
                 self.stop_error = chunk
                 return
             payload, count = chunk
-            length = len(payload)
-            unpacker.feed(payload)
-            del chunk, payload  # the unpacker holds its own copy
+            size = len(payload)
+            records: bytes | memoryview = payload
+            if self._chain is not None:
+                records, count = self._unchain(payload, count, offset)
+            length = len(records)
+            unpacker.feed(records)
+            del chunk, payload, records  # the unpacker holds its own copy
             start = unpacker.tell()
             for position in range(count):
                 try:
@@ -314,7 +333,7 @@ class TraceReader:
                 if record[0] == _END:
                     remaining = length - (unpacker.tell() - start)
                     self._end(record, offset, index, count - 1 - position, remaining)
-                    self._expect_end_of_file(offset + CHUNK_HEADER_SIZE + length)
+                    self._expect_end_of_file(offset + CHUNK_HEADER_SIZE + size)
                     self.complete = True
                     return
                 self._last_chunk_offset = offset
@@ -326,7 +345,28 @@ class TraceReader:
                 raise self._error(
                     offset, f"end of chunk (record count {count})", f"{remaining} more bytes", index
                 )
-            offset += CHUNK_HEADER_SIZE + length
+            offset += CHUNK_HEADER_SIZE + size
+
+    def _unchain(self, payload: bytes, count: int, offset: int) -> tuple[memoryview, int]:
+        """The chunk's records before its CHAIN record, once the CHAIN digest holds."""
+        body = len(payload) - CHAIN_RECORD_SIZE
+        if count < 2 or body < 1 or payload[body : body + len(CHAIN_PREFIX)] != CHAIN_PREFIX:
+            raise self._error(
+                offset, "a chunk whose last record is CHAIN (format version 2)", "none"
+            )
+        records = memoryview(payload)[:body]
+        chain = self._chain
+        chain.update(records)
+        digest = chain.digest()
+        found = payload[body + len(CHAIN_PREFIX) :]
+        if found != digest:
+            raise self._error(
+                offset,
+                f"a CHAIN digest of the header and records before it ({digest[:8].hex()}...)",
+                f"{found[:8].hex()}... (the header or a record before it was altered "
+                "after it was written)",
+            )
+        return records, count - 1
 
     def _end(
         self, record: Record, offset: int, index: int, records_after: int, bytes_after: int

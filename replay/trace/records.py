@@ -126,7 +126,9 @@ def _layout(
 
 _U, _I, _S, _B = FieldType.UINT, FieldType.INT, FieldType.STR, FieldType.BIN
 
-#: The layout of every record kind but HEADER (whose layout is TraceHeader's).
+#: The layout of every record kind but HEADER (whose layout is TraceHeader's)
+#: and CHAIN (framing: exact bytes, format.CHAIN_PREFIX; never a record to a
+#: reader's or writer's user, so check_record refuses it as it refuses any unknown kind).
 RECORD_LAYOUTS: Final[Mapping[EventKind, RecordLayout]] = MappingProxyType(
     {
         layout.kind: layout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import zlib
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ import msgpack  # type: ignore[import-untyped]
 from ..errors import InvalidRecordError
 from .files import open_target
 from .format import (
+    CHAIN_PREFIX,
     CHUNK_HEADER_SIZE,
     DEFAULT_CHUNK_THRESHOLD,
     LENGTH_AND_COUNT,
@@ -41,13 +43,20 @@ class TraceWriter:
 
     ``write`` is the recorder's hot path: check, pack, append, and close the
     chunk if it reached ``chunk_threshold`` bytes. Not thread-safe.
+
+    The trace is written in ``header.format_version``: FORMAT_VERSION for a
+    new header, whose data chunks each end with a CHAIN record (format.py);
+    a header read from a version 1 trace writes version 1, no CHAIN, so that
+    a play's re-recording of an old trace compares bit-exact with it.
     """
 
     __slots__ = (
         "_buffer",
+        "_chain",
         "_chunk_records",
         "_file",
         "_fsync",
+        "_max_records",
         "_owned",
         "_pack",
         "_threshold",
@@ -91,6 +100,8 @@ class TraceWriter:
         self.chunks_written = 0
         self.records_written = 0
         self.closed = False
+        self._chain: Any = None
+        self._max_records = MAX_CHUNK_RECORDS
         self._file, self._owned, _ = open_target(target, writing=True)
         # The header is a chunk of its own, on disk before any record, so that
         # even a recording killed at once is a readable, empty trace.
@@ -104,6 +115,10 @@ class TraceWriter:
             if self._owned:
                 self._file.close()
             raise
+        if header.format_version >= 2:
+            # From here on each chunk ends with its CHAIN record (format.py).
+            self._chain = hashlib.sha256(header_bytes)
+            self._max_records = MAX_CHUNK_RECORDS - 1
 
     def write(self, record: Sequence[Any]) -> None:
         """Append one record ``(kind, *fields)``; see docs/trace-format.md for layouts."""
@@ -132,15 +147,22 @@ class TraceWriter:
         buffer += data
         self.records_written += 1
         self._chunk_records += 1
-        if len(buffer) >= self._threshold or self._chunk_records >= MAX_CHUNK_RECORDS:
+        if len(buffer) >= self._threshold or self._chunk_records >= self._max_records:
             self._flush_chunk()
 
     def _flush_chunk(self) -> None:
-        """Frame the buffered records as one chunk and hand it to the OS."""
+        """Frame the buffered records as one chunk (CHAIN last) and hand it to the OS."""
         payload = self._buffer
         if not payload:
             return
-        lengths = LENGTH_AND_COUNT.pack(len(payload), self._chunk_records)
+        count = self._chunk_records
+        chain = self._chain
+        if chain is not None:
+            chain.update(payload)
+            payload += CHAIN_PREFIX
+            payload += chain.digest()
+            count += 1
+        lengths = LENGTH_AND_COUNT.pack(len(payload), count)
         crc = zlib.crc32(payload, zlib.crc32(lengths))
         self._file.write(lengths + crc.to_bytes(4, "little"))
         self._file.write(payload)

@@ -48,9 +48,9 @@ from replay import (
     record,
 )
 from replay.trace.choices import decode_choices
-from replay.trace.format import CHUNK_HEADER, CHUNK_HEADER_SIZE, MAGIC
+from replay.trace.format import CHAIN_RECORD_SIZE, CHUNK_HEADER, CHUNK_HEADER_SIZE, MAGIC
 from replay.trace.header import TraceHeader
-from tests.helpers import assert_same_run, json_from_child, record_and_play, records_of
+from tests.helpers import assert_same_run, json_from_child, record_and_play, records_of, reframe
 
 #: Every scenario the project ships (``examples/``).
 SHIPPED = ["examples.minimachine:scenario"]
@@ -848,8 +848,15 @@ def test_a_wrong_record_deep_in_a_trace_is_a_format_error_naming_it(
     bad.write_bytes(data)
     with pytest.raises(TraceFormatError) as info:
         play(bad)
+    # The chain says first that the chunk is not as written ...
     assert info.value.offset == start
-    assert info.value.record_index == before
+    assert str(info.value.expected).startswith("a CHAIN digest of the header and records")
+    # ... and with the chain forged too, the record itself is refused.
+    bad.write_bytes(reframe(bytes(data), rechain=True))
+    with pytest.raises(TraceFormatError) as info:
+        play(bad)
+    assert info.value.offset == start
+    assert info.value.record_index == before - 2  # each chunk before held a CHAIN
     assert info.value.found == "kind int 99"
 
 
@@ -874,7 +881,7 @@ def test_a_chunk_whose_crc_holds_but_whose_record_is_wrong_is_a_format_error(
     data[start : start + CHUNK_HEADER_SIZE + length] = (
         CHUNK_HEADER.pack(length, count, crc) + payload
     )
-    path.write_bytes(data)
+    path.write_bytes(reframe(bytes(data), rechain=True))  # the chain forged too
     with pytest.raises(TraceFormatError) as info:
         play(path)
     assert info.value.offset == start
@@ -948,7 +955,7 @@ def test_a_run_without_decisions_holds_only_header_checkpoints_and_end(tmp_path:
         assert reader.complete  # the END record was there
     assert kinds == [EventKind.CHECKPOINT] * 2  # INIT and FINAL
     header_end = chunk_offsets(path.read_bytes())[1]
-    assert recorded.bytes - header_end < 64
+    assert recorded.bytes - header_end < 64 + CHAIN_RECORD_SIZE
 
 
 def test_periodic_checkpoints_are_all_a_quiet_run_adds(tmp_path: Path) -> None:

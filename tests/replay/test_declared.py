@@ -32,6 +32,7 @@ from replay import (
 from replay.cli.main import main
 from replay.cli.options import default_trace_path
 from replay.pytest_plugin import replay_test, trace_stem
+from tests.helpers import reframe
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -300,7 +301,8 @@ def test_an_old_name_plays_as_its_alias(tmp_path: Path, monkeypatch: pytest.Monk
     with TraceWriter(old, header):
         pass
     head = old.read_bytes()
-    old.write_bytes(head[: _header_end(head)] + data[_header_end(data) :])
+    # A trace recorded under the old name has its own chain: forge it too.
+    old.write_bytes(reframe(head[: _header_end(head)] + data[_header_end(data) :], rechain=True))
     declared._declared.clear()
     assert play(old).bit_exact is True
     assert "oldpkg" not in sys.modules

@@ -1,23 +1,39 @@
 """Tampered traces: a value, a header field or a record changed, the framing made whole again.
 
-Each test takes a recorded trace, alters one thing and writes it back with the
-format's own writer (so every CRC is right), then plays it: play must report a
-divergence (or a clear error) and never call the result bit-exact
-(docs/trace-format.md, "What play checks").
+Two kinds of forger. One patches bytes and makes each chunk's CRC right
+again (:func:`tests.helpers.reframe`): the chain of a version 2 trace
+stops the reader at the first chunk that no longer belongs, a clear error
+(exit 2). The other writes the altered records with the format's own writer,
+so every CRC and CHAIN is right (:func:`tamper`): then play itself must
+catch the lie, at the record that tells it, as a divergence (exit 3). Never
+is the result called bit-exact (docs/trace-format.md, section 9).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgpack  # type: ignore[import-untyped]
 import pytest
 
-from replay import EventKind, ReplayDivergence, TraceReader, TraceWriter, play, record
+from replay import (
+    EventKind,
+    ReplayDivergence,
+    TraceFormatError,
+    TraceReader,
+    TraceWriter,
+    play,
+    record,
+)
 from replay.cli.main import main
+from replay.host.mode import record_host
 from replay.trace.choices import batch_decisions, encode_choices
+from replay.trace.format import CHAIN_PREFIX, CHUNK_HEADER_SIZE
+from tests.helpers import chunk_spans, reframe
 
 ROOT = Path(__file__).resolve().parents[2]
 RACE = ROOT / "traces" / "minimachine-blk-reset-race.evr"
@@ -230,3 +246,98 @@ def test_a_record_dropped_from_the_middle_is_a_divergence(
     with pytest.raises(ReplayDivergence) as info:
         play(forged)
     assert info.value.event_index == index
+
+
+# -- patched bytes, CRCs made right: the chain ---------------------------------------------
+
+
+def patch(data: bytes, old: bytes, new: bytes) -> bytes:
+    """``data`` with the one occurrence of ``old`` (in a data chunk) replaced, CRCs redone."""
+    assert len(old) == len(new) and data.count(old) == 1
+    return reframe(data.replace(old, new))
+
+
+def assert_cli_refuses(path: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    assert main(["play", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.splitlines()
+    assert line.startswith(f"replay: error: {path}: byte ")
+    assert "Traceback" not in captured.err
+    return line
+
+
+def test_a_relabelled_header_of_a_version_2_trace_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clean = tmp_path / "clean.evr"
+    record("replay.examples.minimachine:scenario", clean, chooser="random:7")
+    data = clean.read_bytes()
+    header_end = chunk_spans(data)[1][0]
+    relabelled = patch(data, b"\xa8random:7", b"\xa8random:8")
+    forged = tmp_path / "relabelled.evr"
+    forged.write_bytes(relabelled)
+    with TraceReader(forged) as reader:
+        assert reader.header.chooser == "random:8"  # the header alone reads fine
+    line = assert_cli_refuses(forged, capsys)
+    assert line.startswith(
+        f"replay: error: {forged}: byte {header_end}: expected a CHAIN digest of the header "
+        "and records before it ("
+    )
+    assert line.endswith("(the header or a record before it was altered after it was written)")
+    # A forger who also redoes the chain meets the chooser check instead.
+    forged.write_bytes(reframe(relabelled, rechain=True))
+    with pytest.raises(ReplayDivergence) as info:
+        play(forged)
+    assert info.value.actual.startswith("the header's chooser 'random:8' chooses ")
+
+
+def host_trace(path: Path, text: bytes) -> Path:
+    r, w = os.pipe()
+    os.write(w, text)
+    os.close(w)
+    record_host("tests.scenarios.host:echo", path, inputs={"p": r})
+    assert play(path).bit_exact is True
+    return path
+
+
+def test_an_altered_host_input_byte_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Real input cannot be checked against anything but the trace's own chain.
+    path = host_trace(tmp_path / "host.evr", b"transfer 100 to alice\n")
+    data = path.read_bytes()
+    forged = tmp_path / "forged.evr"
+    forged.write_bytes(patch(data, b"100 to alice", b"900 to mally"))
+    offset = next(o for o, n, _ in chunk_spans(data) if b"alice" in data[o : o + 12 + n])
+    with pytest.raises(TraceFormatError) as info:
+        play(forged)
+    assert info.value.offset == offset
+    assert str(info.value.expected).startswith("a CHAIN digest")
+    assert_cli_refuses(forged, capsys)
+
+
+def test_an_altered_host_clock_sample_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = host_trace(tmp_path / "host.evr", b"x\n")
+    _, rec = first_of(path, EventKind.CLOCK)  # the HOST clock's start: wall time
+    assert rec[2] == 2
+    old = msgpack.packb(list(rec))
+    new = msgpack.packb([*rec[:3], rec[3] ^ 0xFF])
+    forged = tmp_path / "forged.evr"
+    forged.write_bytes(patch(path.read_bytes(), old, new))
+    with pytest.raises(TraceFormatError, match="expected a CHAIN digest"):
+        play(forged)
+    assert_cli_refuses(forged, capsys)
+
+
+def test_a_version_1_trace_without_a_chain_still_plays() -> None:
+    # The corpus is version 1: old traces keep playing, bit-exact, in their version.
+    with TraceReader(RACE) as reader:
+        assert reader.header.format_version == 1
+    assert play(RACE).bit_exact is True
+    data = RACE.read_bytes()
+    for offset, length, _ in chunk_spans(data)[1:]:
+        start = offset + CHUNK_HEADER_SIZE
+        assert CHAIN_PREFIX not in data[start : start + length]

@@ -428,5 +428,6 @@ def test_format_ns_is_exact_milliseconds() -> None:
 def test_every_record_kind_has_a_name() -> None:
     from replay.tools.events import RECORD_KINDS
 
-    names = {k.name.lower() for k in EventKind} - {"header", "end", "choices"}
+    # HEADER, END and CHAIN are framing; CHOICES batches come out as choices.
+    names = {k.name.lower() for k in EventKind} - {"header", "end", "choices", "chain"}
     assert names == set(RECORD_KINDS)

@@ -19,6 +19,7 @@ from replay.trace.choices import (
     encode_choices,
 )
 from replay.trace.format import (
+    CHAIN_RECORD_SIZE,
     FORMAT_NAME,
     FORMAT_VERSION,
     MAX_BATCHED_OPTIONS,
@@ -37,7 +38,7 @@ from tests.strategies import UINT64_MAX, decisions, headers, records
 def test_event_kinds_are_frozen_for_this_format_version() -> None:
     # If this fails, you changed the order or number of kinds: bump
     # FORMAT_VERSION (see EventKind) and then update this table.
-    assert FORMAT_VERSION == 1
+    assert FORMAT_VERSION == 2  # 2: CHAIN ends every data chunk
     assert {k.name: k.value for k in EventKind} == {
         "HEADER": 0,
         "END": 1,
@@ -50,6 +51,7 @@ def test_event_kinds_are_frozen_for_this_format_version() -> None:
         "MUTEX": 8,
         "SHUTDOWN": 9,
         "FAULT": 10,
+        "CHAIN": 11,
     }
 
 
@@ -71,7 +73,7 @@ def test_record_layouts_are_frozen_for_this_format_version() -> None:
 
 
 def test_limits_leave_room_for_the_largest_record_in_a_chunk() -> None:
-    assert MAX_CHUNK_THRESHOLD + MAX_RECORD_SIZE <= MAX_CHUNK_PAYLOAD
+    assert MAX_CHUNK_THRESHOLD + MAX_RECORD_SIZE + CHAIN_RECORD_SIZE <= MAX_CHUNK_PAYLOAD
 
 
 # --- check_record ----------------------------------------------------------

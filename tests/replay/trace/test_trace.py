@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import io
 import random
 import re
@@ -21,6 +23,8 @@ from hypothesis import strategies as st
 from replay.errors import InvalidRecordError, TraceFormatError
 from replay.trace.choices import encode_choice_into, encode_choices
 from replay.trace.format import (
+    CHAIN_PREFIX,
+    CHAIN_RECORD_SIZE,
     CHUNK_HEADER_SIZE,
     DEFAULT_CHUNK_THRESHOLD,
     MAGIC,
@@ -35,13 +39,18 @@ from replay.trace.writer import TraceWriter
 from tests.strategies import headers, records
 
 K = EventKind
+#: Most tests here frame chunks by hand, which version 1 (no CHAIN records)
+#: keeps simple; the reader still reads it. Version 2's chain is tested at
+#: the end, with HEADER_V2.
 HEADER = TraceHeader(
     scenario="tests.scenarios:Echo",
     seed=7,
     package_version="0.1.0",
     python_version="3.11",
     parameters={"n": 3},
+    format_version=1,
 )
+HEADER_V2 = dataclasses.replace(HEADER, format_version=2)
 SAMPLE: list[Record] = [
     (K.CLOCK, 0, 1, 1_000),
     (K.CHOICE, 1, 3, 2),
@@ -151,13 +160,22 @@ def test_any_valid_records_round_trip_and_recording_twice_gives_the_same_bytes(
 
 
 GOLDEN = bytes.fromhex(
+    "89455652 0d0a1a0a 31000000 01000000 f1ea0152 9b00ae65 76726570 6c61792d"
+    "74726163 6502a765 783a4563 686f81a1 6e0307a4 6669666f 90a5302e 312e30a4"
+    "332e3131 802c0000 00030000 00bc8e3a 0d940301 03029201 01920bc4 20c0afac"
+    "f7fa230a 7449bcf5 5594ce14 8fb95c2a 9aa19573 08c25271 291babdb c0"
+)
+#: The same trace in version 1, before the chain: still read, and still written
+#: for a header of version 1 (a re-recording of an old trace).
+GOLDEN_V1 = bytes.fromhex(
     "89455652 0d0a1a0a 31000000 01000000 4ee21e9b 9b00ae65 76726570 6c61792d"
     "74726163 6501a765 783a4563 686f81a1 6e0307a4 6669666f 90a5302e 312e30a4"
     "332e3131 80080000 00020000 00a4e6cf 5f940301 03029201 01"
 )
 
 
-def test_the_bytes_are_those_of_the_example_in_the_docs() -> None:
+@pytest.mark.parametrize(("version", "golden"), [(2, GOLDEN), (1, GOLDEN_V1)])
+def test_the_bytes_are_those_of_the_example_in_the_docs(version: int, golden: bytes) -> None:
     # docs/trace-format.md section 7. If this changes, the format changed:
     # bump FORMAT_VERSION and update the docs.
     header = TraceHeader(
@@ -166,18 +184,22 @@ def test_the_bytes_are_those_of_the_example_in_the_docs() -> None:
         package_version="0.1.0",
         python_version="3.11",
         parameters={"n": 3},
+        format_version=version,
     )
-    assert write([(K.CHOICE, 1, 3, 2)], header=header) == GOLDEN
-    got, reader = read_all(GOLDEN)
+    assert write([(K.CHOICE, 1, 3, 2)], header=header) == golden
+    got, reader = read_all(golden)
     assert (got, reader.header) == ([(K.CHOICE, 1, 3, 2)], header)
+    assert reader.header.format_version == version
 
 
 def test_a_recorded_decision_costs_about_two_bytes() -> None:
     rng = random.Random(5)
     out = io.BytesIO()
     batch = bytearray()
-    with TraceWriter(out, HEADER) as writer:
-        empty = writer.bytes_written + len(pack([K.END, 0])) + CHUNK_HEADER_SIZE
+    with TraceWriter(out, HEADER_V2) as writer:
+        empty = (
+            writer.bytes_written + len(pack([K.END, 0])) + CHUNK_HEADER_SIZE + CHAIN_RECORD_SIZE
+        )
         for step in range(100_000):
             n_options = rng.randint(2, 8)
             encode_choice_into(batch, rng.randint(0, 127), n_options, rng.randrange(n_options))
@@ -319,7 +341,7 @@ def test_writing_after_close_is_refused() -> None:
 @pytest.mark.parametrize("threshold", [0, MAX_CHUNK_PAYLOAD])
 def test_the_chunk_threshold_is_bounded(threshold: int) -> None:
     with pytest.raises(
-        ValueError, match=rf"^chunk_threshold must be in \[1, 524288\], not {threshold}$"
+        ValueError, match=rf"^chunk_threshold must be in \[1, 524252\], not {threshold}$"
     ):
         TraceWriter(io.BytesIO(), HEADER, chunk_threshold=threshold)
 
@@ -346,8 +368,10 @@ def test_an_exception_inside_with_flushes_records_but_writes_no_end() -> None:
         read_all(data)
 
 
-def test_a_trace_cut_at_any_byte_reads_up_to_its_last_whole_chunk() -> None:
-    data = write(SAMPLE, threshold=16)
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_trace_cut_at_any_byte_reads_up_to_its_last_whole_chunk(version: int) -> None:
+    data = write(SAMPLE, threshold=16, header=dataclasses.replace(HEADER, format_version=version))
+    chained = version >= 2  # each data chunk also holds its CHAIN record
     layout = chunks(data)
     ends = [offset + CHUNK_HEADER_SIZE + length for offset, length, _ in layout]
     header_end = ends[0]
@@ -365,7 +389,7 @@ def test_a_trace_cut_at_any_byte_reads_up_to_its_last_whole_chunk() -> None:
         got, reader = read_all(prefix, strict=False)
         whole = [i for i, end in enumerate(ends) if end <= cut]
         boundary = ends[whole[-1]]
-        expected_count = sum(layout[i][2] for i in whole[1:])
+        expected_count = sum(layout[i][2] - chained for i in whole[1:])
         assert got == SAMPLE[:expected_count], cut
         assert reader.truncated_at == boundary
         assert not reader.complete
@@ -443,14 +467,16 @@ def test_the_path_is_named_in_messages(tmp_path: Path) -> None:
     ("changes", "text"),
     [
         (
-            {"_2": 2},
-            "byte 20: expected format version 1, found version 2 (written by a newer evreplay)",
+            {"_2": 3},
+            "byte 20: expected format version 1 or 2, found version 3 (written by a newer "
+            "evreplay)",
         ),
         (
             {"_2": 0},
-            "byte 20: expected format version 1, found version 0 (written by an older evreplay)",
+            "byte 20: expected format version 1 or 2, found version 0 (written by an older "
+            "evreplay)",
         ),
-        ({"_2": "1"}, "byte 20: expected format version 1, found version str '1'"),
+        ({"_2": "1"}, "byte 20: expected format version 1 or 2, found version str '1'"),
         (
             {"_1": "qemu-replay"},
             "byte 20: expected format name 'evreplay-trace', found str 'qemu-replay'",
@@ -477,11 +503,12 @@ def test_a_wrong_header_is_named(changes: dict[str, Any], text: str) -> None:
 def test_a_future_version_is_named_even_if_its_header_is_unreadable_to_us() -> None:
     # Only elements 0-2 are promised to stay; the rest may be anything.
     # Here the fourth element is an extension type this version refuses.
-    payload = bytes([0x94]) + pack(0) + pack("evreplay-trace") + pack(2) + b"\xc7\x01\x05x"
+    payload = bytes([0x94]) + pack(0) + pack("evreplay-trace") + pack(3) + b"\xc7\x01\x05x"
     with pytest.raises(
         TraceFormatError,
         match=message(
-            "byte 20: expected format version 1, found version 2 (written by a newer evreplay)"
+            "byte 20: expected format version 1 or 2, found version 3 (written by a newer "
+            "evreplay)"
         ),
     ):
         TraceReader(io.BytesIO(MAGIC + frame(payload, 1)))
@@ -803,3 +830,140 @@ def test_two_million_records_stream_through_in_bounded_memory(tmp_path: Path) ->
     finally:
         tracemalloc.stop()
     assert peak < MAX_CHUNK_PAYLOAD
+
+
+# --- version 2: the chain ------------------------------------------------------
+
+
+def payload_of(data: bytes, offset: int) -> bytes:
+    length = struct.unpack_from("<I", data, offset)[0]
+    return data[offset + CHUNK_HEADER_SIZE : offset + CHUNK_HEADER_SIZE + length]
+
+
+def replace_chunk(data: bytes, offset: int, payload: bytes, count: int) -> bytes:
+    """``data`` with the chunk at ``offset`` replaced (its CRC computed as the format does)."""
+    end = offset + CHUNK_HEADER_SIZE + len(payload_of(data, offset))
+    return data[:offset] + frame(payload, count) + data[end:]
+
+
+def test_every_data_chunk_ends_with_the_chain_of_everything_before_it() -> None:
+    data = write(SAMPLE, threshold=16, header=HEADER_V2)
+    layout = chunks(data)
+    assert len(layout) > 4
+    # An independent computation of docs/trace-format.md's rule.
+    running = hashlib.sha256(payload_of(data, layout[0][0]))
+    for offset, _, count in layout[1:]:
+        payload = payload_of(data, offset)
+        assert count >= 2
+        assert payload[-CHAIN_RECORD_SIZE:-32] == CHAIN_PREFIX == b"\x92\x0b\xc4\x20"
+        running.update(payload[:-CHAIN_RECORD_SIZE])
+        assert payload[-32:] == running.digest()
+    # END is the last record before the last chunk's CHAIN.
+    assert payload_of(data, layout[-1][0])[:-CHAIN_RECORD_SIZE].endswith(pack([K.END, 10]))
+    got, reader = read_all(data)
+    assert (got, reader.complete, reader.header.format_version) == (SAMPLE, True, 2)
+    assert write(SAMPLE, threshold=16, header=HEADER_V2) == data
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow], max_examples=50)
+@given(st.lists(records(), max_size=40), st.integers(1, 300), headers())
+def test_any_valid_records_round_trip_in_version_2(
+    recs: list[Record], threshold: int, header: TraceHeader
+) -> None:
+    header = dataclasses.replace(header, format_version=2)
+    data = write(recs, threshold=threshold, header=header)
+    got, reader = read_all(data)
+    assert got == [tuple(r) for r in recs]
+    assert reader.complete
+
+
+def test_a_relabelled_header_with_its_crc_made_right_is_refused_at_the_first_chain() -> None:
+    data = write(SAMPLE, header=HEADER_V2)
+    first = chunks(data)[1][0]
+    forged = list(HEADER_V2.to_record())
+    forged[6] = "random:1"  # the chooser
+    relabelled = MAGIC + frame(pack(forged), 1) + data[first:]
+    assert TraceReader(io.BytesIO(relabelled)).header.chooser == "random:1"  # the header reads
+    for strict in (True, False):
+        with pytest.raises(TraceFormatError) as info:
+            read_all(relabelled, strict=strict)
+        assert info.value.offset == first + len(relabelled) - len(data)
+        assert "expected a CHAIN digest of the header and records before it (" in str(info.value)
+        assert str(info.value).endswith(
+            "(the header or a record before it was altered after it was written)"
+        )
+
+
+def test_a_changed_record_with_its_crc_made_right_is_refused_at_its_chunk() -> None:
+    data = write(SAMPLE, threshold=16, header=HEADER_V2)
+    layout = chunks(data)
+    value = pack([K.RANDOM, 6, 2**64 - 1])
+    offset, _, count = next(c for c in layout if value in payload_of(data, c[0]))
+    payload = payload_of(data, offset).replace(value, pack([K.RANDOM, 6, 2**64 - 2]))
+    forged = replace_chunk(data, offset, payload, count)
+    with pytest.raises(TraceFormatError, match=rf"^byte {offset}: expected a CHAIN digest"):
+        read_all(forged, strict=False)
+    # Every record before that chunk still reads, and no record of it.
+    reader = TraceReader(io.BytesIO(forged))
+    got = []
+    with pytest.raises(TraceFormatError):
+        got.extend(reader)
+    before = sum(n - 1 for at, _, n in layout[1:] if at < offset)
+    assert got == SAMPLE[:before]
+    assert before <= SAMPLE.index((K.RANDOM, 6, 2**64 - 1))
+
+
+@pytest.mark.parametrize("edit", ["swap", "drop"])
+def test_chunks_swapped_or_dropped_are_refused(edit: str) -> None:
+    data = write(SAMPLE, threshold=16, header=HEADER_V2)
+    layout = chunks(data)
+    (a, a_len, _), (b, b_len, _) = layout[2], layout[3]
+    chunk_a = data[a : a + CHUNK_HEADER_SIZE + a_len]
+    chunk_b = data[b : b + CHUNK_HEADER_SIZE + b_len]
+    middle = chunk_b + chunk_a if edit == "swap" else chunk_b
+    forged = data[:a] + middle + data[b + CHUNK_HEADER_SIZE + b_len :]
+    with pytest.raises(TraceFormatError, match=rf"^byte {a}: expected a CHAIN digest"):
+        read_all(forged, strict=False)
+
+
+def test_a_version_2_chunk_without_its_chain_is_refused() -> None:
+    data = write([], header=HEADER_V2)
+    first = chunks(data)[1][0]
+    unchained = data[:first] + frame(pack([K.END, 0]), 1)
+    with pytest.raises(TraceFormatError, match=message(
+        f"byte {first}: expected a chunk whose last record is CHAIN (format version 2), "
+        "found none"
+    )):
+        read_all(unchained, strict=False)
+
+
+@pytest.mark.parametrize("header", [HEADER, HEADER_V2], ids=["v1", "v2"])
+def test_a_chain_record_is_never_a_record(header: TraceHeader) -> None:
+    chain = CHAIN_PREFIX + bytes(32)
+    with pytest.raises(InvalidRecordError, match=re.escape(KNOWN_KINDS)):
+        TraceWriter(io.BytesIO(), header).write((K.CHAIN, bytes(32)))
+    # In a version 1 trace, or anywhere but the end of a version 2 chunk, it
+    # is an unknown kind, whatever its digest.
+    data = write([], header=header)
+    first = chunks(data)[1][0]
+    records = chain + pack([K.END, 1])
+    if header.format_version >= 2:
+        running = hashlib.sha256(payload_of(data, chunks(data)[0][0]))
+        running.update(records)
+        payload, count = records + CHAIN_PREFIX + running.digest(), 3
+    else:
+        payload, count = records, 2
+    with pytest.raises(TraceFormatError, match=message(
+        f"chunk at byte {first}: record 0: expected {KNOWN_KINDS}, found kind int 11"
+    )):
+        read_all(data[:first] + frame(payload, count))
+
+
+def test_a_chunk_of_the_most_records_stays_within_the_limit() -> None:
+    out = io.BytesIO()
+    with TraceWriter(out, HEADER_V2, chunk_threshold=MAX_CHUNK_PAYLOAD // 4) as writer:
+        for _ in range(70_000):
+            writer.write((K.RANDOM, 0, 0))  # 4 bytes: the record count closes the chunk
+    layout = chunks(out.getvalue())
+    assert max(count for _, _, count in layout) == 65_536  # 65_535 records and CHAIN
+    assert sum(1 for _ in TraceReader(io.BytesIO(out.getvalue()))) == 70_000
