@@ -4,6 +4,11 @@ Clean runs of the bundled machine under several schedules (the fixed device
 survives them all), the minimized trace of its ordering bug, and clean runs
 of the asyncio service of the README's tutorial. Recording
 is deterministic, so running this twice writes byte-identical files.
+
+They are written in the current format version, under ``traces/vN/``. The
+traces directly under ``traces/`` are format version 1, recorded before the
+chain (format version 2) and kept byte for byte: they show that old traces
+still play. Never regenerate those.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from replay import record  # noqa: E402
+from replay import FORMAT_VERSION, record  # noqa: E402
 from replay.explore.fuzz import fuzz  # noqa: E402
 
 SCENARIO = "examples.minimachine:scenario"
@@ -35,8 +40,8 @@ ASYNC_CLEAN = [
 
 
 def main() -> int:
-    traces = ROOT / "traces"
-    traces.mkdir(exist_ok=True)
+    traces = ROOT / "traces" / f"v{FORMAT_VERSION}"
+    traces.mkdir(parents=True, exist_ok=True)
     runs = [(SCENARIO, *run) for run in CLEAN] + [(ASYNC_SCENARIO, *run) for run in ASYNC_CLEAN]
     for scenario, name, chooser, params in runs:
         result = record(scenario, traces / name, chooser=chooser, params=params)
