@@ -15,8 +15,11 @@ build and run their runs with these functions; each says only what differs
   ``Session.attach`` (``Simulation.plug``), before the first step, and logs
   or checks the INIT checkpoint at once.
 * **A finding is not an error.** A scenario that raises is a found bug: the
-  recording ends with it and the trace stays whole. A :class:`ReplayError`
-  is the replay layer's own and propagates.
+  recording ends with it and the trace stays whole. That includes
+  ``SystemExit`` and ``KeyboardInterrupt`` raised by the program; a real
+  Ctrl-C is not a finding, and propagates with the trace cut at its whole
+  chunks (``replay/interrupt.py``). A :class:`ReplayError` is the replay
+  layer's own and propagates.
 * **Nothing is left half done.** The simulation is closed whatever happens;
   a recording that fails is aborted (never left looking complete); a play
   that diverged raises its divergence and says nothing else.
@@ -36,6 +39,7 @@ from evloop.machine.watchdog import DEFAULT_TIMEOUT_S as DEFAULT_WATCHDOG_S
 
 from .declared import check_parameters, declare_scenario, load_trace_scenario
 from .errors import ReplayError
+from .interrupt import InterruptWatch, run_failure
 from .scenario import Scenario, start_scenario
 from .session import Player, Recorder, describe_exception
 from .trace.choices import batch_decisions
@@ -325,21 +329,28 @@ def finish_recording(
     """
     sim, recorder, writer = recording.sim, recording.recorder, recording.writer
     until_ns, max_steps, _ = run_limits(writer.header)
-    failure: Exception | None = None
+    failure: BaseException | None = None
     reason = "failure"
+    watch = InterruptWatch()
     try:
-        if started is not None:
-            started()
-        try:
-            # The values the header stores (lists as tuples, keys sorted), so
-            # that record and play hand the scenario the very same parameters.
-            start_scenario(fn, sim, writer.header.parameters)
-            reason = sim.run(until_ns=until_ns, max_steps=max_steps).reason.value
-        except ReplayError:
-            raise
-        except Exception as exc:  # the scenario failed: that is a finding, keep the trace
-            failure = exc
-        recorder.finish(failure)
+        with watch:
+            if started is not None:
+                started()
+            try:
+                # The values the header stores (lists as tuples, keys sorted), so
+                # that record and play hand the scenario the very same parameters.
+                start_scenario(fn, sim, writer.header.parameters)
+                reason = sim.run(until_ns=until_ns, max_steps=max_steps).reason.value
+            except ReplayError:
+                raise
+            except BaseException as exc:
+                # The scenario failed (sys.exit and a raised KeyboardInterrupt
+                # included): that is a finding, keep the trace. A real Ctrl-C
+                # is not (replay/interrupt.py): the trace is cut where it is.
+                if not run_failure(exc, watch):
+                    raise
+                failure = exc
+            recorder.finish(failure)
     except BaseException:
         writer.abort()
         raise
@@ -420,17 +431,21 @@ def play_run(
         player.start()
         if started is not None:
             started(player, sim)
-        failure: Exception | None = None
+        failure: BaseException | None = None
         reason = "failure"
-        try:
-            start_scenario(fn, sim, header.parameters)
-            exact = until_step is not None and max_steps == until_step
-            result = sim.run(until_ns=until_ns, max_steps=max_steps, exact_steps=exact)
-            reason = result.reason.value
-        except ReplayError:
-            raise
-        except Exception as exc:
-            failure = exc
+        watch = InterruptWatch()
+        with watch:
+            try:
+                start_scenario(fn, sim, header.parameters)
+                exact = until_step is not None and max_steps == until_step
+                result = sim.run(until_ns=until_ns, max_steps=max_steps, exact_steps=exact)
+                reason = result.reason.value
+            except ReplayError:
+                raise
+            except BaseException as exc:  # as finish_recording decides
+                if not run_failure(exc, watch):
+                    raise
+                failure = exc
         if player.divergence is not None:
             raise player.divergence
         stopped_early = until_step is not None and reason == "max_steps"

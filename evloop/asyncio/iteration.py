@@ -31,6 +31,7 @@ fault injector watching steps); keep the two in step.
 from __future__ import annotations
 
 import gc
+from asyncio import Future
 from heapq import heapify, heappop
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +54,18 @@ _MASK64 = (1 << 64) - 1
 _MIN_HEAP_FOR_COMPACTION = 100
 _BH = DispatchKind.BH
 _TIMER = DispatchKind.TIMER
+
+
+def _claim_exit(handle: Any) -> None:
+    """A task's step raised SystemExit or KeyboardInterrupt, which ends the run.
+
+    asyncio stores the exception in the task and raises it on; it then reaches
+    the run's owner as the run's failure, so it is retrieved: the task must not
+    also log "Task exception was never retrieved" when it is collected.
+    """
+    task = getattr(handle._callback, "__self__", None)
+    if isinstance(task, Future) and task.done() and not task.cancelled():
+        task.exception()
 
 
 def _compact(loop: SimEventLoop, heap: list[Any]) -> list[Any]:
@@ -216,12 +229,16 @@ def iterate(loop: SimEventLoop, many: bool) -> None:
                     loop._current_handle = handle
                     try:
                         handle._run()
+                    except (SystemExit, KeyboardInterrupt):
+                        _claim_exit(handle)
+                        raise
                     finally:
                         loop._current_handle = None
                 else:
                     try:
                         handle._context.run(handle._callback, *handle._args)
                     except (SystemExit, KeyboardInterrupt):
+                        _claim_exit(handle)
                         raise
                     except BaseException as exc:
                         loop._callback_failed(handle, exc)

@@ -46,6 +46,7 @@ hot path compares states against module constants, not enum attributes.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import threading
 from collections.abc import Callable
@@ -240,7 +241,7 @@ class Scheduler:
                 self._waiting.remove(main)
             main.state = _RUNNING
             if main._turn is not None:
-                main._turn.release()
+                _give_turn(main._turn)
 
     # -- the blocker --------------------------------------------------------------
 
@@ -526,7 +527,11 @@ class Scheduler:
                     glet.parent = here
                     glet.throw(_Cancelled())
             elif t._turn is not None:
-                t._turn.release()
+                # Closing after a Ctrl-C reached the main thread while another
+                # OS thread held the turn, which may hand it on meanwhile: a
+                # lock already released is a thread just handed the turn, and
+                # it unwinds on its own as it finds the scheduler closing.
+                _give_turn(t._turn)
                 os_thread = t._os_thread
                 if os_thread is not None and os_thread.ident != me:
                     os_thread.join(timeout=5.0)
@@ -539,6 +544,12 @@ def _taken_lock() -> threading.Lock:
     lock = threading.Lock()
     lock.acquire()
     return lock
+
+
+def _give_turn(turn: threading.Lock) -> None:
+    """Release a turn lock that a concurrent handover may have released already."""
+    with contextlib.suppress(RuntimeError):  # "release unlocked lock": it has the turn
+        turn.release()
 
 
 def _source(event: object) -> object:

@@ -40,6 +40,7 @@ from .options import (
     _INT64_MIN,
     _UINT64_MAX,
     EXIT_DIVERGED,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
     Parser,
@@ -361,5 +362,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(_error_line(exc))
     except KeyboardInterrupt:
         _error("interrupted")
-        return 130
+        return EXIT_INTERRUPTED
     return EXIT_USAGE

@@ -23,7 +23,8 @@ from ..scenario import (
 )
 
 __all__ = [
-    "BUNDLED_SCENARIOS", "EXIT_DIVERGED", "EXIT_FOUND", "EXIT_OK", "EXIT_USAGE", "UsageError",
+    "BUNDLED_SCENARIOS", "EXIT_DIVERGED", "EXIT_FOUND", "EXIT_INTERRUPTED", "EXIT_OK",
+    "EXIT_USAGE", "UsageError",
 ]
 
 EXIT_OK: Final = 0
@@ -32,6 +33,8 @@ EXIT_USAGE: Final = 2
 #: The run departed from its trace, or the trace was cut and only its whole
 #: chunks were replayed (play and the tools that replay).
 EXIT_DIVERGED: Final = 3
+#: Stopped by a real Ctrl-C (SIGINT): 128 + the signal's number, as a shell reports it.
+EXIT_INTERRUPTED: Final = 130
 
 #: The scenarios ``replay scenarios`` lists: ``module:function`` names.
 BUNDLED_SCENARIOS: Final = tuple(

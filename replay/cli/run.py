@@ -6,6 +6,7 @@ import argparse
 import shlex
 import shutil
 import signal
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from ..tools.rerun import RerunResult
 from .options import (
     EXIT_DIVERGED,
     EXIT_FOUND,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
     chooser_spec,
@@ -49,6 +51,14 @@ def cmd_record(args: argparse.Namespace) -> int:
         )
     except InvalidRecordError as exc:
         fail(f"--param: a value the trace format cannot hold: {exc}")
+    except KeyboardInterrupt:
+        # A real Ctrl-C (a KeyboardInterrupt the program raises is its failure).
+        print(
+            f"replay: interrupted; the partial trace is in {out} (its whole chunks: "
+            "'replay play' replays them as a cut trace)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     outcome = result.reason if result.failure is None else f"FAILED: {result.failure}"
     print(
         f"recorded {args.scenario} (seed {args.seed}, chooser {chooser}): {result.steps} steps, "
