@@ -197,6 +197,12 @@ class _Session:
         self.writer.write((EventKind.CHOICES, self._batch_first, bytes(self._batch)))
         self._batch.clear()
 
+    def flush(self) -> None:
+        """Close the trace's current chunk: what is logged so far reaches the OS."""
+        if self._batch:
+            self._flush_batch()
+        self.writer.flush()
+
     def _checkpoint_record(self, kind: CheckpointKind) -> tuple[Any, ...]:
         sim = self.sim
         assert sim is not None

@@ -49,6 +49,15 @@ delivered EOF or been closed by the program), the wait goes to the
 simulation's scheduler, which decides as it does in a simulation: the run is
 idle, reaches ``until_ns``, or is a :class:`~evloop.DeadlockError`.
 
+Rule 6: nothing waits in memory for long. A host recording cannot be made
+again, so the trace's current chunk is closed (handed to the OS) before a
+wait that may block past 100 ms of real time since the last close, and
+after a round that brought input or ended past it; a SIGKILL then loses at
+most that much. The points are decided from the recorded round lengths and
+the virtual clock, so a play cuts its re-recording's chunks at the same
+records and stays bit-exact (``host.flush_ns`` in the header says the
+interval; traces without it were cut by size only, and play them so).
+
 What host mode does not do, on purpose:
 
 * threads of control (``sim.thread``, ``sim.iothread``, ``sim.sleep`` ...):

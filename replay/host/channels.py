@@ -26,6 +26,12 @@ __all__ = ["Channel", "ChannelKind", "is_host_trace"]
 HOST_MODE: Final = "host"
 #: ``extensions[CHANNELS_KEY]``: ``[[name, kind], ...]`` in name order.
 CHANNELS_KEY: Final = "host.channels"
+#: ``extensions[FLUSH_KEY]``: the recorded real time (ns) after which a wait
+#: closes the trace's chunk (``replay/host/monitors.py``); absent in traces
+#: recorded before it, which cut chunks by size only.
+FLUSH_KEY: Final = "host.flush_ns"
+#: A host recording's chunk is closed at least every this much real time.
+FLUSH_INTERVAL_NS: Final = 100_000_000
 
 _POLLIN: Final = select.POLLIN
 _POLLOUT: Final = select.POLLOUT
@@ -154,6 +160,18 @@ def channel_specs(inputs: Mapping[str, int]) -> list[tuple[str, ChannelKind]]:
 def is_host_trace(header: TraceHeader) -> bool:
     """Whether a trace was recorded in host mode (and so plays with :func:`play_host`)."""
     return header.extensions.get("mode") == HOST_MODE
+
+
+def flush_interval(header: TraceHeader, path: str | Path) -> int | None:
+    """The header's ``host.flush_ns``: None when absent (chunks cut by size only)."""
+    value = header.extensions.get(FLUSH_KEY)
+    if value is None:
+        return None
+    if type(value) is not int or not 1 <= value < 1 << 63:
+        raise ReplayError(
+            f"{path}: header field {FLUSH_KEY} must be an integer in [1, 2**63), not {value!r}"
+        )
+    return value
 
 
 def channels_from_header(header: TraceHeader, path: str | Path) -> list[tuple[str, ChannelKind]]:

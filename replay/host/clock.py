@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from evloop import (
     HOST_EPOCH_NS,
     ClockType,
 )
 
-__all__ = ["HostClock"]
+__all__ = ["HostClock", "countdown"]
 
 # -- the clock ----------------------------------------------------------------------------
 
@@ -49,3 +50,13 @@ class HostClock:
         if clock_type is ClockType.VIRTUAL_RT:
             return time.monotonic_ns() - self._start
         return sampled
+
+
+def countdown(seconds: float) -> Callable[[], float]:
+    """Real seconds left of ``seconds`` from now, at each call (giving up on a slow peer).
+
+    Host mode reads real time only in this module; this is its one read that
+    is not a sample of the recording (it bounds how long closing waits).
+    """
+    give_up = time.monotonic() + seconds
+    return lambda: give_up - time.monotonic()

@@ -29,7 +29,15 @@ from ..driver import (
 from ..scenario import Scenario, chooser_from_spec, load_scenario, scenario_name
 from ..trace.reader import TraceReader
 from ..trace.writer import TraceWriter
-from .channels import CHANNELS_KEY, HOST_MODE, channel_specs, channels_from_header
+from .channels import (
+    CHANNELS_KEY,
+    FLUSH_INTERVAL_NS,
+    FLUSH_KEY,
+    HOST_MODE,
+    channel_specs,
+    channels_from_header,
+    flush_interval,
+)
 from .clock import HostClock
 from .monitors import LiveMonitor, TraceMonitor
 from .simulation import HostPlayer, HostRecorder, HostSimulation
@@ -47,6 +55,7 @@ def record_host(
     max_steps: int | None = None,
     seed: int = 0,
     checkpoint_interval: int = DEFAULT_CHECKPOINT_INTERVAL,
+    flush_ns: int = FLUSH_INTERVAL_NS,
 ) -> RecordResult:
     """Run ``scenario`` in host mode against real peers; write its trace to ``output``.
 
@@ -54,10 +63,16 @@ def record_host(
     read end, a socket); the scenario finds each as ``sim.inputs[name]``.
     record_host owns those fds from the call on and closes each of them,
     whatever happens (pass ``sock.detach()``, not ``sock.fileno()``).
+
+    What is logged reaches the OS at least every ``flush_ns`` of real time
+    and after every burst of input (rule 6), so a recording killed outright
+    keeps all but its last moments (docs/trace-format.md, section 8).
     """
     real_fds = dict(inputs)
     monitor: LiveMonitor | None = None
     try:
+        if type(flush_ns) is not int or not 1 <= flush_ns < 1 << 63:
+            raise ValueError(f"flush_ns must be a positive number of ns, not {flush_ns!r}")
         channels = channel_specs(real_fds)
         name = scenario_name(scenario)
         fn = load_scenario(name) if isinstance(scenario, str) else scenario
@@ -67,6 +82,7 @@ def record_host(
             extensions={
                 "mode": HOST_MODE,
                 CHANNELS_KEY: [[n, kind.value] for n, kind in channels],
+                FLUSH_KEY: flush_ns,
             },
         )
         host_clock = HostClock()
@@ -79,7 +95,7 @@ def record_host(
             sim = HostSimulation(
                 channels, seed, chooser=chooser_from_spec("fifo"), **simulation_options(header)
             )
-            monitor = LiveMonitor(sim, rec, real_fds)
+            monitor = LiveMonitor(sim, rec, real_fds, flush_ns)
             return rec, sim, monitor.over
 
         recording = begin_recording(output, header, build)
@@ -116,12 +132,13 @@ def play_host_trace(
     """Replay the host-mode trace ``reader`` holds (opened from ``path``) with no peer."""
     header = reader.header
     channels = channels_from_header(header, path)
+    flush_ns = flush_interval(header, path)
 
     def build(writer: TraceWriter) -> tuple[HostPlayer, HostSimulation, BlockerPlug | None]:
         # Host mode records with FIFO; the header's chooser is asked every decision again.
         player = HostPlayer(reader, writer, chooser_from_spec(header.chooser))
         sim = HostSimulation(channels, header.seed, **simulation_options(header, on_step))
-        return player, sim, TraceMonitor(sim, player).over
+        return player, sim, TraceMonitor(sim, player, flush_ns).over
 
     def started(player: HostPlayer, sim: HostSimulation) -> None:
         sim.start_host_clock(player.host_start(0))

@@ -6,7 +6,6 @@ import contextlib
 import os
 import select
 import selectors
-import time
 from collections.abc import Mapping
 from typing import Final
 
@@ -19,6 +18,7 @@ from evloop import (
 
 from ..errors import ReplayError
 from .channels import Channel
+from .clock import countdown
 from .simulation import HostPlayer, HostRecorder, HostSimulation
 
 __all__ = ["HostMonitor", "LiveMonitor", "TraceMonitor"]
@@ -52,10 +52,16 @@ class HostMonitor:
     here from virtual state only, so both modes decide alike.
     """
 
-    def __init__(self, sim: HostSimulation) -> None:
+    def __init__(
+        self, sim: HostSimulation, session: HostRecorder | HostPlayer, flush_ns: int | None
+    ) -> None:
         if sim.monitor is not None:
             raise SimulationError("a HostSimulation takes one monitor, installed once")
         self.sim = sim
+        self._session = session
+        #: The recorded real time after which a wait closes the trace's chunk (rule 6).
+        self._flush_ns = flush_ns
+        self._flushed_ns = 0
         #: The simulation's scheduler: decides idle, until and deadlock (rule 5).
         self._fallback: Blocker | None = None
         self._main_cond = _main_loop_condition(sim)
@@ -91,7 +97,7 @@ class HostMonitor:
             if until is not None and wait != 0:
                 left = max(until - now, 0)
                 wait = left if wait < 0 else min(wait, left)
-            if not self._wait_once(wait):
+            if not self._round(wait):
                 # A truncated trace ran out: the recording ends here, so the run does.
                 self._free = True
                 sim.shutdown(TRACE_ENDED)
@@ -106,8 +112,39 @@ class HostMonitor:
             ):
                 return
 
-    def _wait_once(self, wait_ns: int) -> bool:
-        """One round of a wait (``wait_ns`` -1: until something happens); False: no more."""
+    def _round(self, wait_ns: int) -> bool:
+        """One round of a wait, the trace's chunk closed where rule 6 says; False: no more.
+
+        Rule 6: a host recording cannot be made again, so what it logged must
+        not wait in memory for a chunk to fill. The chunk is closed before a
+        round that may block past ``flush_ns`` of real time since the last
+        close, and after a round that brought input or ended past it. Both are
+        decided from the round's length and the virtual clock, which the
+        trace holds, so a play closes its re-recording's chunks at the same
+        records and stays bit-exact.
+        """
+        flush_ns = self._flush_ns
+        if flush_ns is not None and wait_ns != 0 and (
+            wait_ns < 0 or self.sim.now_ns + wait_ns - self._flushed_ns >= flush_ns
+        ):
+            self._flush()
+        inputs = self._wait_once(wait_ns)
+        if inputs is None:
+            return False
+        if flush_ns is not None and (inputs or self.sim.now_ns - self._flushed_ns >= flush_ns):
+            self._flush()
+        return True
+
+    def _flush(self) -> None:
+        self._session.flush()
+        self._flushed_ns = self.sim.now_ns
+
+    def _wait_once(self, wait_ns: int) -> int | None:
+        """One round of a wait (``wait_ns`` -1: until something happens).
+
+        Returns how many INPUT records it logged (or took), None when a
+        truncated trace has no more rounds.
+        """
         raise NotImplementedError
 
     def close(self) -> None:
@@ -117,21 +154,23 @@ class HostMonitor:
 class TraceMonitor(HostMonitor):
     """PLAY: each round's length and input come from the trace; nothing real is touched."""
 
-    def __init__(self, sim: HostSimulation, player: HostPlayer) -> None:
-        super().__init__(sim)
+    def __init__(self, sim: HostSimulation, player: HostPlayer, flush_ns: int | None) -> None:
+        super().__init__(sim, player, flush_ns)
         self.player = player
 
-    def _wait_once(self, wait_ns: int) -> bool:
+    def _wait_once(self, wait_ns: int) -> int | None:
         player = self.player
         delta = player.clock_advance(0, wait_ns)
         if delta is None:
-            return False
+            return None
         self.sim.clock.advance(delta)
+        inputs = 0
         while (item := player.peek_input()) is not None:
             name, data = item
             self._deliver(name, data)
             player.input(name, data, not data)
-        return True
+            inputs += 1
+        return inputs
 
     def _deliver(self, name: str, data: bytes) -> None:
         try:
@@ -221,9 +260,13 @@ class _Relay:
                     f"host mode: writing channel {self.channel.name!r} (fd {self.fd}) failed: {exc}"
                 ) from exc
 
-    def pump(self, events: int, session: HostRecorder) -> None:
-        """After a wait: real bytes into the channel (logged), program bytes out."""
+    def pump(self, events: int, session: HostRecorder) -> int:
+        """After a wait: real bytes into the channel (logged), program bytes out.
+
+        Returns how many INPUT records it logged.
+        """
         channel = self.channel
+        inputs = 0
         if events & _READ:
             self.read()
         if channel.live and self.pending:
@@ -232,12 +275,15 @@ class _Relay:
                 chunk = bytes(self.pending[:taken])
                 del self.pending[:taken]
                 session.input(channel.name, chunk, False)
+                inputs += 1
         if channel.live and self.eof and not self.pending and channel.drained:
             session.input(channel.name, b"", True)
             channel.deliver_eof()
+            inputs += 1
         if not channel.live:
             self.pending.clear()
         self.flush()
+        return inputs
 
     @property
     def done(self) -> bool:
@@ -259,15 +305,16 @@ class LiveMonitor(HostMonitor):
         sim: HostSimulation,
         session: HostRecorder,
         real_fds: Mapping[str, int],
+        flush_ns: int | None,
     ) -> None:
         self._relays = [_Relay(ch, real_fds[ch.name]) for ch in sim.channels]
         for relay in self._relays:
             os.set_blocking(relay.fd, False)
         self._selector = selectors.DefaultSelector()
         self.session = session
-        super().__init__(sim)
+        super().__init__(sim, session, flush_ns)
 
-    def _wait_once(self, wait_ns: int) -> bool:
+    def _wait_once(self, wait_ns: int) -> int | None:
         relays = self._relays
         for relay in relays:
             relay.flush()
@@ -282,12 +329,13 @@ class LiveMonitor(HostMonitor):
         delta = session.clock_advance(session.host_clock.elapsed(), wait_ns)
         assert delta is not None
         self.sim.clock.advance(delta)
+        inputs = 0
         for relay in relays:
             if not relay.closed:
-                relay.pump(ready.get(relay.fd, 0), session)
+                inputs += relay.pump(ready.get(relay.fd, 0), session)
                 if relay.done:
                     self._retire(relay)
-        return True
+        return inputs
 
     def _register(self, relay: _Relay) -> None:
         events = relay.events()
@@ -311,7 +359,7 @@ class LiveMonitor(HostMonitor):
 
     def close(self) -> None:
         """Give a slow peer up to FLUSH_TIMEOUT_S for pending output, then close every fd."""
-        give_up = time.monotonic() + FLUSH_TIMEOUT_S
+        left = countdown(FLUSH_TIMEOUT_S)
         for relay in self._relays:
             if relay.closed:
                 continue
@@ -319,10 +367,10 @@ class LiveMonitor(HostMonitor):
             writable = select.poll()
             writable.register(relay.fd, _POLLOUT)
             while not relay.lost and relay.flushed < len(relay.channel.output):
-                left = give_up - time.monotonic()
-                if left <= 0:
+                seconds = left()
+                if seconds <= 0:
                     break
-                writable.poll(left * 1000)
+                writable.poll(seconds * 1000)
                 relay.flush()
             self._retire(relay)
         self._selector.close()

@@ -150,6 +150,17 @@ class TraceWriter:
         if len(buffer) >= self._threshold or self._chunk_records >= self._max_records:
             self._flush_chunk()
 
+    def flush(self) -> None:
+        """Close the current chunk now (if it holds records): they reach the OS.
+
+        Where a writer cuts chunks must be a function of the records alone, so
+        that a replay re-recording the same records cuts them alike: host mode
+        calls this at points its records decide (``replay/host/monitors.py``).
+        """
+        if self.closed:
+            raise ValueError("flush of a closed TraceWriter")
+        self._flush_chunk()
+
     def _flush_chunk(self) -> None:
         """Frame the buffered records as one chunk (CHAIN last) and hand it to the OS."""
         payload = self._buffer
