@@ -109,13 +109,19 @@ def add_campaign_options(p: argparse.ArgumentParser) -> None:
                    help="faults the runs may inject (see record --help)")
 
 
+#: Off a terminal, the longest stretch without a progress line.
+LINE_EVERY_S = 10.0
+
+
 class _CampaignProgress:
-    """Seeds done, failures, rate and time left: one line on a terminal, else every tenth."""
+    """Seeds done, failures, rate and time left: one line on a terminal, else a line at
+    every tenth of the seeds and at least every :data:`LINE_EVERY_S` seconds."""
 
     def __init__(self, what: str) -> None:
         self.what = what
         self.bar = Progress()
         self.last_tenth = 0
+        self.next_line_s = LINE_EVERY_S
 
     def __call__(self, p: CampaignProgress) -> None:
         rate = p.done / p.elapsed if p.elapsed > 0 else 0.0
@@ -128,8 +134,9 @@ class _CampaignProgress:
             self.bar.update(text)
             return
         tenth = 10 * p.done // max(p.total, 1)
-        if tenth != self.last_tenth:
+        if tenth != self.last_tenth or p.elapsed >= self.next_line_s:
             self.last_tenth = tenth
+            self.next_line_s = p.elapsed + LINE_EVERY_S
             print(text, file=sys.stderr, flush=True)
 
     def shrinking(self, group: FailureGroup) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -112,11 +113,24 @@ def test_ctrl_c_keeps_every_finished_seed(tmp_path: Path, workers: str) -> None:
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert child.stderr is not None
-    # Progress lines come every tenth when not on a terminal: none in 10M seeds. Wait for work.
-    time.sleep(3.0)
-    assert child.poll() is None
-    child.send_signal(signal.SIGINT)
-    out, err = child.communicate(timeout=60)
+    # Off a terminal, progress is a plain line every few seconds: wait for one
+    # saying that 100 seeds are done (both bugs show within the first 40).
+    watchdog = threading.Timer(600.0, child.kill)
+    watchdog.start()
+    try:
+        seen: list[str] = []
+        for line in child.stderr:
+            seen.append(line)
+            done = re.search(r"(\d+)/10000000", line)
+            if done is not None and int(done.group(1)) >= 100:
+                break
+        else:
+            pytest.fail(f"the campaign ended before 100 seeds: {''.join(seen)}")
+        assert child.poll() is None
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=120)
+    finally:
+        watchdog.cancel()
     assert child.returncode == 1, err
     summary = json.loads(out)
     assert summary["stop"] == "interrupted"
