@@ -15,7 +15,8 @@ seam                   asked by                                     without repl
 =====================  ===========================================  ===========================
 ``chooser``            ``Scheduler.choose``: which thread takes     the simulation's chooser
                        the turn, which simultaneous input comes     (FIFO by default)
-                       first, whether a fault fires
+                       first, whether a fault fires, whether a
+                       fine preemption point preempts
 ``clock_read``         ``VirtualClock.get_ns`` of HOST and          the virtual clock's value
                        VIRTUAL_RT (QEMU's ``REPLAY_CLOCK``)
 ``random_draw``        ``SimRandom._next64``: every 64-bit draw     the seeded splitmix64 value
@@ -79,6 +80,9 @@ class ChoiceKind(IntEnum):
     READY_QUEUE = 5  #: asyncio, chaos mode only: the order of a batch of ready callbacks
     #: which coroutine, of those other threads scheduled on one context, is entered first
     COROUTINE = 6
+    #: fine preemption only: at a preemption point inside a primitive, whether the
+    #: running thread keeps the turn (option 0) or which other runnable thread takes it
+    PREEMPT = 7
 
 
 class Chooser(Protocol):

@@ -194,7 +194,9 @@ class FdTable(SocketCalls, PollCalls):
     ``[]`` at once and an infinite one raises :class:`~evloop.errors.DeadlockError`.
     """
 
-    __slots__ = ("_fds", "_first_fd", "_free", "_next_fd", "_watchers", "blocker", "faults")
+    __slots__ = (
+        "_fds", "_first_fd", "_free", "_next_fd", "_watchers", "blocker", "faults", "preempt",
+    )
 
     def __init__(self, *, first_fd: int = 3, blocker: Blocker | None = None) -> None:
         if first_fd < 0:
@@ -202,6 +204,9 @@ class FdTable(SocketCalls, PollCalls):
         self.blocker = blocker
         #: The fault injector of a simulation with data faults enabled, else None.
         self.faults: FdFaults | None = None
+        #: A simulation's fine preemption point (``machine/preemption.py``), else None:
+        #: in fine mode the table's eventfd writes and reads call it first.
+        self.preempt: Callable[[], None] | None = None
         self._first_fd = first_fd
         self._fds: dict[int, _FdObject] = {}
         # Numbers below _next_fd that were closed; every number >= _next_fd is free.

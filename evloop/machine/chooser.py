@@ -154,7 +154,8 @@ class SystematicChooser:
 
     A *preemption* is a THREAD decision that picks another thread while the
     running one is among the options (it reached a preemption point, a wait
-    with a zero timeout, or a wait that is already over). It needs to know
+    with a zero timeout, or a wait that is already over), or a PREEMPT
+    decision (fine preemption) that picks any option but 0. It needs to know
     the running thread, which the simulation gives through :meth:`attach`.
 
     Past ``max_decisions`` decisions the chooser answers 0 (FIFO) and stops
@@ -181,6 +182,8 @@ class SystematicChooser:
         self._sim = sim
 
     def _running(self, kind: ChoiceKind, options: Sequence[str]) -> int:
+        if kind is ChoiceKind.PREEMPT:
+            return 0  # a preemption point lists the running thread first
         sim = self._sim
         if kind is not ChoiceKind.THREAD or sim is None:
             return -1

@@ -333,6 +333,44 @@ class Scheduler:
         """A preemption point: let any other runnable thread of control go first."""
         self.block(_ALWAYS, 0)
 
+    def preempt(self) -> None:
+        """A fine preemption point (``preemption.py``): another runnable thread may take the turn.
+
+        Option 0 of the PREEMPT decision is the running thread, which keeps the
+        turn; the others are the runnable threads, longest waiting first. Only
+        asked from the thread of control holding the turn, inside ``run`` or a
+        wait of the main thread's; elsewhere (the scenario being built, a
+        greenlet or OS thread the simulation did not start, a run that is
+        stopping) it does nothing.
+        """
+        me = self.current
+        if self._green:
+            if getcurrent() is not me._glet:
+                return
+        elif threading.get_ident() != me._ident:
+            return
+        if (me is self.main and not self.in_run) or self._closing or self.halt[0]:
+            return
+        if self.failure is not None or self.stop_reason is not None or not self._waiting:
+            return
+        others = self._runnable()
+        if not others:
+            return
+        index = self.choose(ChoiceKind.PREEMPT, [me.name, *(t.name for t in others)])
+        if index == 0:
+            return
+        me.state = _RUNNABLE
+        me.cond = _ALWAYS
+        me.wake_at = None
+        self._seq = seq = self._seq + 1
+        me.seq = seq
+        self._waiting.append(me)
+        self._grant(me, others[index - 1])
+        me.cond = None
+        if me is self.main and self.failure is not None:
+            failure, self.failure = self.failure, None
+            raise failure
+
     def join(self, target: ThreadOfControl, timeout_ns: int = -1) -> bool:
         if target is self.current:
             raise SimulationError(f"thread of control {target.name!r} cannot join itself")

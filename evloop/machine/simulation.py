@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import SimulationError
 from ..loop.aio import AioContext
@@ -42,11 +42,16 @@ from .external import ExternalEvent, ScriptedPeer
 from .faults import FaultInjector, parse_faults
 from .iothread import IOThread
 from .observation import DispatchEvent, RawStep, materialize_step
+from .preemption import make_fds_preemptible, make_preemptible, make_timers_preemptible
 from .rng import SimRandom
 from .scheduler import Backend, Scheduler, ThreadOfControl
 from .watchdog import DEFAULT_TIMEOUT_S, Watchdog
 
-__all__ = ["RunResult", "SimEvent", "Simulation", "StopReason"]
+__all__ = ["PREEMPTION_MODES", "Preemption", "RunResult", "SimEvent", "Simulation", "StopReason"]
+
+Preemption = Literal["off", "fine"]
+#: The preemption modes (``Simulation(preemption=...)``, ``preemption.py``).
+PREEMPTION_MODES: tuple[Preemption, ...] = ("off", "fine")
 
 
 class StopReason(Enum):
@@ -116,7 +121,10 @@ class Simulation:
     OS thread, cheap handovers) or ``"os"`` (real OS threads, for threads that
     must block in real C calls). ``watchdog`` is the wall-clock timeout, in
     seconds, after which a greenlet thread of control that never waits is
-    stopped with :class:`~evloop.WatchdogError` (None: off).
+    stopped with :class:`~evloop.WatchdogError` (None: off). ``preemption``
+    is ``"off"`` (threads of control switch only where they wait) or
+    ``"fine"``: every loop primitive that touches shared state is also a
+    preemption point (``preemption.py``).
     """
 
     def __init__(
@@ -132,6 +140,7 @@ class Simulation:
         faults: Iterable[str] = (),
         threads: Backend = "greenlet",
         watchdog: float | None = DEFAULT_TIMEOUT_S,
+        preemption: Preemption = "off",
     ) -> None:
         if not isinstance(seed, int):
             raise TypeError(f"seed must be an int, not {type(seed).__name__}")
@@ -222,6 +231,8 @@ class Simulation:
             raise ValueError(f"sanitize must be False, True or 'strict', not {sanitize!r}")
         #: Route (or, "strict", refuse) real nondeterminism while the simulation runs.
         self.sanitize = sanitize
+        self._preemption: Preemption = "off"
+        self.set_preemption(preemption)
 
     # -- the replay door -----------------------------------------------------------
 
@@ -397,6 +408,8 @@ class Simulation:
         ctx.set_dirty(self.main_loop.dirty)
         if self._timer_gate is not None:
             ctx.tlg.set_checkpoint(self._timer_gate)
+        if self._preemption == "fine":
+            make_preemptible(ctx, self._sched.preempt)
         self._aio_contexts.append(ctx)
         return ctx
 
@@ -411,6 +424,47 @@ class Simulation:
     def yield_now(self) -> None:
         """A preemption point: any other runnable thread of control may go first."""
         self._sched.yield_now()
+
+    @property
+    def preemption(self) -> Preemption:
+        """``"off"`` (threads switch only where they wait) or ``"fine"`` (``preemption.py``)."""
+        return self._preemption
+
+    def set_preemption(self, mode: Preemption) -> None:
+        """Turn fine preemption on (``"fine"``) or leave it off, before the first step.
+
+        In fine mode every loop primitive that touches shared state is a
+        preemption point (``evloop/machine/preemption.py``): another runnable
+        thread of control may take the turn there, a PREEMPT decision. A
+        scenario that needs it calls this first, before it makes bottom halves.
+        """
+        self._check_open()
+        if mode not in PREEMPTION_MODES:
+            raise ValueError(f"preemption must be 'off' or 'fine', not {mode!r}")
+        if mode == self._preemption:
+            return
+        if self.steps or self._sched.switches:
+            raise SimulationError(
+                f"set the preemption mode before the simulation runs (it has run {self.steps} "
+                "steps)"
+            )
+        if mode == "off":
+            raise SimulationError("fine preemption cannot be turned off once on")
+        self._preemption = mode
+        point = self._sched.preempt
+        for ctx in self._aio_contexts:
+            make_preemptible(ctx, point)
+        make_timers_preemptible(self.main_loop.tlg, self.main_loop, point)
+        make_fds_preemptible(self.fds, point)
+
+    def preemption_point(self) -> None:
+        """A preemption point in fine mode (another runnable thread may go first); else nothing.
+
+        For code that models a shared-state access the loop does not make
+        itself (an older QEMU protocol, a device's lock-free flag).
+        """
+        if self._preemption == "fine":
+            self._sched.preempt()
 
     def event(self, name: str) -> SimEvent:
         return SimEvent(self._sched, name)

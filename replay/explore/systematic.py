@@ -19,7 +19,9 @@ complete when no decision of the last run has an untried option left.
 The preemption bound (Musuvathi and Qadeer, PLDI 2007). A *preemption* is a
 THREAD decision that hands the turn to another thread while the running
 thread could continue: it reached a preemption point (a zero-timeout wait,
-``yield_now``, a non-blocking ``aio_poll``) or a wait that is already over.
+``yield_now``, a non-blocking ``aio_poll``) or a wait that is already over;
+or, in a simulation with fine preemption, a PREEMPT decision answered with
+anything but option 0 (the running thread).
 A switch when the running thread blocks or finishes is free. EXTERNAL
 decisions (the order of simultaneous input) and FAULT decisions (with
 ``faults``) cost nothing and are explored exhaustively; K bounds only the

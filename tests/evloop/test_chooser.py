@@ -75,7 +75,9 @@ class RaisingChooser:
 
 
 def test_choice_kinds_have_stable_values() -> None:
-    # These numbers go into traces: changing one is a trace format change.
+    # The kinds are not written in traces (a decision is step, options, choice:
+    # docs/trace-format.md, section 5), but tools and saved scripts name them by
+    # number: existing values never change, a new kind is appended.
     assert [(k.name, int(k)) for k in ChoiceKind] == [
         ("THREAD", 0),
         ("EXTERNAL", 1),
@@ -84,6 +86,7 @@ def test_choice_kinds_have_stable_values() -> None:
         ("TIMER_TIE", 4),
         ("READY_QUEUE", 5),
         ("COROUTINE", 6),
+        ("PREEMPT", 7),
     ]
 
 
