@@ -81,7 +81,7 @@ def record(
     that never gives the turn back, or None for off; a value other than the
     default is stored in the header, so play runs with the same one.
 
-    ``chooser`` is a spec (``fifo``, ``random:SEED``, ``pct:SEED[:DEPTH]``) or
+    ``chooser`` is a spec (``fifo``, ``random:SEED``, ``pct:SEED[:DEPTH[:HORIZON]]``) or
     a :class:`~evloop.Chooser` with a ``spec`` attribute naming it for the
     header (its decisions are in the trace, so play never rebuilds it).
     """

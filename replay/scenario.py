@@ -163,7 +163,11 @@ RECORDED_ONLY = ("hypothesis", "script", "systematic")
 
 
 def chooser_from_spec(spec: str) -> Chooser:
-    """``fifo``, ``random:SEED`` or ``pct:SEED[:DEPTH]``."""
+    """``fifo``, ``random:SEED`` or ``pct:SEED[:DEPTH[:HORIZON]]``.
+
+    PCT's ``HORIZON`` (default 1000) is how many decisions its change points
+    are drawn among: about a run's number of decisions is best.
+    """
     kind, _, arg = spec.partition(":")
     try:
         if kind == "fifo" and not arg:
@@ -171,10 +175,12 @@ def chooser_from_spec(spec: str) -> Chooser:
         if kind == "random":
             return RandomChooser(int(arg or "0"))
         if kind == "pct":
-            seed, _, depth = arg.partition(":")
-            return PCTChooser(int(seed or "0"), int(depth or "3"))
+            seed, _, rest = arg.partition(":")
+            depth, _, horizon = rest.partition(":")
+            return PCTChooser(int(seed or "0"), int(depth or "3"), int(horizon or "1000"))
     except ValueError:
         pass
     raise ScenarioError(
-        f"unknown chooser {spec!r}: expected 'fifo', 'random:SEED' or 'pct:SEED[:DEPTH]'"
+        f"unknown chooser {spec!r}: expected 'fifo', 'random:SEED' or "
+        "'pct:SEED[:DEPTH[:HORIZON]]'"
     )

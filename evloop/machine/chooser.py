@@ -73,7 +73,9 @@ class PCTChooser:
     decisions are drawn at random, mostly "none" (option 0).
     """
 
-    __slots__ = ("_changes", "_decisions", "_last", "_low", "_priority", "_rng", "depth", "seed")
+    __slots__ = (
+        "_changes", "_decisions", "_last", "_low", "_priority", "_rng", "depth", "horizon", "seed",
+    )
 
     def __init__(self, seed: int = 0, depth: int = 3, horizon: int = 1000) -> None:
         if depth < 1:
@@ -82,6 +84,7 @@ class PCTChooser:
             raise ValueError(f"PCT horizon must be at least 1, not {horizon}")
         self.seed = seed
         self.depth = depth
+        self.horizon = horizon
         self._rng = SimRandom(seed)
         self._priority: dict[str, int] = {}
         self._changes = sorted(self._rng.sample(range(1, horizon + 1), min(depth - 1, horizon)))

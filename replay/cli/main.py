@@ -142,13 +142,16 @@ examples:
 examples:
   replay fuzz replay.examples.minimachine:scenario
   replay fuzz replay.examples.minimachine:scenario --chooser pct --runs 500 --workers 2
+  replay fuzz replay.examples.minimachine:scenario --chooser pct --pct-depth 2 --pct-horizon 50
   replay fuzz replay.examples.minimachine:scenario --chooser hypothesis -o bug.evr
   replay fuzz my.py:link --faults loss,delay --runs 1000
 
 Each run records the scenario under the chooser (random:SEED+i, pct:SEED+i,
-or hypothesis drawing every decision). It stops at the first failure, shrinks
-it towards QEMU's own FIFO order (hypothesis shrinks its draws; random and
-PCT runs are delta-debugged), saves the trace and prints how to replay it.
+or hypothesis drawing every decision). --pct-depth D and --pct-horizon H make
+it pct:SEED+i:D:H; for runs of few decisions give H about their number. It
+stops at the first failure, shrinks it towards QEMU's own FIFO order
+(hypothesis shrinks its draws; random and PCT runs are delta-debugged),
+saves the trace and prints how to replay it.
 Exit 1 when a failure was found, 0 when every run passed.
 
   replay fuzz replay.examples.minimachine:scenario --chooser systematic --preemptions 2
@@ -255,6 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preemptions", type=int_in(0, 1000), metavar="K",
                    help="systematic: explore every schedule with at most K preemptions "
                         "(default 2)")
+    p.add_argument("--pct-depth", type=int_in(1, 1000), metavar="D",
+                   help="pct: the bug depth looked for, D-1 change points (default 3)")
+    p.add_argument("--pct-horizon", type=int_in(1, None), metavar="H",
+                   help="pct: the decisions the change points are drawn among; about a "
+                        "run's number of decisions is best (default 1000)")
     p.add_argument("--workers", type=int_in(1, 256), default=1, metavar="W",
                    help="processes running random/pct runs in parallel (default 1)")
     p.add_argument("-o", "--output", metavar="FILE", help="where to save the failing trace")

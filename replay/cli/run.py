@@ -144,14 +144,21 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     out = writable_output(
         args.output, default_trace_path(args.scenario, args.seed, f"fuzz-{args.chooser}")
     )
+    chooser = args.chooser
+    pct_option = args.pct_depth is not None or args.pct_horizon is not None
+    if pct_option and chooser != "pct":
+        fail("--pct-depth and --pct-horizon set the pct chooser: use them with --chooser pct")
     if args.chooser == "systematic":
         return _fuzz_systematic(args, params, faults, out)
     if args.preemptions is not None:
         fail("--preemptions bounds the systematic explorer: use it with --chooser systematic")
-    progress = _RunProgress(f"fuzzing {args.scenario} ({args.chooser})")
+    if pct_option:
+        depth = 3 if args.pct_depth is None else args.pct_depth
+        chooser = f"pct:{depth}" + ("" if args.pct_horizon is None else f":{args.pct_horizon}")
+    progress = _RunProgress(f"fuzzing {args.scenario} ({chooser})")
     try:
         result = fuzz(
-            args.scenario, runs=args.runs, chooser=args.chooser, workers=args.workers,
+            args.scenario, runs=args.runs, chooser=chooser, workers=args.workers,
             seed=args.seed, params=params, faults=faults, until_ns=args.until_ns,
             max_steps=args.max_steps, output=out, progress=progress,
         )

@@ -189,9 +189,13 @@ def fuzz(
     common = _common(seed, params, faults, until_ns, max_steps)
     if chooser == "hypothesis":
         return _fuzz_hypothesis(scenario, runs, common, output, progress)
-    if chooser not in ("random", "pct"):
-        raise ValueError(f"fuzz chooser must be random, pct or hypothesis, not {chooser!r}")
-    specs = [f"{chooser}:{seed + i}" for i in range(runs)]
+    # "pct:DEPTH[:HORIZON]" passes PCT's parameters on to every run's spec.
+    base, _, tail = chooser.partition(":")
+    if base not in ("random", "pct") or (tail and base != "pct"):
+        raise ValueError(
+            f"fuzz chooser must be random, pct[:DEPTH[:HORIZON]] or hypothesis, not {chooser!r}"
+        )
+    specs = [f"{base}:{seed + i}" + (f":{tail}" if tail else "") for i in range(runs)]
     found: tuple[str, str] | None = None
     done = 0
     if workers > 1:

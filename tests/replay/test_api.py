@@ -364,7 +364,7 @@ def test_play_refuses_a_trace_with_an_unknown_chooser(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError) as info:
         play(path)
     assert str(info.value) == (
-        "unknown chooser 'psychic': expected 'fifo', 'random:SEED' or 'pct:SEED[:DEPTH]'"
+        "unknown chooser 'psychic': expected 'fifo', 'random:SEED' or 'pct:SEED[:DEPTH[:HORIZON]]'"
     )
 
 

@@ -285,13 +285,38 @@ def test_a_random_chooser_from_a_spec_is_the_same_walk_each_time() -> None:
 
 
 @pytest.mark.parametrize(
-    "spec", ["", "FIFO", "fifo:1", "lifo", "random:x", "random:1.5", "random:0x10", "rand:1"]
+    ("spec", "depth", "horizon"),
+    [("pct:5", 3, 1000), ("pct:5:2", 2, 1000), ("pct:5:4:15", 4, 15)],
+)
+def test_a_pct_spec_may_give_depth_and_horizon(spec: str, depth: int, horizon: int) -> None:
+    from evloop import PCTChooser
+
+    chooser = chooser_from_spec(spec)
+    assert isinstance(chooser, PCTChooser)
+    assert (chooser.seed, chooser.depth, chooser.horizon) == (5, depth, horizon)
+
+
+def test_a_pct_recording_with_a_horizon_plays_back_bit_exact(tmp_path: Path) -> None:
+    # Play rebuilds the header's chooser, horizon included, and checks every decision.
+    path = tmp_path / "pct.evr"
+    recorded = record("examples.minimachine:scenario", path, chooser="pct:0:2:20")
+    with TraceReader(path) as reader:
+        assert reader.header.chooser == "pct:0:2:20"
+    played = play(path)
+    assert played.bit_exact is True and played.failure == recorded.failure
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["", "FIFO", "fifo:1", "lifo", "random:x", "random:1.5", "random:0x10", "rand:1",
+     "pct:1:2:x", "pct:1:2:0"],
 )
 def test_an_unknown_chooser_says_what_is_accepted(spec: str) -> None:
     with pytest.raises(ScenarioError) as info:
         chooser_from_spec(spec)
     assert message(info) == (
-        f"unknown chooser {spec!r}: expected 'fifo', 'random:SEED' or 'pct:SEED[:DEPTH]'"
+        f"unknown chooser {spec!r}: expected 'fifo', 'random:SEED' or "
+        "'pct:SEED[:DEPTH[:HORIZON]]'"
     )
 
 

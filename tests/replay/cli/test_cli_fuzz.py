@@ -149,6 +149,11 @@ def test_systematic_fuzz_of_a_small_correct_model_reports_every_schedule(
         (["--chooser", "systematic", "--workers", "2"],
          "--workers: the systematic explorer runs its schedules one after another"),
         (["--chooser", "systematic", "--preemptions", "-1"], None),
+        (["--pct-depth", "2"],
+         "--pct-depth and --pct-horizon set the pct chooser: use them with --chooser pct"),
+        (["--chooser", "systematic", "--pct-horizon", "20"],
+         "--pct-depth and --pct-horizon set the pct chooser: use them with --chooser pct"),
+        (["--chooser", "pct", "--pct-horizon", "0"], None),
     ],
 )
 def test_systematic_fuzz_usage_errors(
@@ -162,6 +167,22 @@ def test_systematic_fuzz_usage_errors(
     assert "Traceback" not in err
     if message is not None:
         assert err == f"replay: error: {message}\n"
+
+
+def test_pct_fuzz_passes_depth_and_horizon_on(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # --pct-depth 2 --pct-horizon 20: run i is pct:i:2:20, and seed 0 already
+    # fails (with the default horizon of 1000 it takes two runs).
+    out = tmp_path / "pct.evr"
+    args = ["fuzz", MACHINE, "--chooser", "pct", "--pct-depth", "2", "--pct-horizon", "20",
+            "--runs", "50", "-o", str(out)]
+    assert main(args) == 1
+    assert capsys.readouterr().out.startswith("failure found after 1 run(s): ")
+    assert main(["fuzz", MACHINE, "--chooser", "pct", "--pct-depth", "2", "--runs", "50",
+                 "-o", str(out)]) == 1
+    assert capsys.readouterr().out.startswith("failure found after 2 run(s): ")
+    assert play(out).bit_exact is True
 
 
 def test_systematic_fuzz_of_a_nondeterministic_scenario_is_a_clean_error(

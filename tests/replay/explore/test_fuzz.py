@@ -38,10 +38,25 @@ def test_fuzz_in_worker_processes_finds_the_same_kind_of_bug(tmp_path: Path) -> 
     assert found.found and found.failure is not None and BUG in found.failure
 
 
-def test_fuzz_rejects_an_unknown_chooser() -> None:
-    message = r"^fuzz chooser must be random, pct or hypothesis, not 'x'$"
+@pytest.mark.parametrize("chooser", ["x", "random:3", "pct3"])
+def test_fuzz_rejects_an_unknown_chooser(chooser: str) -> None:
+    message = (
+        rf"^fuzz chooser must be random, pct\[:DEPTH\[:HORIZON\]\] or hypothesis, "
+        rf"not '{chooser}'$"
+    )
     with pytest.raises(ValueError, match=message):
-        fuzz(MACHINE, chooser="x")
+        fuzz(MACHINE, chooser=chooser)
+
+
+def test_fuzz_passes_pct_depth_and_horizon_to_every_run(tmp_path: Path) -> None:
+    # "pct:DEPTH:HORIZON" becomes run i's spec "pct:SEED+i:DEPTH:HORIZON": the
+    # first failing run is the first seed whose own record fails.
+    first = next(
+        i for i in range(50)
+        if record(MACHINE, tmp_path / f"{i}.evr", chooser=f"pct:{i}:2:20").failure is not None
+    )
+    found = fuzz(MACHINE, runs=50, chooser="pct:2:20")
+    assert found.found and found.chooser == "pct:2:20" and found.runs == first + 1
 
 
 def test_minimize_keeps_only_the_decisions_the_failure_needs(tmp_path: Path) -> None:
