@@ -9,6 +9,9 @@ still resolves that name, so those traces keep replaying byte for byte.
 ``replay.examples.cache_service:main`` is an asyncio program (a cache server
 over the virtual network whose two clients race into a stale cache), the
 README's asyncio tutorial; ``main_fixed`` is the same with the fix.
+
+``replay.examples.wakeups`` holds wake-up races from QEMU's history as
+scenarios with their pre-fix variants, run with fine preemption.
 """
 
 __all__: list[str] = []
