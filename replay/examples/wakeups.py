@@ -30,14 +30,19 @@ cleared before it ran stays asleep.
   by every poller, so the vCPU's non-blocking poll made a worker skip the
   kick that the sleeping I/O thread needed. The fix counts blocking pollers
   in ``ctx->notify_me`` and kicks whenever one waits.
+* :func:`test_and_clear_race`, QEMU 21a03d17f2 ("AioContext: fix broken
+  placement of event_notifier_test_and_clear"): the notifier was cleared
+  after the bottom halves ran, so a poll could clear a kick set for a BH
+  scheduled after its BH phase, while another thread slept in ``ppoll``
+  counting on that kick; the fix clears it right after ``ppoll``, before any
+  event is processed.
 
 ``preemption="off"`` runs a scenario without fine preemption, where none of
 the races can happen: every access of a turn is atomic.
 
-The scenario isolates its commit: it differs from its fix only in that
-commit's change (it clears the notifier where 21a03d17f2 put it). The
-model's other knobs (``clear_first``, ``read_ctx_first``) express the code
-before 21a03d17f2 and 924fe1293c. A lost wake-up fails as the worker's timeout
+Each of the two notify scenarios isolates its commit: they differ from their
+fix only in that commit's change (the ``dispatching`` one clears the notifier
+where 21a03d17f2 put it). A lost wake-up fails as the worker's timeout
 (``AssertionError: lost wake-up``), a use after free where it happens.
 
 PYTEST_DONT_REWRITE (its failure messages are the same under pytest as in ``replay``)
@@ -58,6 +63,7 @@ __all__ = [
     "Context2015",
     "ModelBH",
     "dispatching_race",
+    "test_and_clear_race",
 ]
 
 #: When the requests are made, and how long the worker waits for each to run.
@@ -289,4 +295,13 @@ def dispatching_race(
     """QEMU eabc977973: ``ctx->dispatching`` (``fixed=False``) or ``ctx->notify_me``."""
     sim.set_preemption(cast(Preemption, preemption))  # a bad one is refused there
     ctx = Context2015(sim, protocol="notify_me" if fixed else "dispatching", clear_first=True)
+    return _actors(sim, ctx, requests, vcpu=True)
+
+
+def test_and_clear_race(
+    sim: Simulation, *, fixed: bool = False, requests: int = 1, preemption: str = "fine"
+) -> list[str]:
+    """QEMU 21a03d17f2: the notifier cleared after the BHs run (``fixed=False``) or before."""
+    sim.set_preemption(cast(Preemption, preemption))  # a bad one is refused there
+    ctx = Context2015(sim, protocol="notify_me", clear_first=fixed)
     return _actors(sim, ctx, requests, vcpu=True)

@@ -1,9 +1,12 @@
 """QEMU's wake-up races (``replay/examples/wakeups.py``): found before their fix, gone after.
 
-The race follows a QEMU commit and the code it changed:
+Each race follows one QEMU commit and the code it changed:
 
 * eabc977973, "AioContext: fix broken ctx->dispatching optimization": util/async.c
   ``aio_notify`` and util/aio-posix.c ``aio_poll`` (``aio_set_dispatching``);
+* 21a03d17f2, "AioContext: fix broken placement of event_notifier_test_and_clear":
+  util/aio-posix.c ``aio_poll`` (and QEMU's own model of it,
+  docs/spin/aio_notify_bug.promela);
 
 The budgets below are what each explorer is given; the pre-fix variant must
 fail within it, the failing trace must replay bit for bit to the same failure,
@@ -16,9 +19,11 @@ race                random      PCT depth 3,       hypothesis (derandomized)   s
                                 horizon 15                                     K=2
 ==================  ==========  =================  ==========================  ===========
 dispatching         2           4                  247 calls                   2
+test_and_clear      92          250                368 calls                   9
 ==================  ==========  =================  ==========================  ===========
 
-The fixed variant's whole K=2 tree: 1974 schedules.
+The fixed variants' whole K=2 tree: 1974 schedules (the two notify races
+share their fixed protocol).
 """
 
 from __future__ import annotations
@@ -38,10 +43,11 @@ from replay.explore.fuzz import fuzz
 from replay.explore.hypothesis import SimulationRun, simulations
 from replay.explore.systematic import explore_systematic
 
-RACES = ("dispatching_race",)
+RACES = ("dispatching_race", "test_and_clear_race")
 #: The failure each pre-fix variant must end in.
 FAILURES = {
     "dispatching_race": "AssertionError: lost wake-up: ",
+    "test_and_clear_race": "AssertionError: lost wake-up: request 0 not done",
 }
 
 #: The budgets (runs, examples, schedules) every explorer gets.

@@ -185,6 +185,22 @@ def test_pct_fuzz_passes_depth_and_horizon_on(
     assert play(out).bit_exact is True
 
 
+def test_pct_fuzz_with_a_short_horizon_finds_a_short_race(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # QEMU 21a03d17f2's lost wake-up takes about 15 decisions: PCT's change
+    # points must fall among them (with the default horizon, 1000, they do not).
+    out = tmp_path / "pct.evr"
+    args = ["fuzz", "replay.examples.wakeups:test_and_clear_race", "--chooser", "pct",
+            "--pct-depth", "3", "--runs", "400", "-o", str(out)]
+    assert main(args) == 0
+    assert capsys.readouterr().out.startswith("no failure in 400 runs")
+    assert main([*args, "--pct-horizon", "15"]) == 1
+    printed = capsys.readouterr().out
+    assert printed.startswith("failure found after 250 run(s): exception: AssertionError: lost ")
+    assert play(out).bit_exact is True
+
+
 def test_systematic_fuzz_of_a_nondeterministic_scenario_is_a_clean_error(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
