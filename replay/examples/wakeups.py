@@ -1,6 +1,6 @@
 """QEMU's wake-up races, as scenarios: each bug before its fix, and the fix.
 
-Bugs from the history of QEMU's AioContext wake-up protocol, found in
+Three bugs from the history of QEMU's AioContext wake-up protocol, found in
 2014-2015 by hangs and crashes that tracing made vanish. Each scenario here
 takes ``fixed`` (False: the code before the commit; True: the commit
 applied), turns fine preemption on (``Simulation.set_preemption("fine")``,
@@ -36,6 +36,10 @@ cleared before it ran stays asleep.
   scheduled after its BH phase, while another thread slept in ``ppoll``
   counting on that kick; the fix clears it right after ``ppoll``, before any
   event is processed.
+* :func:`bh_ctx_race`, QEMU 924fe1293c ("aio: fix qemu_bh_schedule()
+  bh->ctx race condition"): ``qemu_bh_schedule`` read ``bh->ctx`` after
+  setting ``bh->scheduled``, when the event loop may already have run the BH
+  and freed it; the fix reads it first.
 
 ``preemption="off"`` runs a scenario without fine preemption, where none of
 the races can happen: every access of a turn is atomic.
@@ -62,6 +66,7 @@ __all__ = [
     "REQUEST_TIMEOUT_NS",
     "Context2015",
     "ModelBH",
+    "bh_ctx_race",
     "dispatching_race",
     "test_and_clear_race",
 ]
@@ -305,3 +310,12 @@ def test_and_clear_race(
     sim.set_preemption(cast(Preemption, preemption))  # a bad one is refused there
     ctx = Context2015(sim, protocol="notify_me", clear_first=fixed)
     return _actors(sim, ctx, requests, vcpu=True)
+
+
+def bh_ctx_race(
+    sim: Simulation, *, fixed: bool = False, requests: int = 2, preemption: str = "fine"
+) -> list[str]:
+    """QEMU 924fe1293c: ``bh->ctx`` read after ``bh->scheduled`` is set (``fixed=False``)."""
+    sim.set_preemption(cast(Preemption, preemption))  # a bad one is refused there
+    ctx = Context2015(sim, protocol="notify_me", clear_first=True, read_ctx_first=fixed)
+    return _actors(sim, ctx, requests, vcpu=False)

@@ -7,6 +7,8 @@ Each race follows one QEMU commit and the code it changed:
 * 21a03d17f2, "AioContext: fix broken placement of event_notifier_test_and_clear":
   util/aio-posix.c ``aio_poll`` (and QEMU's own model of it,
   docs/spin/aio_notify_bug.promela);
+* 924fe1293c, "aio: fix qemu_bh_schedule() bh->ctx race condition": async.c
+  ``qemu_bh_schedule``.
 
 The budgets below are what each explorer is given; the pre-fix variant must
 fail within it, the failing trace must replay bit for bit to the same failure,
@@ -20,10 +22,11 @@ race                random      PCT depth 3,       hypothesis (derandomized)   s
 ==================  ==========  =================  ==========================  ===========
 dispatching         2           4                  247 calls                   2
 test_and_clear      92          250                368 calls                   9
+bh_ctx              2           1                  60 calls                    26
 ==================  ==========  =================  ==========================  ===========
 
-The fixed variants' whole K=2 tree: 1974 schedules (the two notify races
-share their fixed protocol).
+The fixed variants' whole K=2 trees: 1974 schedules (the two notify races
+share their fixed protocol) and 138 (``bh_ctx``).
 """
 
 from __future__ import annotations
@@ -43,11 +46,12 @@ from replay.explore.fuzz import fuzz
 from replay.explore.hypothesis import SimulationRun, simulations
 from replay.explore.systematic import explore_systematic
 
-RACES = ("dispatching_race", "test_and_clear_race")
+RACES = ("dispatching_race", "test_and_clear_race", "bh_ctx_race")
 #: The failure each pre-fix variant must end in.
 FAILURES = {
     "dispatching_race": "AssertionError: lost wake-up: ",
     "test_and_clear_race": "AssertionError: lost wake-up: request 0 not done",
+    "bh_ctx_race": "AssertionError: use after free: qemu_bh_schedule read bh->ctx",
 }
 
 #: The budgets (runs, examples, schedules) every explorer gets.
@@ -150,6 +154,16 @@ def test_systematic_finds_the_race_and_exhausts_its_fix(name: str, tmp_path: Pat
     _replays_to(found.trace_path, found.failure)
     fixed = explore_systematic(spec, preemptions=SYSTEMATIC_K, budget=5000, params={"fixed": True})
     assert fixed.complete and not fixed.found
+
+
+def test_the_bh_ctx_race_is_a_use_after_free_of_the_bh_not_a_lost_wakeup() -> None:
+    # 924fe1293c: the BH ran and was freed between bh->scheduled = 1 and the read
+    # of bh->ctx: one preemption of the worker, right after it set bh->scheduled.
+    found = explore_systematic(_spec("bh_ctx_race"), preemptions=1, budget=100)
+    assert found.found and found.preempted == 1
+    assert found.failure is not None and "'request 1' after aio_bh_poll ran and freed it" in (
+        found.failure
+    )
 
 
 def test_the_model_context_refuses_an_unknown_protocol() -> None:
