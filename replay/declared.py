@@ -72,6 +72,7 @@ BUNDLED_SCENARIOS: Final = (
     "replay.examples.wakeups:dispatching_race",
     "replay.examples.wakeups:test_and_clear_race",
     "replay.examples.wakeups:bh_ctx_race",
+    "replay.examples.wakeups:today",
     "replay.pytest_plugin:replay_test",
 )
 #: Old names of bundled scenarios -> their current names. A trace naming an

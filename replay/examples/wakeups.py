@@ -49,6 +49,10 @@ fix only in that commit's change (the ``dispatching`` one clears the notifier
 where 21a03d17f2 put it). A lost wake-up fails as the worker's timeout
 (``AssertionError: lost wake-up``), a use after free where it happens.
 
+:func:`today` runs the same actors on evloop's own loop (today's QEMU: the
+``notified`` flag, ``aio_notify_accept``, one poller per context) to show
+that it passes the same exploration.
+
 PYTEST_DONT_REWRITE (its failure messages are the same under pytest as in ``replay``)
 """
 
@@ -59,7 +63,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import cast
 
-from evloop import SCALE_MS, EventNotifier, Simulation
+from evloop import BH, SCALE_MS, EventNotifier, Simulation
 from evloop.machine.simulation import Preemption
 
 __all__ = [
@@ -69,6 +73,7 @@ __all__ = [
     "bh_ctx_race",
     "dispatching_race",
     "test_and_clear_race",
+    "today",
 ]
 
 #: When the requests are made, and how long the worker waits for each to run.
@@ -319,3 +324,49 @@ def bh_ctx_race(
     sim.set_preemption(cast(Preemption, preemption))  # a bad one is refused there
     ctx = Context2015(sim, protocol="notify_me", clear_first=True, read_ctx_first=fixed)
     return _actors(sim, ctx, requests, vcpu=False)
+
+
+def today(sim: Simulation, *, requests: int = 2) -> list[str]:
+    """The same actors on evloop's own loop, which follows today's QEMU (10.2).
+
+    The worker completes requests into an IOThread with a BH it frees from
+    its callback and with oneshot BHs, and into the main loop's context (the
+    GSource path); the IOThread also runs a request on its thread pool. One
+    thread polls each context, as QEMU asserts today.
+    """
+    sim.set_preemption("fine")
+    io = sim.iothread("iothread")
+    main_ctx = sim.main_loop.aio_context
+    done: list[str] = []
+
+    def complete(name: str, box: list[BH]) -> None:
+        done.append(name)
+        box[0].delete()  # a completion BH freed from its own callback
+
+    def pool_request() -> None:
+        io.ctx.thread_pool_submit(lambda: sim.sleep(SCALE_MS // 10), lambda _: done.append("pool"))
+
+    def worker() -> None:
+        sim.sleep(START_NS)
+        names: list[str] = []
+        for i in range(requests):
+            name = f"request {i}"
+            names.append(name)
+            box: list[BH] = []
+            bh = io.ctx.bh_new(partial(complete, name, box), name)
+            box.append(bh)
+            bh.schedule()
+            io.ctx.bh_schedule_oneshot(partial(done.append, f"{name} oneshot"))
+            main_ctx.bh_schedule_oneshot(partial(done.append, f"{name} main"))
+        io.ctx.bh_schedule_oneshot(pool_request)
+        for name in names:
+            for what in (name, f"{name} oneshot", f"{name} main"):
+                _wait(sim, partial(_contains, done, what), what)
+        _wait(sim, partial(_contains, done, "pool"), "the thread-pool request")
+        io.stop()
+        thread = io.thread
+        assert thread is not None
+        _wait(sim, lambda: not thread.is_alive(), "the stop request")
+
+    sim.thread("worker", worker)
+    return done
