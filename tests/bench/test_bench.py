@@ -354,3 +354,49 @@ def test_target_bounds() -> None:
     assert Target("<=", 1.2).met(1.2) and not Target("<=", 1.2).met(1.21)
     assert Target(">=", 0.4).met(0.4) and not Target(">=", 0.4).met(0.39)
     assert Series().status is Status.OK
+
+
+# -- bench.report: the README's tables from one run ---------------------------------------
+
+
+def _results(**figures: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "implementation": "CPython", "python": "3.11.7", "cpus_usable": 2, "repeat": 5,
+        "warmup": 1, "wall_s": 754.4, "workloads": ["timers", "record"], "figures": figures,
+    }  # fmt: skip
+
+
+def test_the_report_lists_ratios_with_their_targets_and_leaves_rates_out() -> None:
+    from bench.report import render
+
+    text = render(_results(
+        timers_evreplay={"label": "timers: evreplay", "unit": "dispatch/s", "median": 1e5,
+                         "status": "ok", "note": "", "target": None, "met": None},
+        timers_ratio_simpy={"label": "timers: evreplay / simpy", "unit": "x", "median": 0.674,
+                            "status": "ok", "note": "", "target": ">= 1.0", "met": False},
+        record_overhead={"label": "record / plain", "unit": "x", "median": 1.061,
+                         "status": "ok", "note": "chooser random:1", "target": "<= 1.5",
+                         "met": True},
+        bytes_per_decision={"label": "bytes per decision", "unit": "B", "median": 2.031,
+                            "status": "ok", "note": "", "target": "<= 3.0", "met": True},
+    ))  # fmt: skip
+    lines = text.splitlines()
+    assert lines[0].startswith("One `make bench` run: CPython 3.11.7, 2 usable cores, 5 measured")
+    assert "12 min 34 s of wall time" in lines[0]
+    assert "| timers: evreplay / simpy | 0.67x | ≥ 1.0x | **no** |" in lines
+    assert "| record / plain (chooser random:1) | 1.06x | ≤ 1.5x | yes |" in lines
+    assert "| bytes per decision | 2.03 B | ≤ 3.0 B | yes |" in lines
+    assert not any("dispatch/s" in line for line in lines)
+
+
+def test_the_report_refuses_a_file_that_is_not_a_run_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench.report import main
+
+    bad = tmp_path / "r.json"
+    bad.write_text('{"figures": {}}')
+    assert main([str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"bench.report: {bad}: not a results file of python -m bench")
+    assert "Traceback" not in err
