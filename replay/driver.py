@@ -42,6 +42,7 @@ from .errors import ReplayError
 from .interrupt import InterruptWatch, run_failure
 from .scenario import Scenario, start_scenario
 from .session import Player, Recorder, describe_exception
+from .stackroom import run_stack
 from .trace.choices import batch_decisions
 from .trace.format import EventKind
 from .trace.header import TraceHeader
@@ -339,8 +340,9 @@ def finish_recording(
             try:
                 # The values the header stores (lists as tuples, keys sorted), so
                 # that record and play hand the scenario the very same parameters.
-                start_scenario(fn, sim, writer.header.parameters)
-                reason = sim.run(until_ns=until_ns, max_steps=max_steps).reason.value
+                with run_stack():
+                    start_scenario(fn, sim, writer.header.parameters)
+                    reason = sim.run(until_ns=until_ns, max_steps=max_steps).reason.value
             except ReplayError:
                 raise
             except BaseException as exc:
@@ -436,9 +438,10 @@ def play_run(
         watch = InterruptWatch()
         with watch:
             try:
-                start_scenario(fn, sim, header.parameters)
                 exact = until_step is not None and max_steps == until_step
-                result = sim.run(until_ns=until_ns, max_steps=max_steps, exact_steps=exact)
+                with run_stack():
+                    start_scenario(fn, sim, header.parameters)
+                    result = sim.run(until_ns=until_ns, max_steps=max_steps, exact_steps=exact)
                 reason = result.reason.value
             except ReplayError:
                 raise

@@ -44,6 +44,7 @@ player refuses further work.
 from __future__ import annotations
 
 import re
+import sys
 from collections import deque
 from collections.abc import Callable, Sequence
 from enum import Enum
@@ -52,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 from evloop import Blocker, ChoiceKind, Chooser, ClockType, FifoChooser, Seams
 
 from .errors import ReplayDivergence, ReplayError
+from .stackroom import DOOR_ROOM, restore, roomy
 from .trace.choices import batch_decisions, encode_choice_into
 from .trace.describe import show_record
 from .trace.format import CheckpointKind, EventKind
@@ -161,9 +163,9 @@ class _Session:
         self.sim = sim
         sim.plug(Seams(
             chooser=self.chooser,
-            clock_read=self._clock_read,
-            random_draw=self._random_draw,
-            hooks=self,
+            clock_read=roomy(self._clock_read),
+            random_draw=roomy(self._random_draw),
+            hooks=_RoomyHooks(self),
             blocker=blocker,
         ))
 
@@ -229,6 +231,21 @@ class _Session:
         raise NotImplementedError
 
 
+class _RoomyHooks:
+    """The session's simulation hooks, each with room on the stack (replay/stackroom.py)."""
+
+    __slots__ = ("checkpoint", "input", "shutdown")
+
+    def __init__(self, session: _Session) -> None:
+        self.checkpoint = roomy(session.checkpoint)
+        self.input = roomy(session.input)
+        self.shutdown = roomy(session.shutdown)
+
+
+_get_limit = sys.getrecursionlimit
+_set_limit = sys.setrecursionlimit
+
+
 class _SessionChooser:
     """The simulation's chooser: every decision goes through the session."""
 
@@ -239,7 +256,12 @@ class _SessionChooser:
         self.inner = inner
 
     def choose(self, kind: ChoiceKind, options: Sequence[str]) -> int:
-        return self.session.choose(kind, options, self.inner)
+        limit = _get_limit()
+        _set_limit(limit + DOOR_ROOM)  # replay/stackroom.py
+        try:
+            return self.session.choose(kind, options, self.inner)
+        finally:
+            restore(limit)
 
     def __repr__(self) -> str:
         return f"<{self.session.mode.value} chooser over {self.inner!r}>"

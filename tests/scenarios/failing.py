@@ -95,3 +95,20 @@ def spins(sim: Simulation) -> None:
             n += 1
 
     sim.thread("spinner", spin)
+
+
+def nested_polls(sim: Simulation) -> None:
+    """A bottom half that polls its own context from inside itself, deeper each time.
+
+    Each level draws a random number and schedules the next level, until the
+    stack runs out: a RecursionError, at a step that only the program's own
+    frames decide.
+    """
+    ctx = sim.main_loop.aio_context
+
+    def level() -> None:
+        sim.random.getrandbits(64)
+        ctx.bh_schedule_oneshot(level, name="level")
+        ctx.poll(False)
+
+    ctx.bh_schedule_oneshot(level, name="level")
