@@ -37,8 +37,10 @@ __all__ = [
     "LOOPS",
     "call_soon_chain",
     "event_ping_pong",
+    "queue_main",
     "queue_pipeline",
     "sleepers",
+    "sleepers_main",
 ]
 
 
@@ -151,22 +153,23 @@ def event_ping_pong(loop_name: str, round_trips: int) -> Run:
 def queue_pipeline(loop_name: str, items: int, maxsize: int = 1) -> Run:
     loop = LOOPS[loop_name]()
     done = [0]
+    return _until_complete(loop, queue_main(items, maxsize, done), done)
 
-    async def main() -> None:
-        queue: asyncio.Queue[int] = asyncio.Queue(maxsize)
 
-        async def producer() -> None:
-            for i in range(items):
-                await queue.put(i)
+async def queue_main(items: int, maxsize: int, done: list[int]) -> None:
+    """The queue pipeline's program (also recorded and played: ``workloads.py``)."""
+    queue: asyncio.Queue[int] = asyncio.Queue(maxsize)
 
-        async def consumer() -> None:
-            for _ in range(items):
-                await queue.get()
-                done[0] += 1
+    async def producer() -> None:
+        for i in range(items):
+            await queue.put(i)
 
-        await asyncio.gather(producer(), consumer())
+    async def consumer() -> None:
+        for _ in range(items):
+            await queue.get()
+            done[0] += 1
 
-    return _until_complete(loop, main(), done)
+    await asyncio.gather(producer(), consumer())
 
 
 def sleepers(loop_name: str, tasks: int, total: int) -> Run:
@@ -190,16 +193,18 @@ def sleepers(loop_name: str, tasks: int, total: int) -> Run:
 
 
 def _sleepers_on(loop: asyncio.AbstractEventLoop, tasks: int, total: int) -> Run:
-    streams = delay_streams_s(tasks, total)
     done = [0]
+    return _until_complete(loop, sleepers_main(tasks, total, done), done)
 
-    async def main() -> None:
-        async def sleeper(stream: tuple[float, ...]) -> None:
-            sleep = asyncio.sleep
-            for delay in stream:
-                await sleep(delay)
-                done[0] += 1
 
-        await asyncio.gather(*(sleeper(stream) for stream in streams))
+async def sleepers_main(tasks: int, total: int, done: list[int]) -> None:
+    """The sleepers' program (also recorded and played: ``workloads.py``)."""
+    streams = delay_streams_s(tasks, total)
 
-    return _until_complete(loop, main(), done)
+    async def sleeper(stream: tuple[float, ...]) -> None:
+        sleep = asyncio.sleep
+        for delay in stream:
+            await sleep(delay)
+            done[0] += 1
+
+    await asyncio.gather(*(sleeper(stream) for stream in streams))

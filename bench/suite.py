@@ -62,6 +62,11 @@ class Sizes:
     #: through the OS, so it is the slowest scenario per step; the overhead
     #: ratios are per step, and 20k round trips (40k handoffs) measure them well.
     recorded_round_trips: int = 20_000
+    #: asyncio programs recorded and played (workload 4): workload 8's sleepers
+    #: (100 tasks) and queue pipeline, at sizes that take about a second plain.
+    recorded_asyncio_tasks: int = 100
+    recorded_asyncio_sleeps: int = 50_000
+    recorded_asyncio_items: int = 50_000
     rss_steps: tuple[int, int] = (1_000_000, 10_000_000)
     #: One round: a fresh process's peak RSS hardly varies from run to run, and
     #: one round (0, 1M and 10M steps; plain, recorded, played) is 33M steps.
@@ -96,6 +101,9 @@ QUICK = Sizes(
     bh_runs=1000,
     round_trips=100,
     recorded_round_trips=100,
+    recorded_asyncio_tasks=10,
+    recorded_asyncio_sleeps=200,
+    recorded_asyncio_items=200,
     rss_steps=(1000, 10_000),
     rss_repeat=1,
     idle_fds=(10, 20, 50, 100),
@@ -318,6 +326,21 @@ def _recorded(z: Sizes) -> list[_Recorded]:
             "sleep",
             {"n_threads": DECISION_THREADS, "total": z.handoffs},
             z.handoffs - z.handoffs % DECISION_THREADS,
+        ),
+        _Recorded(
+            "asyncio_sleep",
+            f"asyncio.sleep in {z.recorded_asyncio_tasks} tasks "
+            f"({_count(z.recorded_asyncio_sleeps)} sleeps)",
+            "asyncio_sleep",
+            {"tasks": z.recorded_asyncio_tasks, "total": z.recorded_asyncio_sleeps},
+            z.recorded_asyncio_sleeps,
+        ),
+        _Recorded(
+            "asyncio_queue",
+            f"asyncio Queue producer/consumer ({_count(z.recorded_asyncio_items)} items)",
+            "asyncio_queue",
+            {"items": z.recorded_asyncio_items},
+            z.recorded_asyncio_items,
         ),
     ]
 

@@ -12,7 +12,9 @@ reports ``unavailable``) while either does not import.
 
 The workloads that are recorded and played are also *scenarios*
 (:func:`timer_scenario`, :func:`bh_scenario`, :func:`pingpong_scenario`,
-:func:`sleep_scenario`, :func:`forever_scenario`): module-level functions
+:func:`sleep_scenario`, :func:`forever_scenario`, and the asyncio programs
+:func:`asyncio_sleep_scenario` and :func:`asyncio_queue_scenario`, which
+return the coroutine a ``SimEventLoop`` runs): module-level functions
 that set the workload up on a simulation they are given, so that
 ``replay.record("bench.workloads:timer_scenario", ...)`` can run them and
 ``replay.play`` find them again from the trace header alone.
@@ -34,12 +36,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from .asyncio_loops import queue_main, sleepers_main
 from .delays import delay_streams
 from .harness import BenchError, Run, Unavailable
 
 __all__ = [
     "FAR_FUTURE_NS",
     "Recording",
+    "asyncio_queue_scenario",
+    "asyncio_sleep_scenario",
     "bh_scenario",
     "bottom_halves",
     "context_timers",
@@ -233,6 +238,18 @@ def sleep_scenario(sim: Any, *, n_threads: int, total: int) -> list[int]:
     return _tally(done)
 
 
+def asyncio_sleep_scenario(sim: Any, *, tasks: int, total: int) -> Any:
+    """Workload 8's sleepers as a scenario: ``tasks`` tasks, ``total`` ``asyncio.sleep``\\s."""
+    done = _tally([0])
+    return sleepers_main(tasks, total, done)
+
+
+def asyncio_queue_scenario(sim: Any, *, items: int) -> Any:
+    """Workload 8's queue pipeline as a scenario: ``items`` through a one-slot queue."""
+    done = _tally([0])
+    return queue_main(items, 1, done)
+
+
 def forever_scenario(sim: Any, *, n_timers: int, cycle: int) -> list[int]:
     """Workload 5: ``n_timers`` timers re-arming forever (each cycles through ``cycle`` delays)."""
     streams = (itertools.cycle(stream) for stream in delay_streams(n_timers, n_timers * cycle))
@@ -364,15 +381,17 @@ class Recording:
 
     def plain(self) -> Run:
         evloop = load_evloop()
-        chooser = load_replay().chooser_from_spec(self.chooser)
+        replay = load_replay()
+        chooser = replay.chooser_from_spec(self.chooser)
         fn = globals()[f"{self.name}_scenario"]
+        start = importlib.import_module("replay.scenario").start_scenario
 
         def run() -> int:
             sim = evloop.Simulation(0, chooser=chooser)
-            done = fn(sim, **self.params)
+            start(fn, sim, self.params)  # as record and play call it (a coroutine runs too)
             sim.run()
             sim.close()
-            return int(done[0])
+            return _LAST[0][0]
 
         return run
 

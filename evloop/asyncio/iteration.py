@@ -148,7 +148,7 @@ def iterate(loop: SimEventLoop, many: bool) -> None:
 
         # 2. wait
         if ready or loop._stopping or sel_ready:
-            if waiting or external or sched.stalled:
+            if (waiting or external or sched.stalled) and not sched.hands_back(thread):
                 loop._wait(0)  # a preemption point: other threads of control may go first
         else:
             if heap:

@@ -178,7 +178,8 @@ class SimEventLoop(NetworkSelectorLoop):
         self._next_gc = 0
         self._iterating = False
         #: The simulation's step bookkeeping can be inlined (iteration.py).
-        self._inline_steps = sim._dispatch_observer == sim._observe
+        observer = sim._dispatch_observer
+        self._inline_steps = observer == sim._observe or observer is sim._lean_dispatch
         super().__init__(VirtualSelector(sim.fds))
         self._scheduled = []
         install_run_coroutine_threadsafe()

@@ -396,6 +396,32 @@ class Scheduler:
                 out.append(t)
         return out
 
+    def hands_back(self, me: ThreadOfControl) -> bool:
+        """Whether a preemption point of ``me`` now (``block`` with timeout 0) would
+        give the turn straight back to ``me``: no other thread can run, nothing
+        is to be delivered, the run is not ending. Such a point changes nothing
+        (one candidate is no decision, and no turn passes), so a caller may skip
+        it; the test is :meth:`_runnable`'s over the waiting threads (keep the
+        two in step).
+        """
+        if (
+            self._external or self.stalled or self._closing or self.failure is not None
+            or self.stop_reason is not None or self.halt[0]
+            or (me is self.main and not self.in_run)
+        ):
+            return False
+        now = self.clock._now[0]
+        for t in self._waiting:
+            if t.state is _RUNNABLE:
+                return False
+            at = t.wake_at
+            if at is not None and at <= now:
+                return False
+            cond = t.cond
+            if cond is not None and cond.ready():
+                return False
+        return True
+
     def _next_wake(self) -> int | None:
         wake: int | None = None
         for t in self._waiting:

@@ -181,6 +181,9 @@ class Simulation:
         # and folded into the digest: the lean observer (every dispatch pays it).
         lean = not recent and (log is False or log is None)
         observer: DispatchObserver = self._lean_observer() if lean else self._observe
+        #: The observer that only counts steps and folds them into the digest
+        #: (``None`` with a log or a ring): a loop may inline it (asyncio/iteration.py).
+        self._lean_dispatch: DispatchObserver | None = observer if lean else None
         if plan:
             self._faults = FaultInjector(
                 plan, sched=self._sched, fds=self.fds, clock=self.clock, step=self._step,

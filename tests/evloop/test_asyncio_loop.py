@@ -290,3 +290,41 @@ def test_a_chooser_goes_to_the_simulation_not_to_a_loop_on_it() -> None:
         ValueError, match=r"^pass the chooser to the Simulation, not to a loop built on it$"
     ):
         SimEventLoop(sim, chooser=RandomChooser(1))
+
+
+@pytest.mark.parametrize("host", ["alone", "thread of control"])
+def test_the_steps_are_the_same_whatever_watches_them(host: str) -> None:
+    """The loop folds steps into the digest itself when the simulation only
+    counts them (no log, no ring) and hands them to the simulation's observer
+    otherwise; and a loop hosted in a thread of control skips its preemption
+    points when no other thread could take the turn. Steps and digest are
+    the same either way."""
+
+    async def main() -> None:
+        queue: asyncio.Queue[int] = asyncio.Queue(1)
+
+        async def producer() -> None:
+            for i in range(50):
+                await queue.put(i)
+                await asyncio.sleep(0.001 * (i % 3))
+
+        async def consumer() -> None:
+            for _ in range(50):
+                await queue.get()
+
+        await asyncio.gather(producer(), consumer())
+
+    def steps(**watch: object) -> tuple[int, int]:
+        sim = Simulation(**watch)  # type: ignore[arg-type]
+        if host == "alone":
+            run(main(), sim=sim)
+        else:
+            sim.thread("asyncio", lambda: run(main(), sim=sim))
+            sim.run()
+        sim.close()
+        return sim.steps, sim.digest
+
+    lean = steps()
+    assert lean[0] > 100
+    assert steps(log=True) == lean
+    assert steps(recent=8) == lean

@@ -830,3 +830,27 @@ def test_parked_greenlet_threads_survive_fork_and_finish_in_the_child() -> None:
         assert done == []  # the parent's copies are still parked
         sim.run()
         assert done == [f"t{i}" for i in range(8)]
+
+
+def test_a_preemption_point_hands_the_turn_back_only_when_nobody_else_can_run() -> None:
+    sim = Simulation()
+    seen: list[tuple[str, bool]] = []
+    gate = sim.event("gate")
+
+    def a() -> None:
+        sched = sim._sched
+        me = sched.current
+        seen.append(("b waits on the gate", sched.hands_back(me)))
+        gate.set()
+        seen.append(("b can run", sched.hands_back(me)))
+        sim.yield_now()
+        seen.append(("b is done", sched.hands_back(me)))
+
+    def b() -> None:
+        gate.wait()
+
+    sim.thread("b", b)
+    sim.thread("a", a)
+    sim.run()
+    sim.close()
+    assert seen == [("b waits on the gate", True), ("b can run", False), ("b is done", True)]
