@@ -49,6 +49,7 @@ from .scenario import (
     chooser_from_spec,
     load_scenario,
     scenario_name,
+    source_hash,
 )
 from .session import Player, Recorder
 from .trace.header import TraceHeader
@@ -69,14 +70,18 @@ def record(
     until_ns: int | None = None,
     max_steps: int | None = None,
     checkpoint_interval: int = DEFAULT_CHECKPOINT_INTERVAL,
-    sanitize: bool | str = False,
+    sanitize: bool | str = True,
     watchdog: float | None = DEFAULT_WATCHDOG_S,
+    progress: Callable[[int], object] | None = None,
 ) -> RecordResult:
     """Run ``scenario`` under a recorder and write its trace to ``output``.
 
-    ``sanitize`` (True or ``"strict"``) routes or refuses real
-    nondeterminism (``time.time``, ``random.*``, ...) while the scenario runs;
-    it is stored in the header, so play runs under the same sanitizer.
+    ``sanitize`` routes (True, the default) or refuses (``"strict"``) real
+    nondeterminism (``time.time``, ``random.*``, ``os.urandom``, ... and the
+    references ``from time import time`` bound) while the scenario runs, so a
+    scenario that reads them still replays; False leaves them alone. It is
+    stored in the header, so play runs under the same sanitizer (a trace
+    without it, from before it was the default, plays without one).
     ``watchdog`` is the wall-clock timeout (seconds) of a thread of control
     that never gives the turn back, or None for off; a value other than the
     default is stored in the header, so play runs with the same one.
@@ -84,6 +89,7 @@ def record(
     ``chooser`` is a spec (``fifo``, ``random:SEED``, ``pct:SEED[:DEPTH[:HORIZON]]``) or
     a :class:`~evloop.Chooser` with a ``spec`` attribute naming it for the
     header (its decisions are in the trace, so play never rebuilds it).
+    ``progress`` is told the step count at every periodic checkpoint.
     """
     name = scenario_name(scenario)
     fn = load_scenario(name) if isinstance(scenario, str) else scenario
@@ -100,11 +106,13 @@ def record(
     header = new_header(
         name, seed=seed, chooser=chooser, params=params, faults=faults, until_ns=until_ns,
         max_steps=max_steps, checkpoint_interval=checkpoint_interval, sanitize=sanitize,
-        watchdog=watchdog,
+        watchdog=watchdog, source=source_hash(fn, params or {}),
     )
 
     def build(writer: TraceWriter) -> tuple[Recorder, Simulation, BlockerPlug | None]:
-        return Recorder(writer), simulation(header, inner), None
+        recorder = Recorder(writer)
+        recorder.progress = progress
+        return recorder, simulation(header, inner), None
 
     return finish_recording(begin_recording(output, header, build), fn)
 
@@ -130,16 +138,18 @@ def play(
     *,
     until_step: int | None = None,
     on_step: Callable[[DispatchEvent], object] | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> PlayResult:
     """Replay the trace at ``path``; raise :class:`ReplayDivergence` at the first difference.
 
     ``on_step`` is called with every step as a :class:`~evloop.DispatchEvent`
     (virtual time, thread, context, kind, callback name): what the trace's
     decisions regenerate, for dumps and timelines. This is the one place that
-    opens a trace to play it and decides its mode (simulation or host).
+    opens a trace to play it and decides its mode (simulation or host). ``progress``
+    is told the step count at every periodic checkpoint (simulation mode).
     """
     try:
-        return _play(path, until_step=until_step, on_step=on_step)
+        return _play(path, until_step=until_step, on_step=on_step, progress=progress)
     except ReplayDivergence as divergence:
         if divergence.noticed_step is None or until_step is not None:
             raise
@@ -150,11 +160,11 @@ def _at_departure(path: str | Path, divergence: ReplayDivergence) -> ReplayDiver
     """The divergence with the steps before its departure, from a replay that stops there."""
     recent: deque[DispatchEvent] = deque(maxlen=RECENT_STEPS)
     try:
-        _play(path, until_step=divergence.step, on_step=recent.append)
+        _play(path, until_step=divergence.step, on_step=recent.append, progress=None)
     except ReplayError:
         return divergence
     last = recent[-1] if recent else None
-    return ReplayDivergence(
+    departed = ReplayDivergence(
         step=divergence.step,
         event_index=divergence.event_index,
         expected=divergence.expected,
@@ -164,6 +174,8 @@ def _at_departure(path: str | Path, divergence: ReplayDivergence) -> ReplayDiver
         recent=tuple(recent),
         noticed_step=divergence.noticed_step,
     )
+    departed.scenario_changed = divergence.scenario_changed
+    return departed
 
 
 def _play(
@@ -171,6 +183,7 @@ def _play(
     *,
     until_step: int | None,
     on_step: Callable[[DispatchEvent], object] | None,
+    progress: Callable[[int], object] | None,
 ) -> PlayResult:
     with TraceReader(path, strict=False) as reader:
         check_header(reader.header, path)  # an unknown mode is refused, not played
@@ -185,6 +198,8 @@ def _play(
             derived = None
             if header.chooser not in RECORDED_ONLY:
                 derived = chooser_from_spec(header.chooser)
-            return Player(reader, writer, derived), simulation(header, log=on_step), None
+            player = Player(reader, writer, derived)
+            player.progress = progress
+            return player, simulation(header, log=on_step), None
 
         return play_run(path, reader, build, until_step=until_step)

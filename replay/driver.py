@@ -38,9 +38,9 @@ from evloop import __version__ as evloop_version
 from evloop.machine.watchdog import DEFAULT_TIMEOUT_S as DEFAULT_WATCHDOG_S
 
 from .declared import check_parameters, declare_scenario, load_trace_scenario
-from .errors import ReplayError
+from .errors import ReplayDivergence, ReplayError
 from .interrupt import InterruptWatch, run_failure
-from .scenario import Scenario, start_scenario
+from .scenario import SOURCE_KEY, Scenario, source_hash, start_scenario
 from .session import Player, Recorder, describe_exception
 from .stackroom import run_stack
 from .trace.choices import batch_decisions
@@ -149,8 +149,15 @@ def new_header(
     sanitize: bool | str = False,
     watchdog: float | None = DEFAULT_WATCHDOG_S,
     extensions: Mapping[str, Any] | None = None,
+    source: str | None = None,
 ) -> TraceHeader:
-    """The header of a new recording of ``scenario`` (a ``module:function`` name)."""
+    """The header of a new recording of ``scenario`` (a ``module:function`` name).
+
+    ``source`` is :func:`~replay.scenario.source_hash` of the scenario, kept
+    so that a divergence can say the scenario changed since the recording.
+    """
+    if source is not None:
+        extensions = {**(extensions or {}), SOURCE_KEY: source}
     return TraceHeader(
         scenario=scenario,
         seed=seed,
@@ -266,6 +273,25 @@ def simulation_options(header: TraceHeader, log: object = False) -> dict[str, An
         "recent": RECENT_STEPS,
         "log": False if log is None else log,
     }
+
+
+def source_change(fn: Scenario, header: TraceHeader) -> str | None:
+    """What a divergence adds when the scenario's source changed since the recording.
+
+    None when the trace holds no source hash (recorded before there was one),
+    or the source is unchanged or unreadable now.
+    """
+    recorded = header.extensions.get(SOURCE_KEY)
+    if not isinstance(recorded, str):
+        return None
+    now = source_hash(fn, header.parameters)
+    if now is None or now == recorded:
+        return None
+    return (
+        f"the scenario {header.scenario} changed since this trace was recorded (source "
+        f"{recorded}, now {now}): the changed code need not follow the trace; "
+        "'replay rerun' says whether its failure still happens"
+    )
 
 
 def scenario_of(header: TraceHeader, path: str | Path) -> Scenario:
@@ -414,8 +440,24 @@ def play_run(
 
     ``build`` makes the player (re-recording into the writer it is given, a
     hash-only sink), the simulation and, in host mode, the blocker;
-    ``started`` runs once the player is plugged in and has checked INIT.
+    ``started`` runs once the player is plugged in and has checked INIT. A
+    divergence says when the scenario's source changed since the recording.
     """
+    try:
+        return _play_run(path, reader, build, until_step=until_step, started=started)
+    except ReplayDivergence as divergence:
+        divergence.scenario_changed = source_change(scenario_of(reader.header, path), reader.header)
+        raise
+
+
+def _play_run(
+    path: str | Path,
+    reader: TraceReader,
+    build: Callable[[TraceWriter], tuple[P, S, BlockerPlug | None]],
+    *,
+    until_step: int | None,
+    started: Callable[[P, S], object] | None,
+) -> PlayResult:
     header = reader.header
     check_header(header, path)
     fn = scenario_of(header, path)

@@ -121,6 +121,9 @@ class ReplayDivergence(ReplayError):
         self.time_ns = time_ns
         self.thread = thread
         self.recent = tuple(recent)
+        #: Set when the trace's scenario source differs from the current one
+        #: (the header's ``scenario.source_hash``): says so, and what to do.
+        self.scenario_changed: str | None = None
 
     def __str__(self) -> str:
         where = [f"step {self.step}"]
@@ -144,6 +147,8 @@ class ReplayDivergence(ReplayError):
                 f"that matched) and up to {self.step}; steps are not recorded one by one, "
                 "so record with a smaller checkpoint interval to pin it"
             )
+        if self.scenario_changed is not None:
+            lines.append(f"  note: {self.scenario_changed}")
         if self.recent:
             lines.append("  recent events, oldest first:")
             lines.extend(f"    {event!r}" for event in self.recent)

@@ -4,9 +4,14 @@ pytest loads this module through the ``pytest11`` entry point
 (``evreplay = "replay.pytest_plugin"``) in every session of every project that
 installs evreplay. What it provides:
 
-* the ``sim`` fixture: a fresh :class:`~evloop.Simulation`, closed after the test;
+* the ``sim`` fixture: a fresh :class:`~evloop.Simulation`, closed after the test,
+  whose threads of control have ``time.*``, ``random.*``, ``os.urandom`` and
+  ``uuid`` answered by the simulation (``--evreplay-no-sanitize`` or the ini
+  key ``evreplay_sanitize`` turns that off);
 * ``@pytest.mark.deterministic(runs=N)``: run the test N times, each with a fresh
   ``sim``, and fail at the first step where a run's trace differs from the first's;
+  with ``processes=True`` each run is a fresh process under its own
+  ``PYTHONHASHSEED``, so hash-order bugs show (``replay/pytest_fresh.py``);
 * ``@pytest.mark.evreplay_asyncio``: an ``async def`` test runs on a
   :class:`~evloop.asyncio.SimEventLoop` bound to its ``sim`` (the fixture is
   added when the test does not ask for it), as a coroutine scenario runs; it
@@ -40,17 +45,17 @@ Rules this module keeps:
   two; its type and the file and line it was raised at do not.
 * **Names never collide.** A saved trace is named from the xdist worker id
   (``PYTEST_XDIST_WORKER``), the sanitised node id and the run's digest, and is
-  created exclusively (a suffix is added rather than overwrite a file).
+  created exclusively (a suffix is added rather than overwrite a file); the
+  hypothesis integration saves into the same directory by the same rule
+  (``replay/saving.py``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
-import re
 import sys
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -82,12 +87,11 @@ DEFAULT_REPORT_STEPS = 20
 CHECKPOINT_INTERVAL = 1024
 #: How many times ``@pytest.mark.deterministic`` runs a test when not told.
 DEFAULT_RUNS = 5
-#: The longest node id kept whole in a trace's file name.
-MAX_NAME = 120
 
 MARKER = (
-    "deterministic(runs=5): run the test `runs` times, each with a fresh `sim` fixture, "
-    "and fail at the first step where the runs' traces differ"
+    "deterministic(runs=5, processes=False): run the test `runs` times, each with a fresh "
+    "`sim` fixture (with processes=True: each in a fresh process under PYTHONHASHSEED=0, 1, "
+    "...), and fail at the first step where the runs differ"
 )
 ASYNCIO_MARKER = (
     "evreplay_asyncio: run an `async def` test on evreplay's simulated event loop "
@@ -136,6 +140,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "directory to save the traces of failing `sim` tests in (relative to the rootdir)",
         default="",
     )
+    group.addoption(
+        "--evreplay-no-sanitize",
+        action="store_true",
+        default=False,
+        help="leave time.*, random.*, os.urandom and uuid alone in `sim` runs (by default "
+        "the simulation answers them; ini: evreplay_sanitize = false)",
+    )
+    parser.addini(
+        "evreplay_sanitize",
+        "true (the default): `sim` runs answer time.*, random.*, os.urandom and uuid calls "
+        "from the simulation; strict: refuse them; false: leave them alone",
+        default="true",
+    )
     parser.addini(
         "evreplay_report_steps",
         f"how many recent steps a failing `sim` test's report shows (default "
@@ -150,6 +167,8 @@ class _Settings:
     report_steps: int
     trace_dirs: list[Path]
     rerun_dirs: list[Path]
+    #: What ``sim`` runs pass as ``Simulation(sanitize=...)``.
+    sanitize: bool | str = True
 
 
 _SETTINGS = pytest.StashKey[_Settings]()
@@ -163,8 +182,13 @@ def pytest_configure(config: pytest.Config) -> None:
         _report_steps(config),
         _trace_dirs(config, "evreplay_traces"),
         _trace_dirs(config, "evreplay_rerun"),
+        _sanitize(config),
     )
     config.stash[_SETTINGS] = settings
+    if settings.save_dir is not None:  # where the hypothesis integration saves too
+        from replay.saving import set_session_dir
+
+        set_session_dir(settings.save_dir)
     # Trace directories are collected like any path given on the command line.
     # (An xdist worker re-parses the options and arrives here too: add each once.)
     present = {(config.invocation_params.dir / arg).resolve() for arg in config.args}
@@ -173,12 +197,32 @@ def pytest_configure(config: pytest.Config) -> None:
             config.args.append(str(d))
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    settings = config.stash.get(_SETTINGS, None)
+    if settings is not None and settings.save_dir is not None:
+        from replay.saving import set_session_dir
+
+        set_session_dir(None)
+
+
 def _save_dir(config: pytest.Config) -> Path | None:
     option = config.getoption("evreplay_save_traces")
     if option:
         return (config.invocation_params.dir / str(option)).resolve()
     ini = str(config.getini("evreplay_save_traces"))
     return (config.rootpath / ini).resolve() if ini else None
+
+
+def _sanitize(config: pytest.Config) -> bool | str:
+    if config.getoption("evreplay_no_sanitize"):
+        return False
+    value = str(config.getini("evreplay_sanitize")).strip().lower()
+    modes: dict[str, bool | str] = {"true": True, "strict": "strict", "false": False}
+    if value not in modes:
+        raise pytest.UsageError(
+            f"evreplay_sanitize must be true, strict or false, not {value!r}"
+        )
+    return modes[value]
 
 
 def _report_steps(config: pytest.Config) -> int:
@@ -241,7 +285,7 @@ _STATE = pytest.StashKey[_ItemState]()
 
 @pytest.fixture
 def sim(request: pytest.FixtureRequest) -> Iterator[Simulation]:
-    """A fresh :class:`~evloop.Simulation` (seed 0, FIFO chooser), closed after the test."""
+    """A fresh sanitized :class:`~evloop.Simulation` (seed 0, FIFO), closed after the test."""
     item = request.node
     state = _ItemState()
     item.stash[_STATE] = state
@@ -256,26 +300,30 @@ def _new_run(item: pytest.Item, state: _ItemState) -> _Run:
     from evloop import Simulation
 
     log = item.get_closest_marker("deterministic") is not None
-    if item.config.stash[_SETTINGS].save_dir is not None and _unreplayable(item) is None:
-        run = _recorded_run(item, log)
+    settings = item.config.stash[_SETTINGS]
+    if settings.save_dir is not None and _unreplayable(item) is None:
+        run = _recorded_run(item, log, settings.sanitize)
     else:
-        run = _Run(Simulation(0, log=log, recent=RECENT_STEPS))
+        run = _Run(Simulation(0, log=log, recent=RECENT_STEPS, sanitize=settings.sanitize))
     state.runs.append(run)
     state.current = run
     return run
 
 
-def _recorded_run(item: pytest.Item, log: bool) -> _Run:
+def _recorded_run(item: pytest.Item, log: bool, sanitize: bool | str) -> _Run:
     """A simulation under a recorder, set up by the driver :func:`replay.record` uses."""
     from evloop import FifoChooser
     from replay.api import simulation
     from replay.driver import begin_recording, new_header
+    from replay.scenario import file_hash
     from replay.session import Recorder
 
     header = new_header(
         REPLAY_TEST_SCENARIO,
         params={"path": _test_file(item), "function": item.name},
         checkpoint_interval=CHECKPOINT_INTERVAL,
+        sanitize=sanitize,
+        source=file_hash(item.path),
     )
     buffer = io.BytesIO()
     chooser = FifoChooser()
@@ -314,11 +362,23 @@ def _unreplayable(item: pytest.Item) -> str | None:
 # -- @pytest.mark.deterministic ---------------------------------------------------------
 
 
+def _processes(marker: pytest.Mark) -> bool:
+    """The marker's ``processes``: each run in a fresh process (``replay/pytest_fresh.py``)."""
+    processes = marker.kwargs.get("processes", False)
+    if not isinstance(processes, bool):
+        pytest.fail(
+            f"@pytest.mark.deterministic(processes={processes!r}): processes is True or False",
+            pytrace=False,
+        )
+    return processes
+
+
 def _runs(marker: pytest.Mark) -> int:
     """The marker's ``runs``; a misused marker fails the test with what to fix."""
-    if len(marker.args) > 1 or set(marker.kwargs) - {"runs"} or (marker.args and marker.kwargs):
+    kwargs = set(marker.kwargs) - {"processes"}
+    if len(marker.args) > 1 or kwargs - {"runs"} or (marker.args and kwargs):
         pytest.fail(
-            f"@pytest.mark.deterministic takes one argument, runs (got args={marker.args!r}, "
+            f"@pytest.mark.deterministic takes runs and processes (got args={marker.args!r}, "
             f"kwargs={dict(marker.kwargs)!r})",
             pytrace=False,
         )
@@ -355,12 +415,36 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> object | None:
     if state.repeating:
         return _call_async(pyfuncitem)
     runs = _runs(marker)
+    if _processes(marker):
+        _in_fresh_processes(pyfuncitem, state, runs)
+        return True
     state.repeating = True
     try:
         _repeat(pyfuncitem, state, runs)
     finally:
         state.repeating = False
     return True
+
+
+def _in_fresh_processes(item: pytest.Function, state: _ItemState, runs: int) -> None:
+    """``processes=True``: the parent runs the test in children; a child runs it once."""
+    from replay.pytest_fresh import CHILD_ENV, run_in_processes, write_child_result
+
+    out = os.environ.get(CHILD_ENV)
+    if out is None:
+        state.current = None  # the runs are the children's: no simulation here to report
+        run_in_processes(item, runs)
+        return
+    assert state.current is not None
+    state.repeating = True
+    try:
+        item.ihook.pytest_pyfunc_call(pyfuncitem=item)
+    except BaseException as exc:
+        write_child_result(out, state.current.sim, exc)
+        raise
+    finally:
+        state.repeating = False
+    write_child_result(out, state.current.sim, None)
 
 
 # -- @pytest.mark.evreplay_asyncio --------------------------------------------------------
@@ -525,37 +609,18 @@ def _trace_lines(
 
 def _save_trace(item: pytest.Item, run: _Run, exc: BaseException, save_dir: Path) -> Path:
     """Finish the recording with the test's failure and write it under ``save_dir``."""
+    from replay.saving import save_trace
+
     assert run.recorder is not None and run.buffer is not None
     run.recorder.finish(_recorded_failure(exc))
-    data = run.buffer.getvalue()
-    save_dir.mkdir(parents=True, exist_ok=True)
-    stem = trace_stem(item.nodeid, run.sim.digest, os.environ.get("PYTEST_XDIST_WORKER"))
-    for n in range(1, 1000):
-        path = save_dir / (f"{stem}.evr" if n == 1 else f"{stem}-{n}.evr")
-        try:
-            with open(path, "xb") as f:
-                f.write(data)
-        except FileExistsError:
-            continue
-        return path
-    raise FileExistsError(f"{save_dir / stem}.evr and 998 numbered variants exist")
+    return save_trace(run.buffer.getvalue(), save_dir, item.nodeid, run.sim.digest)
 
 
 def trace_stem(nodeid: str, digest: int, worker: str | None) -> str:
-    """The file name (without ``.evr``) of a trace saved from test ``nodeid``.
+    """The file name (without ``.evr``) of a saved trace: :func:`replay.saving.trace_stem`."""
+    from replay.saving import trace_stem as stem
 
-    ``worker`` (xdist's ``gw0``, ``gw1``...) comes first, so workers never
-    collide; then the node id, sanitised to ``[A-Za-z0-9_.-]`` and shortened
-    with a hash of the whole id when long; then the run's digest.
-    """
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_.") or "test"
-    if len(name) > MAX_NAME:
-        tag = hashlib.sha256(nodeid.encode()).hexdigest()[:8]
-        name = f"{name[: MAX_NAME - 9]}_{tag}"
-    # The worker id comes from the environment: one name component, never a path.
-    worker = re.sub(r"[^A-Za-z0-9_.-]+", "_", worker or "").strip("_.")
-    prefix = f"{worker}-" if worker else ""
-    return f"{prefix}{name}-{digest:016x}"
+    return stem(nodeid, digest, worker)
 
 
 def _recorded_failure(exc: BaseException) -> RecordedTestFailure:
@@ -602,6 +667,14 @@ def replay_test(sim: Simulation, *, path: str, function: str) -> None:
         raise
     except BaseException as exc:  # pytest.fail() raises a BaseException
         raise _recorded_failure(exc) from exc
+
+
+def _replay_test_source(params: Mapping[str, object]) -> Path:
+    """The file a trace of :func:`replay_test` runs: its source, for ``scenario.source_hash``."""
+    return _test_file_of(params.get("path"))
+
+
+replay_test.evreplay_source = _replay_test_source  # type: ignore[attr-defined]
 
 
 def _test_file_of(path: object) -> Path:

@@ -17,6 +17,7 @@ a scenario.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -34,8 +35,11 @@ __all__ = [
     "MOVED_MODULES",
     "ScenarioError",
     "chooser_from_spec",
+    "file_hash",
     "load_scenario",
     "scenario_name",
+    "source_file",
+    "source_hash",
     "start_scenario",
     "takes_simulation",
 ]
@@ -44,6 +48,10 @@ Scenario = Callable[..., Any]
 
 #: The thread of control a coroutine scenario's event loop runs in.
 ASYNCIO_THREAD = "asyncio"
+
+
+#: The header extension holding :func:`source_hash` of the recorded scenario.
+SOURCE_KEY: Final = "scenario.source_hash"
 
 
 class ScenarioError(ReplayError):
@@ -184,3 +192,43 @@ def chooser_from_spec(spec: str) -> Chooser:
         f"unknown chooser {spec!r}: expected 'fifo', 'random:SEED' or "
         "'pct:SEED[:DEPTH[:HORIZON]]'"
     )
+
+
+# -- the scenario's source: "the scenario changed since this was recorded" ---------------
+
+
+def source_file(fn: Scenario, params: Mapping[str, Any]) -> Path | None:
+    """The file whose text is the scenario: the one defining ``fn``, or None if unknown.
+
+    A scenario that runs code from elsewhere (the pytest plugin's
+    ``replay_test`` runs a test file) says which file with an
+    ``evreplay_source(params)`` attribute.
+    """
+    locate = getattr(fn, "evreplay_source", None)
+    try:
+        if callable(locate):
+            found = locate(params)
+            return None if found is None else Path(found)
+        name = inspect.getsourcefile(inspect.unwrap(fn))
+    except (TypeError, OSError, ReplayError):
+        return None
+    return None if name is None else Path(name)
+
+
+def source_hash(fn: Scenario, params: Mapping[str, Any]) -> str | None:
+    """The first 16 hex digits of the SHA-256 of the scenario's file, or None if unreadable.
+
+    The whole file, not just the function: a fix in a helper beside the
+    scenario changes what the scenario does as much as one in its body.
+    """
+    path = source_file(fn, params)
+    return None if path is None else file_hash(path)
+
+
+def file_hash(path: Path) -> str | None:
+    """:func:`source_hash` of the file at ``path``: 16 hex digits of SHA-256, None if unreadable."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return hashlib.sha256(data).hexdigest()[:16]

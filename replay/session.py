@@ -151,6 +151,8 @@ class _Session:
         self._batch_last = 0
         #: Decisions logged so far (each element of a CHOICES batch counts).
         self.decisions = 0
+        #: Told the step count at every periodic checkpoint (a progress display).
+        self.progress: Callable[[int], object] | None = None
 
     def attach(
         self, sim: Simulation, blocker: Callable[[Blocker], Blocker] | None = None
@@ -295,6 +297,8 @@ class Recorder(_Session):
     # SimulationHooks
     def checkpoint(self, step: int) -> None:
         self._emit(self._checkpoint_record(CheckpointKind.PERIODIC))
+        if self.progress is not None:
+            self.progress(step)
 
     def input(self, channel: str, data: bytes, close: bool) -> None:
         self._emit((EventKind.INPUT, self._step, channel, b"" if close else bytes(data)))
@@ -516,6 +520,8 @@ class Player(_Session):
         if record is not None:
             self._good_step = step
             self._emit(record)
+        if self.progress is not None:
+            self.progress(step)
 
     def input(self, channel: str, data: bytes, close: bool) -> None:
         payload = b"" if close else bytes(data)

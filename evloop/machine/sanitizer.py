@@ -39,9 +39,11 @@ simulation runs (``Simulation(sanitize=True)`` or ``"strict"``, or
   control (recognised by their target, ``Scheduler._thread_main``).
 * **Exempt callers.** A call whose immediate caller is in the ``logging``
   package (log records carry real timestamps; routing them would put every
-  log call in the trace, and strict mode would refuse logging) or in the
+  log call in the trace, and strict mode would refuse logging), in the
   ``replay`` package (host mode's ``HostClock`` is the one place the project
-  reads the real clock, on purpose) goes to the original. ``evloop`` itself
+  reads the real clock, on purpose), or in the test and progress tools that
+  run beside a simulation (hypothesis, pytest, tqdm: see
+  ``_EXEMPT_PACKAGES``) goes to the original. ``evloop`` itself
   reads no clock, so it is not exempt: a patched function that evloop calls
   directly as a callback (``functools.partial(time.sleep, 1)`` as a thread's
   function) is still sanitized.
@@ -54,10 +56,14 @@ simulation runs (``Simulation(sanitize=True)`` or ``"strict"``, or
   that already has an active one is a no-op (the outer one, and its mode,
   stay in charge).
 
-Limitations (say so rather than pretend): only module attributes are
-replaced, so code that bound a function before the simulation ran (``from time
-import time``, ``queue`` and ``threading`` timeouts, which bind
-``time.monotonic`` at import) keeps the original; ``datetime.now()``,
+* **Bound references too.** A module that bound a patched function before the
+  run (``from time import time``, ``from random import random``) is found by
+  walking ``sys.modules`` and its binding replaced for the run, then put back
+  (``bindings.py``, which says which modules are walked and why).
+
+Limitations (say so rather than pretend): the standard library's own bindings
+(``queue`` and ``threading`` timeouts, which bind ``time.monotonic`` at
+import) keep the original, on purpose; ``datetime.now()``,
 ``random.Random()`` / ``random.SystemRandom`` / ``secrets`` (seeded or read
 from the OS in C, not through ``os.urandom``), ``os.getrandom``,
 ``_thread.start_new_thread`` and C extensions are not intercepted. Everything
@@ -78,11 +84,12 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import FrameType, TracebackType
+from types import FrameType, ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any, SupportsIndex
 
 from ..errors import NondeterminismError, SimulationError
 from ..loop.clock import ClockType
+from .bindings import BoundReferences
 from .scheduler import Scheduler, ThreadState
 
 if TYPE_CHECKING:
@@ -105,8 +112,11 @@ RANDOM_FUNCTIONS: tuple[str, ...] = tuple(
     if hasattr(random, name)
 )
 
-#: Callers in these packages always get the original function (see the rules).
-_EXEMPT_PACKAGES = ("logging", "replay")
+#: Callers in these packages always get the original function (see the rules):
+#: logging's timestamps, the replay layer's host clock, the test framework's
+#: own bookkeeping (hypothesis times its draws, which a chooser makes mid-run)
+#: and the command line's progress display (tqdm times its redraws mid-run).
+_EXEMPT_PACKAGES = ("logging", "replay", "hypothesis", "_pytest", "pytest", "pluggy", "tqdm")
 
 _get_ident = threading.get_ident
 _NS_PER_S = 1_000_000_000
@@ -118,6 +128,10 @@ _UUID_EPOCH_OFFSET = 0x01B21DD213814000
 _lock = threading.Lock()
 _active: tuple[Sanitizer, ...] = ()
 _saved: list[tuple[object, str, Any]] = []
+#: ``(patch index, id(original))`` -> ``(original, wrapper)``: one wrapper per
+#: original, so a module that bound a wrapper during a run keeps a working one.
+_wrappers: dict[tuple[int, int], tuple[Any, Callable[..., Any]]] = {}
+_bound = BoundReferences(_EXEMPT_PACKAGES)
 
 
 class Sanitizer:
@@ -374,10 +388,18 @@ def _wrap(patch: _Patch, original: Callable[..., Any]) -> Callable[..., Any]:
 def _install() -> None:
     """Replace every patched attribute with its wrapper (called under ``_lock``)."""
     try:
-        for patch in _PATCHES:
+        replaced: dict[int, tuple[object, object]] = {}
+        for index, patch in enumerate(_PATCHES):
             original = getattr(patch.owner, patch.attr)
+            key = (index, id(original))
+            entry = _wrappers.get(key)
+            if entry is None or entry[0] is not original:
+                entry = _wrappers[key] = (original, _wrap(patch, original))
             _saved.append((patch.owner, patch.attr, original))
-            setattr(patch.owner, patch.attr, _wrap(patch, original))
+            setattr(patch.owner, patch.attr, entry[1])
+            if isinstance(patch.owner, ModuleType):  # a class's method is not bound elsewhere
+                replaced[id(original)] = entry
+        _bound.replace(replaced)
     except BaseException:
         _restore()
         raise
@@ -385,6 +407,7 @@ def _install() -> None:
 
 def _restore() -> None:
     """Put every saved original back, last replaced first (called under ``_lock``)."""
+    _bound.restore()
     while _saved:
         owner, attr, original = _saved.pop()
         setattr(owner, attr, original)

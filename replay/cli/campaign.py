@@ -34,11 +34,13 @@ EXIT_INTERRUPTED: Final = 130
 
 EPILOG: Final = """\
 examples:
-  replay campaign replay.examples.minimachine:scenario --seeds 10000
-  replay campaign replay.examples.minimachine:scenario --seeds 100000 --workers 2 --batch 64
-  replay campaign my.py:link --seeds 1000000 --executor dask-local --time-limit 30m
-  replay campaign my.py:link --seeds 1000000 --executor tcp://scheduler:8786 --corpus corpus/
-  replay campaign my.py:link --chooser systematic --preemptions 2 --seeds 50000
+  replay campaign replay.examples.minimachine:scenario --seeds 500
+  replay campaign replay.examples.minimachine:scenario --seeds 2000 --workers 2 --batch 64
+  replay campaign replay.examples.minimachine:scenario --seeds 1000 --corpus corpus/
+  replay campaign replay.examples.minimachine:scenario --seeds 50 --chooser systematic
+
+On a Dask cluster: --executor dask-local (a local cluster of processes) or
+--executor tcp://HOST:PORT (a running cluster, by its scheduler's address).
 
 Every seed runs (a failure does not stop the campaign), in batches of --batch
 seeds on the executor's workers; workers send back only each seed's failure

@@ -188,10 +188,18 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps", type=int_in(0, None), metavar="N",
                    help="stop after N steps")
     add_watchdog_option(p)
+    add_sanitize_option(p)
     p.add_argument("--faults", action="append", default=[], metavar="KIND[,KIND...]",
                    help="faults the simulation may inject, each a recorded decision: delay, "
                         "reorder, loss, duplicate, partition, short-read, short-write, eagain, "
                         "eintr, host-jump, host-skew, preempt, reset (optionally KIND:fd=N)")
+
+
+def add_sanitize_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-sanitize", dest="sanitize", action="store_false",
+                   help="leave time.*, random.*, os.urandom and uuid alone (by default the "
+                        "scenario's calls of them, and references bound by 'from time import "
+                        "time', are answered by the simulation, so the trace replays)")
 
 
 def add_watchdog_option(p: argparse.ArgumentParser) -> None:

@@ -11,11 +11,12 @@ runs simulations starts no thread of its own.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TextIO
 
 from tqdm import tqdm  # type: ignore[import-untyped]
 
-__all__ = ["Meter"]
+__all__ = ["Meter", "StepMeter", "trace_steps"]
 
 tqdm.monitor_interval = 0
 
@@ -47,6 +48,7 @@ class Meter:
         *,
         stream: TextIO | None = None,
         every_s: float = 10.0,
+        delay_s: float = 0.0,
     ) -> None:
         out = stream if stream is not None else sys.stderr
         isatty = getattr(out, "isatty", None)
@@ -60,6 +62,7 @@ class Meter:
             leave=not self.terminal,  # off a terminal, the last line says how it ended
             dynamic_ncols=self.terminal,
             ascii=not self.terminal,
+            delay=delay_s,
         )
 
     def to(self, done: int, total: int | None = None) -> None:
@@ -79,3 +82,35 @@ class Meter:
 
     def close(self) -> None:
         self._bar.close()
+
+
+class StepMeter:
+    """Steps of one run (record, play, dump, export), told at each periodic checkpoint.
+
+    Shown only once the run has taken ``delay_s`` seconds: a short run prints
+    nothing. ``total`` is the run's last step when known (a trace's end, a
+    ``--max-steps``), else the display has a rate and no time left.
+    """
+
+    def __init__(
+        self, what: str, total: int | None, *, stream: TextIO | None = None, delay_s: float = 2.0
+    ) -> None:
+        self.meter = Meter(what, total, "step", stream=stream, delay_s=delay_s)
+
+    def __call__(self, step: int) -> None:
+        self.meter.to(step)
+
+    def close(self) -> None:
+        self.meter.close()
+
+
+def trace_steps(path: Path, until_step: int | None = None) -> int | None:
+    """How many steps replaying the trace at ``path`` runs (None if it cannot say)."""
+    from ..driver import trace_end_step
+    from ..errors import ReplayError
+
+    try:
+        end = trace_end_step(path)
+    except (ReplayError, OSError):
+        return None  # the replay itself says what is wrong with the file
+    return end if until_step is None else min(end, until_step)

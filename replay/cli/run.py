@@ -32,7 +32,7 @@ from .options import (
     run_params,
     writable_output,
 )
-from .progress import Meter
+from .progress import Meter, StepMeter, trace_steps
 from .tools import Progress, format_record_difference, format_step_difference
 
 # -- record ------------------------------------------------------------------------------
@@ -43,22 +43,26 @@ def cmd_record(args: argparse.Namespace) -> int:
     fn = load_scenario_arg(args.scenario)
     params = run_params(args, fn)
     out = writable_output(args.output, default_trace_path(args.scenario, args.seed, chooser))
+    meter = StepMeter(f"recording {args.scenario}", args.max_steps)
     try:
         result = record(
             args.scenario, out, seed=args.seed, params=params, chooser=chooser,
             until_ns=args.until_ns, max_steps=args.max_steps, faults=faults_of(args),
-            watchdog=args.watchdog,
+            watchdog=args.watchdog, sanitize=args.sanitize, progress=meter,
         )
     except InvalidRecordError as exc:
         fail(f"--param: a value the trace format cannot hold: {exc}")
     except KeyboardInterrupt:
         # A real Ctrl-C (a KeyboardInterrupt the program raises is its failure).
+        meter.close()
         print(
             f"replay: interrupted; the partial trace is in {out} (its whole chunks: "
             "'replay play' replays them as a cut trace)",
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
+    finally:
+        meter.close()
     outcome = result.reason if result.failure is None else f"FAILED: {result.failure}"
     print(
         f"recorded {args.scenario} (seed {args.seed}, chooser {chooser}): {result.steps} steps, "
@@ -90,11 +94,15 @@ def _truncation_text(path: Path, result: PlayResult) -> str:
 
 def cmd_play(args: argparse.Namespace) -> int:
     path = existing_file(args.file)
+    meter = StepMeter(f"replaying {path}", trace_steps(path, args.until_step))
     try:
-        result = play(path, until_step=args.until_step)
+        result = play(path, until_step=args.until_step, progress=meter)
     except ReplayDivergence as exc:
+        meter.close()
         print(f"{path}: {exc}")
         return EXIT_DIVERGED
+    finally:
+        meter.close()
     run = f"{result.steps} steps, {format_ns(result.time_ns)} virtual, {result.events} events"
     if result.truncated_at is not None:
         print(_truncation_text(path, result))
@@ -160,7 +168,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         result = fuzz(
             args.scenario, runs=args.runs, chooser=chooser, workers=args.workers,
             seed=args.seed, params=params, faults=faults, until_ns=args.until_ns,
-            max_steps=args.max_steps, output=out, progress=progress,
+            max_steps=args.max_steps, output=out, progress=progress, sanitize=args.sanitize,
         )
     finally:
         progress.clear()
@@ -194,7 +202,7 @@ def _fuzz_systematic(
         result = explore_systematic(
             args.scenario, preemptions=bound, budget=args.runs, seed=args.seed, params=params,
             faults=faults, until_ns=args.until_ns, max_steps=args.max_steps, output=out,
-            progress=progress,
+            progress=progress, sanitize=args.sanitize,
         )
     finally:
         progress.clear()
@@ -313,6 +321,8 @@ def _record_args(args: argparse.Namespace, chooser: str) -> list[str]:
     for fault in faults_of(args):
         out += ["--faults", fault]
     out += ["--watchdog", "0" if args.watchdog is None else repr(args.watchdog)]
+    if not args.sanitize:
+        out.append("--no-sanitize")
     return out
 
 

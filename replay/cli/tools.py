@@ -44,13 +44,21 @@ def cmd_dump(args: argparse.Namespace) -> int:
         kinds = names
     if args.from_step is not None and args.to_step is not None and args.from_step > args.to_step:
         fail(f"--from {args.from_step} is after --to {args.to_step}")
+    from .progress import StepMeter, trace_steps
+
+    meter = StepMeter(
+        f"dumping {path}", None if args.records_only else trace_steps(path, args.to_step)
+    )
     try:
         dump(path, sys.stdout, kinds=kinds, from_step=args.from_step, to_step=args.to_step,
-             as_json=args.json, replay=not args.records_only)
+             as_json=args.json, replay=not args.records_only, progress=meter)
     except ReplayDivergence as exc:
+        meter.close()
         sys.stdout.flush()
         print(f"{path}: {exc}", file=sys.stderr)
         return EXIT_DIVERGED
+    finally:
+        meter.close()
     return EXIT_OK
 
 
@@ -172,12 +180,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     path = existing_file(args.file)
     with RecordStream(path):  # a bad trace fails here, before an output file exists
         pass
+    from .progress import StepMeter, trace_steps
+
+    meter = StepMeter(f"exporting {path}", trace_steps(path))
     if args.output == "-":
         try:
-            export_perfetto(path, sys.stdout, timeline=args.timeline)
+            export_perfetto(path, sys.stdout, timeline=args.timeline, progress=meter)
         except ReplayDivergence as exc:
+            meter.close()
             print(f"{path}: {exc}", file=sys.stderr)
             return EXIT_DIVERGED
+        finally:
+            meter.close()
         return EXIT_OK
     out = writable_output(args.output, path.with_suffix(".perfetto.json"))
     # Written beside the target, then renamed: a reader never sees half a file.
@@ -185,13 +199,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            summary = export_perfetto(path, f, timeline=args.timeline)
+            summary = export_perfetto(path, f, timeline=args.timeline, progress=meter)
             os.fchmod(f.fileno(), 0o666 & ~_umask())
         os.replace(tmp, out)
     except ReplayDivergence as exc:
+        meter.close()
         print(f"{path}: {exc}", file=sys.stderr)
         return EXIT_DIVERGED
     finally:
+        meter.close()
         if os.path.exists(tmp):
             os.unlink(tmp)
     print(

@@ -28,6 +28,7 @@ from typing import Any, BinaryIO
 from evloop import ChoiceKind
 
 from ..api import RecordResult, record
+from ..driver import header_option
 from ..errors import ReplayError
 from ..session import same_failure
 from ..trace.choices import decode_choices
@@ -155,6 +156,7 @@ def _common(
     faults: Sequence[str],
     until_ns: int | None,
     max_steps: int | None,
+    sanitize: bool | str = True,
 ) -> dict[str, Any]:
     return {
         "seed": seed,
@@ -162,6 +164,7 @@ def _common(
         "faults": tuple(faults),
         "until_ns": until_ns,
         "max_steps": max_steps,
+        "sanitize": sanitize,
     }
 
 
@@ -184,9 +187,14 @@ def fuzz(
     max_steps: int | None = 100_000,
     output: str | Path | None = None,
     progress: Progress | None = None,
+    sanitize: bool | str = True,
 ) -> FuzzResult:
-    """Explore ``runs`` schedules until one fails; shrink it and save its trace to ``output``."""
-    common = _common(seed, params, faults, until_ns, max_steps)
+    """Explore ``runs`` schedules until one fails; shrink it and save its trace to ``output``.
+
+    ``sanitize`` is :func:`replay.record`'s: real time and randomness routed
+    to the simulation (the default), refused (``"strict"``) or left (False).
+    """
+    common = _common(seed, params, faults, until_ns, max_steps, sanitize)
     if chooser == "hypothesis":
         return _fuzz_hypothesis(scenario, runs, common, output, progress)
     # "pct:DEPTH[:HORIZON]" passes PCT's parameters on to every run's spec.
@@ -297,6 +305,7 @@ def _fuzz_hypothesis(
         faults=common["faults"],
         until_ns=common["until_ns"],
         max_steps=common["max_steps"],
+        sanitize=common["sanitize"],
         failure_dir=None,
     )
     try:
@@ -342,6 +351,7 @@ def minimize(path: str | Path, output: str | Path, progress: Progress | None = N
         header.faults,
         ext.get("run.until_ns"),  # type: ignore[arg-type]
         ext.get("run.max_steps"),  # type: ignore[arg-type]
+        header_option(header, "run.sanitize", False),  # absent: recorded without one
     )
     decisions = decisions_of(path)
     minimal = minimize_decisions(header.scenario, decisions, played.failure, common, progress)

@@ -1,15 +1,24 @@
 """Fuzzing with hypothesis: every decision is a draw, so hypothesis shrinks the schedule.
 
-A normal ``@given`` test over a scenario and an invariant::
+Two forms. In the test body, with ``st.data()`` (the run is part of the
+test, so a long scenario trips no "input generation is slow" health check)::
 
-    from hypothesis import given
-    from replay.hypothesis import simulations
+    from hypothesis import given, settings, strategies as st
+    from replay.hypothesis import run_with
+
+    @settings(deadline=None)
+    @given(st.data())
+    def test_block_device_never_completes_freed_requests(data):
+        run = run_with(data, "replay.examples.minimachine:scenario")
+        assert run.failure is None, run.failure
+
+or as a strategy, the whole run drawn as the test's argument::
 
     @given(simulations("replay.examples.minimachine:scenario"))
     def test_block_device_never_completes_freed_requests(run):
         assert run.failure is None, run.failure
 
-Each example runs the scenario under a recorder whose chooser draws every
+Each run records the scenario under a recorder whose chooser draws every
 decision (which runnable thread goes next, which simultaneous input comes
 first, whether to inject a fault) as an integer from hypothesis. Option 0 is
 QEMU's own FIFO order and "no fault", and hypothesis shrinks integers towards
@@ -21,33 +30,44 @@ simulation's RNG: its example database replays a failure exactly, and the
 seed shrinks like any other value.
 
 When hypothesis reports the minimal failing example, that run's trace is
-saved (default ``traces/failures/``, name from the test id and the run's
-digest, unique per pytest-xdist worker) and the failure report says the exact
-command that replays it: ``python -m replay play PATH``.
+saved where the pytest plugin saves failing ``sim`` tests' traces, by the
+same naming rule (``replay/saving.py``: ``--evreplay-save-traces`` or
+``traces/failures/``; ``[WORKER-]NODEID-DIGEST.evr``), and the failure report
+says the exact command that replays it: ``python -m replay play PATH``.
 """
 
 from __future__ import annotations
 
 import io
 import os
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from hypothesis import note
 from hypothesis import strategies as st
 from hypothesis.control import current_build_context
+from hypothesis.errors import InvalidArgument
 
 from evloop import ChoiceKind
 
 from ..api import RecordResult, record
+from ..saving import current_test_id, save_dir, save_trace
 from ..scenario import Scenario, scenario_name
 
-__all__ = ["HypothesisChooser", "SimulationRun", "simulations"]
+__all__ = ["DEFAULT", "HypothesisChooser", "SimulationRun", "run_with", "simulations"]
 
-DEFAULT_FAILURE_DIR = "traces/failures"
+
+class Default(Enum):
+    """The type of :data:`DEFAULT`."""
+
+    DEFAULT = "the pytest session's save directory, else traces/failures"
+
+
+#: ``failure_dir``'s default: the one save directory (``replay/saving.py``).
+DEFAULT: Final = Default.DEFAULT
 
 
 class HypothesisChooser:
@@ -55,7 +75,7 @@ class HypothesisChooser:
 
     spec = "hypothesis"
 
-    def __init__(self, draw: st.DrawFn) -> None:
+    def __init__(self, draw: Callable[[st.SearchStrategy[Any]], Any]) -> None:
         self._draw = draw
         self.decisions = 0
         self.non_default = 0
@@ -119,12 +139,6 @@ class SimulationRun:
         return f"python -m replay play {where}"
 
 
-def _test_id() -> str:
-    current = os.environ.get("PYTEST_CURRENT_TEST", "")
-    test_id = current.rsplit(" ", 1)[0] if current else "hypothesis"
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", test_id).strip("_")[:120] or "hypothesis"
-
-
 def simulations(
     scenario: str | Scenario,
     *,
@@ -133,45 +147,95 @@ def simulations(
     faults: Sequence[str] = (),
     until_ns: int | None = None,
     max_steps: int | None = 100_000,
-    failure_dir: str | Path | None = DEFAULT_FAILURE_DIR,
+    failure_dir: str | Path | Default | None = DEFAULT,
+    sanitize: bool | str = True,
 ) -> st.SearchStrategy[SimulationRun]:
     """A strategy of runs of ``scenario`` whose every decision hypothesis draws.
 
-    ``failure_dir=None`` keeps failing traces in memory only (``run.trace``).
+    The whole run happens while the strategy draws; :func:`run_with` runs it
+    in the test body instead. ``failure_dir`` is where the final failing
+    example's trace is saved (default: the pytest session's save directory,
+    see ``replay/saving.py``); None keeps traces in memory only
+    (``run.trace``). ``sanitize`` is :func:`replay.record`'s (real time and
+    randomness routed to the simulation unless False).
     """
     name = scenario_name(scenario)
-    params = dict(params or {})
-    faults = tuple(faults)
+    options = _Options(
+        dict(params or {}), seed, tuple(faults), until_ns, max_steps, failure_dir, sanitize
+    )
 
     @st.composite
     def _runs(draw: st.DrawFn) -> SimulationRun:
-        run_seed = seed if seed is not None else draw(st.integers(0, 2**32 - 1))
-        chooser = HypothesisChooser(draw)
-        buffer = io.BytesIO()
-        result = record(
-            name,
-            buffer,
-            seed=run_seed,
-            params=params,
-            chooser=chooser,
-            faults=faults,
-            until_ns=until_ns,
-            max_steps=max_steps,
-        )
-        run = SimulationRun(
-            name, run_seed, result, buffer.getvalue(), chooser.decisions, chooser.non_default
-        )
-        if failure_dir is not None and current_build_context().is_final:
-            # From the environment: one name component, never a path out of failure_dir.
-            worker = re.sub(r"[^A-Za-z0-9_.-]+", "_", os.environ.get("PYTEST_XDIST_WORKER", ""))
-            worker = worker.strip("_.")
-            stem = f"{_test_id()}-{result.digest:016x}" + (f"-{worker}" if worker else "")
-            run.trace_path = run.save(Path(failure_dir) / f"{stem}.evr")
-            note(
-                f"evreplay: this run's trace is saved at {run.trace_path} "
-                f"({run.decisions} decisions, {run.non_default} not in FIFO order)\n"
-                f"evreplay: replay it with: {run.replay_command()}"
-            )
-        return run
+        return _run(draw, name, options)
 
     return _runs()
+
+
+def run_with(
+    data: st.DataObject,
+    scenario: str | Scenario,
+    *,
+    params: Mapping[str, Any] | None = None,
+    seed: int | None = None,
+    faults: Sequence[str] = (),
+    until_ns: int | None = None,
+    max_steps: int | None = 100_000,
+    failure_dir: str | Path | Default | None = DEFAULT,
+    sanitize: bool | str = True,
+) -> SimulationRun:
+    """Run ``scenario`` now, in the test body, every decision drawn from ``data``.
+
+    For ``@given(st.data())`` tests: the run is part of the test, not of
+    input generation, so a long scenario trips no "input generation is slow"
+    health check and its draws are shrunk all the same. The seed (unless
+    given) and every decision are draws of ``data``; the final failing
+    example's trace is saved as :func:`simulations` saves it. Arguments are
+    those of :func:`simulations`.
+    """
+    name = scenario_name(scenario)
+    options = _Options(
+        dict(params or {}), seed, tuple(faults), until_ns, max_steps, failure_dir, sanitize
+    )
+    return _run(data.draw, name, options)
+
+
+@dataclass(frozen=True, slots=True)
+class _Options:
+    params: dict[str, Any]
+    seed: int | None
+    faults: tuple[str, ...]
+    until_ns: int | None
+    max_steps: int | None
+    failure_dir: str | Path | Default | None
+    sanitize: bool | str
+
+
+def _run(draw: Callable[[st.SearchStrategy[Any]], Any], name: str, o: _Options) -> SimulationRun:
+    """One recorded run whose seed (unless fixed) and decisions ``draw`` gives."""
+    run_seed = o.seed if o.seed is not None else draw(st.integers(0, 2**32 - 1))
+    chooser = HypothesisChooser(draw)
+    buffer = io.BytesIO()
+    result = record(
+        name, buffer, seed=run_seed, params=o.params, chooser=chooser, faults=o.faults,
+        until_ns=o.until_ns, max_steps=o.max_steps, sanitize=o.sanitize,
+    )
+    run = SimulationRun(
+        name, run_seed, result, buffer.getvalue(), chooser.decisions, chooser.non_default
+    )
+    if o.failure_dir is not None and _is_final():
+        directory = save_dir() if isinstance(o.failure_dir, Default) else Path(o.failure_dir)
+        run.trace_path = save_trace(run.trace, directory, current_test_id(), result.digest)
+        note(
+            f"evreplay: this run's trace is saved at {run.trace_path} "
+            f"({run.decisions} decisions, {run.non_default} not in FIFO order)\n"
+            f"evreplay: replay it with: {run.replay_command()}"
+        )
+    return run
+
+
+def _is_final() -> bool:
+    """Whether hypothesis is running its final (minimal, reported) example."""
+    try:
+        return current_build_context().is_final
+    except InvalidArgument:  # called outside a hypothesis test: nothing to report to
+        return False

@@ -116,6 +116,7 @@ def explore_systematic(
     max_decisions: int = MAX_DECISIONS,
     output: str | Path | None = None,
     progress: Progress | None = None,
+    sanitize: bool | str = True,
 ) -> SystematicResult:
     """Run every schedule of ``scenario`` with at most ``preemptions`` preemptions.
 
@@ -133,6 +134,7 @@ def explore_systematic(
         "faults": tuple(faults),
         "until_ns": until_ns,
         "max_steps": max_steps,
+        "sanitize": sanitize,
     }
     prefix: list[int] = []
     previous: list[ChoicePoint] = []

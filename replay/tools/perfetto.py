@@ -38,6 +38,7 @@ metadata as each thread first appears (readers do not need sorted events).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -213,6 +214,7 @@ def export_perfetto(
     out: TextIO,
     *,
     timeline: Timeline | str = Timeline.VIRTUAL,
+    progress: Callable[[int], object] | None = None,
 ) -> ExportSummary:
     """Replay ``path`` and stream its run to ``out`` as Chrome trace-event JSON.
 
@@ -229,7 +231,7 @@ def export_perfetto(
             writer.step(ev)
 
         sink = SafeSink(on_step)
-        result = play(path, on_step=sink)
+        result = play(path, on_step=sink, progress=progress)
         sink.check()
         interleaver.finish()
         writer.close()

@@ -41,6 +41,19 @@ def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.
     return pytester
 
 
+def play_in_child(cwd: Path, trace: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m replay play TRACE`` from ``cwd``, as a user replays a saved trace.
+
+    In a child, not in this process: an inner pytest run that first imported
+    evloop leaves copies of its modules behind when pytester restores
+    ``sys.modules``, and a play mixing the two generations is no real play.
+    """
+    return subprocess.run(
+        [sys.executable, "-m", "replay", "play", str(trace), *args],
+        cwd=cwd, capture_output=True, text=True, timeout=300,
+    )
+
+
 def traces_in(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.glob("*.evr"))
 
@@ -85,7 +98,9 @@ def test_the_options_are_prefixed(suite: pytest.Pytester) -> None:
 
 def test_the_marker_is_registered(suite: pytest.Pytester) -> None:
     result = suite.runpytest("--markers")
-    result.stdout.fnmatch_lines(["@pytest.mark.deterministic(runs=5): run the test *"])
+    result.stdout.fnmatch_lines(
+        ["@pytest.mark.deterministic(runs=5, processes=False): run the test *"]
+    )
 
 
 # -- the sim fixture ---------------------------------------------------------------------
@@ -258,7 +273,7 @@ def test_deterministic_names_the_run_in_which_the_test_itself_failed(
         ("deterministic(runs=1)", "@pytest.mark.deterministic(runs=1): runs must be an int of "
          "at least 2 (one run has nothing to be compared with)"),
         ("deterministic(runs='3')", "@pytest.mark.deterministic(runs='3'): runs must be*"),
-        ("deterministic(3, runs=3)", "@pytest.mark.deterministic takes one argument, runs "
+        ("deterministic(3, runs=3)", "@pytest.mark.deterministic takes runs and processes "
          "(got args=(3,), kwargs={'runs': 3})"),
     ],
 )
@@ -673,3 +688,222 @@ def test_saved_traces_collect_as_reruns_that_pass_once_the_bug_is_fixed(
 def test_a_missing_rerun_directory_is_a_usage_error(suite: pytest.Pytester) -> None:
     result = suite.runpytest("--evreplay-rerun=nowhere")
     result.stderr.fnmatch_lines(["*--evreplay-rerun=nowhere: no such directory*"])
+
+
+# -- time and randomness routed in sim runs ---------------------------------------------
+
+AMBIENT_SUITE = """
+import random
+from time import time
+
+from evloop import SCALE_MS
+
+SEEN = []
+
+
+def test_reads_the_host(sim):
+    def body():
+        sim.sleep(SCALE_MS)
+        SEEN.append((time(), random.random()))
+        assert SEEN[-1][1] > 2.0, SEEN  # always fails: a trace is saved
+
+    sim.thread("reader", body)
+    sim.run()
+"""
+
+
+def test_sim_runs_answer_time_and_random_from_the_simulation(suite: pytest.Pytester) -> None:
+    suite.makepyfile(test_ambient=AMBIENT_SUITE)
+    result = suite.runpytest("--evreplay-save-traces=traces")
+    result.assert_outcomes(failed=1)
+    # The run read the simulation: the virtual host clock 1 ms into 2000-01-01.
+    assert re.search(r"AssertionError: \[\(946684800\.001, 0\.[0-9]+\)\]", result.stdout.str())
+    (trace,) = (suite.path / "traces").glob("*.evr")
+    with replay.TraceReader(trace) as reader:
+        assert reader.header.extensions["run.sanitize"] is True
+    played = play_in_child(suite.path, trace)
+    assert played.returncode == 1 and "replays to the same failure" in played.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "ini"), [(["--evreplay-no-sanitize"], ""), ([], "evreplay_sanitize = false\n")]
+)
+def test_an_option_leaves_time_and_random_alone(
+    suite: pytest.Pytester, args: list[str], ini: str
+) -> None:
+    suite.makeini(INI + ini)
+    suite.makepyfile(test_ambient=AMBIENT_SUITE)
+    result = suite.runpytest(*args)
+    result.assert_outcomes(failed=1)
+    assert "946684800.001" not in result.stdout.str()
+    assert re.search(r"AssertionError: \[\(1[7-9][0-9]{8}\.[0-9]+, ", result.stdout.str())
+
+
+def test_a_bad_sanitize_ini_value_is_a_usage_error(suite: pytest.Pytester) -> None:
+    suite.makeini(INI + "evreplay_sanitize = maybe\n")
+    suite.makepyfile(test_ambient=AMBIENT_SUITE)
+    result = suite.runpytest()
+    result.stderr.fnmatch_lines(["*evreplay_sanitize must be true, strict or false, not 'maybe'*"])
+
+
+# -- one directory and one name for every saved trace ------------------------------------
+
+ONE_DIR_SUITE = """
+from hypothesis import given, settings, strategies as st
+from replay.hypothesis import run_with, simulations
+
+MACHINE = "replay.examples.minimachine:scenario"
+
+
+def test_fixture(sim):
+    sim.main_loop.aio_context.bh_schedule_oneshot(lambda: None, name="only")
+    sim.run()
+    assert False
+
+
+@settings(max_examples=200, derandomize=True, database=None, deadline=None)
+@given(st.data())
+def test_body(data):
+    run = run_with(data, MACHINE)
+    assert run.failure is None, run.failure
+
+
+@settings(max_examples=200, derandomize=True, database=None, deadline=None,
+          suppress_health_check=list(__import__("hypothesis").HealthCheck))
+@given(simulations(MACHINE))
+def test_strategy(run):
+    assert run.failure is None, run.failure
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("configured", [True, False])
+def test_every_saved_trace_goes_to_one_directory_by_one_name(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, configured: bool
+) -> None:
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw1")
+    suite.makepyfile(test_one_dir=ONE_DIR_SUITE)
+    args = ["--evreplay-save-traces=kept", "-p", "no:randomly"] if configured else []
+    result = suite.runpytest(*args)
+    result.assert_outcomes(failed=3)
+    where = suite.path / ("kept" if configured else "traces/failures")
+    names = traces_in(where)
+    expected = ["test_body", "test_strategy"] + (["test_fixture"] if configured else [])
+    assert sorted(re.sub(r"-[0-9a-f]{16}\.evr$", "", n) for n in names) == sorted(
+        f"gw1-test_one_dir.py_{test}" for test in expected
+    )
+    for name in names:  # each replays to its failure, bit-exact, from the rootdir
+        assert play_in_child(suite.path, where / name).returncode == 1
+
+
+def _readme_block(after: str, language: str, nth: int = 0) -> str:
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = text.index(after)
+    blocks = re.findall(rf"```{language}\n(.*?)```", text[start:], re.S)
+    return str(blocks[nth])
+
+
+@pytest.mark.slow
+def test_the_readmes_hypothesis_tests_find_and_save_the_bug_in_both_forms(
+    suite: pytest.Pytester,
+) -> None:
+    scenario = _readme_block("**1. Write a scenario.**", "python")
+    (suite.path / "mypkg").mkdir()
+    (suite.path / "mypkg" / "__init__.py").write_text("")
+    (suite.path / "mypkg" / "counter.py").write_text(scenario)
+    strategy = _readme_block("**4. Fuzz it in a test.**", "python")
+    body = _readme_block("**4. Fuzz it in a test.**", "python", nth=1)
+    assert "run_with(data," in body
+    suite.makepyfile(test_counter=strategy + "\n\n" + body)
+    result = suite.runpytest("-p", "no:cacheprovider", "--rootdir", str(suite.path))
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*AssertionError: exception: AssertionError: requests out of "
+                                 "order: [[]1, 0]*"])
+    saved = traces_in(suite.path / "traces" / "failures")
+    assert [re.sub(r"-[0-9a-f]{16}\.evr$", "", name) for name in saved] == [
+        "test_counter.py_test_requests_are_served_in_order",
+        "test_counter.py_test_requests_are_served_in_order_in_the_body",
+    ]
+    for name in saved:
+        trace = suite.path / "traces" / "failures" / name
+        played = play_in_child(suite.path, trace, "--scenario", "mypkg.counter:scenario")
+        assert played.returncode == 1, played.stdout + played.stderr
+
+
+# -- @pytest.mark.deterministic(processes=True) -------------------------------------------
+
+SET_ORDER_SUITE = """
+import pytest
+
+NAMES = {"alpha", "beta", "gamma", "delta", "epsilon", "zeta"}
+
+
+def start_in_set_order(sim):
+    for name in NAMES:  # a set of strings: its order follows PYTHONHASHSEED
+        sim.thread(name, lambda: None)
+    sim.run()
+
+
+@pytest.mark.deterministic(runs=3)
+def test_in_one_process(sim):
+    start_in_set_order(sim)
+
+
+@pytest.mark.deterministic(runs=3, processes=True)
+def test_in_fresh_processes(sim):
+    start_in_set_order(sim)
+
+
+@pytest.mark.deterministic(runs=3, processes=True)
+def test_sorted_in_fresh_processes(sim):
+    for name in sorted(NAMES):
+        sim.thread(name, lambda: None)
+    sim.run()
+"""
+
+
+@pytest.mark.slow
+def test_fresh_processes_see_a_set_order_bug_that_one_process_cannot(
+    suite: pytest.Pytester,
+) -> None:
+    suite.makepyfile(test_set_order=SET_ORDER_SUITE)
+    result = suite.runpytest("-rf")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines([
+        "@pytest.mark.deterministic(runs=3, processes=True): run 2 (PYTHONHASHSEED=1) differs "
+        "from run 1 (PYTHONHASHSEED=0) at step 1:",
+        "  run 1: DispatchEvent(step=1, time_ns=0, thread=*, kind='turn', *",
+        "  run 2: DispatchEvent(step=1, time_ns=0, thread=*, kind='turn', *",
+        "FAILED test_set_order.py::test_in_fresh_processes - Failed: *",
+    ])
+    assert "----- evreplay -----" not in result.stdout.str()  # no simulation of its own
+
+
+def test_a_run_failing_in_its_fresh_process_fails_the_test(suite: pytest.Pytester) -> None:
+    suite.makepyfile(test_fails="""
+import pytest
+
+@pytest.mark.deterministic(runs=2, processes=True)
+def test_fails(sim):
+    sim.run()
+    assert sim.steps == 99, "never"
+""")
+    result = suite.runpytest("-rf")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["run 1 (PYTHONHASHSEED=0, a fresh process) failed: "
+                                 "AssertionError: never*"])
+
+
+def test_processes_must_be_a_bool(suite: pytest.Pytester) -> None:
+    suite.makepyfile(test_bad="""
+import pytest
+
+@pytest.mark.deterministic(processes="yes")
+def test_bad(sim):
+    pass
+""")
+    result = suite.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*@pytest.mark.deterministic(processes='yes'): processes is True or False*"]
+    )

@@ -16,7 +16,15 @@ import pytest
 
 import tests.scenarios.workloads as workloads
 from evloop import FifoChooser, RandomChooser, Simulation
-from replay import ScenarioError, TraceReader, chooser_from_spec, load_scenario, play, record
+from replay import (
+    ReplayDivergence,
+    ScenarioError,
+    TraceReader,
+    chooser_from_spec,
+    load_scenario,
+    play,
+    record,
+)
 from replay.scenario import scenario_name
 from tests.helpers import assert_same_run
 
@@ -340,3 +348,68 @@ def test_the_old_module_is_the_shipped_module_in_a_clone() -> None:
     import replay.examples.minimachine as shipped
 
     assert examples.minimachine is shipped
+
+
+# -- the scenario's source in the trace ---------------------------------------------------
+
+TICKING = """
+from evloop import SCALE_MS
+
+def scenario(sim, *, ticks=4):
+    def body():
+        for _ in range(ticks):
+            sim.sleep(SCALE_MS * sim.random.randrange(1, 5))
+
+    sim.thread("ticker", body)
+"""
+
+
+def test_a_recording_keeps_a_hash_of_its_scenarios_file(tmp_path: Path) -> None:
+    import hashlib
+
+    from replay.scenario import SOURCE_KEY
+
+    source = tmp_path / "ticking.py"
+    source.write_text(TICKING)
+    path = tmp_path / "t.evr"
+    record(f"{source}:scenario", path)
+    with TraceReader(path) as reader:
+        recorded = reader.header.extensions[SOURCE_KEY]
+    assert recorded == hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+    record("tests.scenarios.workloads:timers_only", tmp_path / "w.evr")
+    with TraceReader(tmp_path / "w.evr") as reader:
+        assert reader.header.extensions[SOURCE_KEY] == hashlib.sha256(
+            Path(workloads.__file__).read_bytes()
+        ).hexdigest()[:16]
+
+
+def test_a_divergence_says_the_scenario_changed_since_the_recording(tmp_path: Path) -> None:
+    source = tmp_path / "ticking.py"
+    source.write_text(TICKING)
+    path = tmp_path / "t.evr"
+    record(f"{source}:scenario", path)
+    assert play(path).bit_exact  # unchanged: plays
+    source.write_text(TICKING.replace("randrange(1, 5)", "randrange(1, 5) + 1"))
+    with pytest.raises(ReplayDivergence) as info:
+        play(path)
+    assert info.value.scenario_changed is not None
+    assert re.search(
+        rf"\n  note: the scenario {re.escape(str(source))}:scenario changed since this trace "
+        r"was recorded \(source [0-9a-f]{16}, now [0-9a-f]{16}\): the changed code need not "
+        r"follow the trace; 'replay rerun' says whether its failure still happens\n",
+        str(info.value),
+    )
+
+
+def test_a_divergence_of_unchanged_source_says_nothing_of_it(tmp_path: Path) -> None:
+    import tests.scenarios.divergent as divergent
+
+    path = tmp_path / "t.evr"
+    record("tests.scenarios.divergent:skipping", path)
+    divergent.SKIP_AT = 2  # the same file, another behaviour: no claim about the source
+    try:
+        with pytest.raises(ReplayDivergence) as info:
+            play(path)
+    finally:
+        divergent.SKIP_AT = None
+    assert info.value.scenario_changed is None and "note:" not in str(info.value)

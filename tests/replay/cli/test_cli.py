@@ -669,3 +669,46 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
     assert main(["--version"]) == 0
     assert capsys.readouterr().out == f"replay (evreplay) {__version__}\n"
+
+
+# -- the README's CI layout: verify the clean traces, rerun the fixed bugs' ---------------
+
+RACY = """
+from evloop import SCALE_MS
+
+def scenario(sim, *, clients=2):
+    order = []
+
+    def client(i):
+        sim.sleep(5 * SCALE_MS)
+        order.append(i)
+        assert FIXED or order == sorted(order), f"out of order: {order}"
+
+    for i in range(clients):
+        sim.thread(f"client{i}", lambda i=i: client(i))
+
+FIXED = False
+"""
+
+
+def test_the_readmes_ci_layout_keeps_both_gates_green_after_a_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "racy.py").write_text(RACY)
+    for d in ("clean", "regressions", "failures"):
+        (tmp_path / "traces" / d).mkdir(parents=True)
+    spec = "racy.py:scenario"
+    assert main(["record", spec, "-o", "traces/clean/fifo.evr"]) == 0
+    assert main(["fuzz", spec, "--runs", "200", "-o", "traces/failures/race.evr"]) == 1
+    assert main(["play", "traces/failures/race.evr"]) == 1  # reproduces the failure
+    assert main(["rerun", "traces/failures/race.evr"]) == 1  # not fixed yet
+    (tmp_path / "racy.py").write_text(RACY.replace("FIXED = False", "FIXED = True"))
+    capsys.readouterr()
+    assert main(["rerun", "traces/failures/race.evr"]) == 0
+    assert "fixed: the recorded failure does not recur" in capsys.readouterr().out
+    (tmp_path / "traces" / "failures" / "race.evr").rename(
+        tmp_path / "traces" / "regressions" / "race.evr"
+    )
+    assert main(["verify", "traces/clean/"]) == 0
+    assert main(["rerun", "traces/regressions/"]) == 0

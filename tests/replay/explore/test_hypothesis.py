@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 
 from evloop import ChoiceKind
-from replay import play
+from replay import play, record
 from replay.explore.hypothesis import HypothesisChooser, SimulationRun, simulations
 
 MACHINE = "examples.minimachine:scenario"
@@ -74,3 +75,53 @@ def test_the_hypothesis_chooser_draws_each_decision_in_range() -> None:
     assert chooser.choose(ChoiceKind.FAULT, ["none", "x"]) == 1
     assert (chooser.decisions, chooser.non_default) == (2, 2)
 
+
+
+# -- in the test body, drawing from st.data() ---------------------------------------------
+
+
+def test_run_with_finds_shrinks_saves_and_replays_the_bug_in_the_test_body(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hypothesis import strategies as st
+
+    from replay.hypothesis import run_with
+
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw3")
+    runs: list[SimulationRun] = []
+
+    @settings(max_examples=200, derandomize=True, database=None, deadline=None)
+    @given(st.data())
+    def test_in_the_body(data: st.DataObject) -> None:
+        run = run_with(data, MACHINE, failure_dir=tmp_path / "failures")
+        runs.append(run)
+        assert run.failure is None, run.failure
+
+    with pytest.raises(AssertionError) as caught:
+        test_in_the_body()
+    final = runs[-1]
+    assert final.failure is not None and "completed after a device reset" in final.failure
+    assert 1 <= final.non_default <= 3
+    assert final.trace_path is not None and final.trace_path.parent == tmp_path / "failures"
+    # One naming rule for every saved trace: worker, test id, digest.
+    assert re.fullmatch(r"gw3-.+-[0-9a-f]{16}\.evr", final.trace_path.name)
+    assert [p.name for p in (tmp_path / "failures").iterdir()] == [final.trace_path.name]
+    notes = "\n".join(getattr(caught.value, "__notes__", []))
+    assert f"python -m replay play {final.trace_path}" in notes
+    replayed = play(final.trace_path)
+    assert (replayed.failure, replayed.bit_exact) == (final.failure, True)
+
+
+def test_run_with_outside_a_hypothesis_test_saves_nothing(tmp_path: Path) -> None:
+    from replay.hypothesis import run_with
+
+    class Zeros:
+        """A stand-in for st.data(): every draw is its smallest value (FIFO, seed 0)."""
+
+        def draw(self, strategy: object) -> int:
+            return 0
+
+    run = run_with(Zeros(), MACHINE, failure_dir=tmp_path)  # type: ignore[arg-type]
+    assert run.seed == 0 and run.non_default == 0 and run.failure is None
+    assert run.trace_path is None and not list(tmp_path.iterdir())
+    assert run.result.digest == record(MACHINE, tmp_path / "fifo.evr").digest
