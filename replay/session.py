@@ -458,10 +458,14 @@ class Player(_Session):
             first = choices[0]
             if first[0] == step and first[1] == n:
                 choice = first[2]
-                if not (self._fifo and choice == 0):
-                    self._check_derived(
-                        self.event_index, kind, options, (EventKind.CHOICE, *first)
-                    )
+                derived = self.derived
+                if derived is not None and not (self._fifo and choice == 0):
+                    # _check_derived, inlined: this runs once per decision played.
+                    made = derived.choose(kind, options)
+                    if made != choice:
+                        self._derived_differs(
+                            self.event_index, kind, options, (EventKind.CHOICE, *first), made
+                        )
                 choices.popleft()
                 self.event_index += 1
                 self._emit_choice(step, n, choice)
@@ -487,12 +491,18 @@ class Player(_Session):
             return
         made = derived.choose(kind, options)
         if made != record[3]:
-            spec = self.reader.header.chooser
-            self._diverge(
-                index, show_record(record),
-                f"the header's chooser {spec!r} chooses {made} of {len(options)} options "
-                f"{list(options)!r} ({kind.name}) at step {self._step}",
-            )
+            self._derived_differs(index, kind, options, record, made)
+
+    def _derived_differs(
+        self, index: int, kind: ChoiceKind, options: Sequence[str], record: tuple[Any, ...],
+        made: int,
+    ) -> None:
+        spec = self.reader.header.chooser
+        self._diverge(
+            index, show_record(record),
+            f"the header's chooser {spec!r} chooses {made} of {len(options)} options "
+            f"{list(options)!r} ({kind.name}) at step {self._step}",
+        )
 
     def _clock_read(self, clock_type: ClockType, value: int) -> int:
         # A simulation's clocks are virtual: a read is its virtual value, and
