@@ -5,7 +5,9 @@ One poll (:meth:`AioContext.poll`, QEMU's ``aio_poll``) runs in a fixed order:
 1. compute the timeout (0 if not blocking; else 0 if a BH is scheduled, 10 ms
    if only idle BHs are, otherwise the soonest timer deadline or -1);
 2. adaptive polling: if every handler can be polled and some handler's
-   polling window is open, call the ``io_poll`` functions once;
+   polling window is open, start poll mode and call the ``io_poll``
+   functions once; poll mode stops (a last ``io_poll`` round) only before a
+   wait that may block;
 3. announce the wait (``notify_me``); a pending :meth:`notify` cancels it;
 4. wait for fd readiness (the only point where time passes or other threads
    of control run), unless the timeout is 0 and no fd needs a wait;
@@ -370,7 +372,9 @@ class AioContext(FdHandlers):
         nodes: list[_Handler] = []
         try:
             if timeout or self._poll_disable_cnt:
-                if self._poll_set_started(poll_ready, False):
+                # Poll mode stops only before a wait that may block: a poll
+                # that will not block keeps it (QEMU 10.2, commit 511c62a2c6).
+                if timeout and self._poll_set_started(poll_ready, False):
                     timeout = 0
                     progress = True
                 if timeout:

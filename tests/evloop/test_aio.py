@@ -1123,6 +1123,55 @@ def test_a_handler_without_io_poll_disables_polling() -> None:
     assert dev.io_poll_calls == calls + 2  # a polling round, and a last poll as polling stops
 
 
+def poll_mode_started_by_a_successful_poll() -> tuple[AioContext, PolledDevice, LateEvents]:
+    """A context whose last blocking poll found the device ready while polling.
+
+    try_poll_mode started poll mode, and polling made progress (timeout 0), so
+    that aio_poll did not stop it: poll mode is still on afterwards.
+    """
+    ctx, dev, events = polling_setup(50_000, 2, 2)
+    wake_after(ctx, dev, events, 10_000)
+    dev.work = True
+    assert ctx.poll(True) is True
+    assert dev.log == ["read", "poll_ready"]
+    return ctx, dev, events
+
+
+def test_a_poll_that_will_not_block_keeps_poll_mode_even_when_fds_need_a_wait() -> None:
+    # util/aio-posix.c, aio_poll (QEMU 10.2, commit 511c62a2c6):
+    # `if (timeout && poll_set_started(ctx, &ready_list, false))`. A handler
+    # without io_poll makes need_wait() true, so the non-blocking poll below
+    # goes to the fd monitor, but with timeout 0 it leaves poll mode on:
+    # no io_poll_end, no last io_poll round.
+    ctx, dev, _events = poll_mode_started_by_a_successful_poll()
+    r, _w = ctx.fds.pipe()
+    ctx.set_fd_handler(r, dummy_io_handler_read, None)  # poll_disable_cnt 1: need_wait
+    calls = dev.io_poll_calls
+    assert ctx.poll(False) is False  # takes in set_fd_handler's notify
+    assert ctx.poll(False) is False
+    assert dev.io_poll_calls == calls
+
+
+def test_a_poll_that_may_block_stops_poll_mode_with_a_last_io_poll() -> None:
+    # util/aio-posix.c, aio_poll: poll_set_started(false) before the fd
+    # monitor's wait when timeout != 0; its last io_poll round catches an event
+    # that came while polling stopped, so the poll does not block after all.
+    ctx, dev, events = poll_mode_started_by_a_successful_poll()
+    r, _w = ctx.fds.pipe()
+    ctx.set_fd_handler(r, dummy_io_handler_read, None)
+    ctx.poll(False)
+    calls = dev.io_poll_calls
+    dev.work = True
+    before = ctx.clock.get_ns(REALTIME)
+    ctx.timer_new_ns(REALTIME, lambda: None).mod_ns(before + SECOND)
+    ctx.poll(False)  # takes in the timer's notify
+    assert ctx.poll(True) is True
+    assert dev.io_poll_calls == calls + 1  # the last poll only: need_wait stops polling rounds
+    assert dev.log == ["read", "poll_ready", "poll_ready"]
+    assert ctx.clock.get_ns(REALTIME) == before  # found ready: no wait
+    assert not events.script
+
+
 def test_an_idle_poll_handler_leaves_the_poll_list_without_a_last_io_poll() -> None:
     # remove_idle_poll_handlers polls a last time only
     # `if (ctx->poll_started && node->io_poll_end)`; evloop handlers have no
