@@ -62,7 +62,7 @@ from .machine.coroutine import (
     qemu_in_coroutine,
 )
 from .machine.external import ScriptedPeer
-from .machine.iothread import IOThread
+from .machine.iothread import IOTHREAD_POLL_MAX_NS_DEFAULT, IOThread
 from .machine.observation import DispatchEvent
 from .machine.rng import SimRandom
 from .machine.scheduler import ThreadOfControl, ThreadState
@@ -80,6 +80,7 @@ from .seams import (
 __all__ = [
     "BH",
     "HOST_EPOCH_NS",
+    "IOTHREAD_POLL_MAX_NS_DEFAULT",
     "SCALE_MS",
     "SCALE_NS",
     "SCALE_US",

@@ -40,7 +40,7 @@ from ..seams import CheckpointGate, Chooser, DispatchKind, DispatchObserver, Sea
 from .chooser import FifoChooser
 from .external import ExternalEvent, ScriptedPeer
 from .faults import FaultInjector, parse_faults
-from .iothread import IOThread
+from .iothread import IOTHREAD_POLL_MAX_NS_DEFAULT, IOThread, check_poll_params
 from .observation import DispatchEvent, RawStep, materialize_step
 from .preemption import make_fds_preemptible, make_preemptible, make_timers_preemptible
 from .rng import SimRandom
@@ -392,11 +392,30 @@ class Simulation:
         self._check_open()
         return self._sched.spawn(name, fn)
 
-    def iothread(self, name: str) -> IOThread:
-        """Start an IOThread: a thread of control polling its own AioContext."""
+    def iothread(
+        self,
+        name: str,
+        *,
+        poll_max_ns: int = IOTHREAD_POLL_MAX_NS_DEFAULT,
+        poll_grow: int = 0,
+        poll_shrink: int = 0,
+    ) -> IOThread:
+        """Start an IOThread: a thread of control polling its own AioContext.
+
+        Its context polls adaptively up to ``poll_max_ns`` (32768 ns unless
+        told otherwise, as QEMU's IOThreads do; 0 turns polling off), growing
+        and shrinking its windows by ``poll_grow`` and ``poll_shrink``.
+        """
         self._check_open()
         self._sched.check_name(name)  # before the context allocates its eventfd
-        io = IOThread(name, self.new_aio_context(name))
+        check_poll_params(poll_max_ns, poll_grow, poll_shrink)
+        io = IOThread(
+            name,
+            self.new_aio_context(name),
+            poll_max_ns=poll_max_ns,
+            poll_grow=poll_grow,
+            poll_shrink=poll_shrink,
+        )
         io.thread = self._sched.spawn(name, io.run, idle_ok=True)
         io.thread.aio_context = io.ctx
         self.iothreads.append(io)

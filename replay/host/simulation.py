@@ -116,7 +116,9 @@ class HostSimulation(Simulation):
     def thread(self, name: str, fn: Callable[[], object]) -> NoReturn:
         _no_threads("thread")
 
-    def iothread(self, name: str) -> NoReturn:
+    def iothread(
+        self, name: str, *, poll_max_ns: int = 0, poll_grow: int = 0, poll_shrink: int = 0
+    ) -> NoReturn:
         _no_threads("iothread")
 
     def sleep(self, ns: int) -> NoReturn:

@@ -14,6 +14,7 @@ import evloop
 EXPECTED = {
     "BH",
     "HOST_EPOCH_NS",
+    "IOTHREAD_POLL_MAX_NS_DEFAULT",
     "SCALE_MS",
     "SCALE_NS",
     "SCALE_US",

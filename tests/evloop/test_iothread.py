@@ -6,9 +6,20 @@ the target's blocking poll through ``notify()``, with no virtual time passing.
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import pytest
 
-from evloop import AioContext, ClockType, IOThread, Simulation, ThreadState
+from evloop import (
+    IOTHREAD_POLL_MAX_NS_DEFAULT,
+    AioContext,
+    ClockType,
+    EventNotifier,
+    IOThread,
+    Simulation,
+    ThreadState,
+)
 from tests.helpers import Boom
 
 
@@ -203,3 +214,120 @@ def test_a_refused_iothread_leaves_nothing_behind() -> None:
             sim.iothread("io0")
         assert sim.iothreads == []
         assert sim.fds.open_fds() == fds_before
+
+
+# -- adaptive polling by default (iothread.c) ----------------------------------------------
+
+
+def test_an_iothread_polls_by_default_with_qemus_limits() -> None:
+    # iothread.c, iothread_instance_init: poll_max_ns = IOTHREAD_POLL_MAX_NS_DEFAULT
+    # (32768 ns on POSIX), poll_grow = poll_shrink = 0; iothread_set_aio_context_params
+    # hands them to aio_context_set_poll_params.
+    assert IOTHREAD_POLL_MAX_NS_DEFAULT == 32768
+    with Simulation() as sim:
+        io = sim.iothread("io0")
+        assert (io.poll_max_ns, io.poll_grow, io.poll_shrink) == (32768, 0, 0)
+        assert (io.ctx.poll_max_ns, io.ctx.poll_grow, io.ctx.poll_shrink) == (32768, 0, 0)
+        # The main loop's contexts do not poll.
+        assert sim.main_loop.aio_context.poll_max_ns == 0
+
+
+class RingDevice:
+    """A virtqueue-like device on an IOThread: an eventfd kick, and a ring that io_poll reads.
+
+    Each kick's request is followed by one more already on the ring when the
+    first is handled (``io_read`` sees it), which only polling notices: the
+    device sends no kick for it, as a guest does not while the host polls.
+    """
+
+    def __init__(self, sim: Simulation, io: IOThread) -> None:
+        self.sim = sim
+        self.kick = EventNotifier(sim.fds)
+        self.ring = 0
+        self.log: list[tuple[str, int]] = []
+        io.ctx.set_event_notifier(self.kick, self.io_read, self.io_poll, self.io_poll_ready)
+
+    def io_read(self) -> None:
+        self.kick.test_and_clear()
+        self.log.append(("read", self.sim.now_ns))
+        self.ring += 1
+
+    def io_poll(self) -> bool:
+        return self.ring > 0
+
+    def io_poll_ready(self) -> None:
+        self.ring -= 1
+        self.log.append(("poll_ready", self.sim.now_ns))
+
+
+def run_ring_device(**poll: int) -> list[tuple[str, int]]:
+    with Simulation() as sim:
+        io = sim.iothread("io0", **poll)
+        dev = RingDevice(sim, io)
+
+        def guest() -> None:
+            sim.sleep(10_000)  # the IOThread has been blocked for 10 µs
+            dev.kick.set()
+
+        sim.thread("guest", guest)
+        sim.run()
+    return dev.log
+
+
+def test_an_iothreads_first_short_wake_opens_its_window_and_the_next_poll_finds_the_ring() -> None:
+    # util/aio-posix.c (QEMU 10.0+): the 10 µs wake puts the device on the poll
+    # list and sets its window (4 µs: block_ns < poll_max_ns), so the IOThread's
+    # next blocking aio_poll polls and runs io_poll_ready with no time passing.
+    assert run_ring_device() == [("read", 10_000), ("poll_ready", 10_000)]
+
+
+def test_an_iothread_with_polling_off_never_sees_a_request_that_sent_no_kick() -> None:
+    assert run_ring_device(poll_max_ns=0) == [("read", 10_000)]
+
+
+def test_setting_a_poll_parameter_applies_all_three_and_resets_the_windows() -> None:
+    # iothread.c, iothread_set_poll_param -> aio_context_set_poll_params, which
+    # zeroes every handler's poll.ns.
+    with Simulation() as sim:
+        io = sim.iothread("io0")
+        dev = RingDevice(sim, io)
+
+        def guest() -> None:
+            sim.sleep(10_000)
+            dev.kick.set()
+
+        sim.thread("guest", guest)
+        sim.run()
+        node: Any = io.ctx._handlers[dev.kick.fd]
+        assert node.poll_ns == 4000
+        io.poll_grow = 3
+        assert (io.ctx.poll_max_ns, io.ctx.poll_grow, io.ctx.poll_shrink) == (32768, 3, 0)
+        assert node.poll_ns == 0
+        io.poll_shrink = 2
+        io.poll_max_ns = 0
+        assert (io.poll_max_ns, io.poll_grow, io.poll_shrink) == (0, 3, 2)
+        assert (io.ctx.poll_max_ns, io.ctx.poll_grow, io.ctx.poll_shrink) == (0, 3, 2)
+
+
+def test_a_negative_poll_parameter_is_refused_and_changes_nothing() -> None:
+    # iothread.c, iothread_set_param: "%s value must be in range [0, INT64_MAX]".
+    with Simulation() as sim:
+        io = sim.iothread("io0")
+        message = "poll-grow value must be in range [0, 9223372036854775807], not -1"
+        with pytest.raises(ValueError, match=re.escape(message)):
+            io.poll_grow = -1
+        assert (io.poll_max_ns, io.poll_grow, io.poll_shrink) == (32768, 0, 0)
+        assert io.ctx.poll_grow == 0
+        with pytest.raises(TypeError, match="IOThread poll-max-ns must be an int, not float"):
+            io.poll_max_ns = 1.5  # type: ignore[assignment]
+
+
+def test_an_iothread_refused_for_its_poll_parameters_leaves_nothing_behind() -> None:
+    with Simulation() as sim:
+        fds_before = sim.fds.open_fds()
+        message = "poll-shrink value must be in range [0, 9223372036854775807], not -2"
+        with pytest.raises(ValueError, match=re.escape(message)):
+            sim.iothread("io0", poll_shrink=-2)
+        assert sim.iothreads == []
+        assert sim.fds.open_fds() == fds_before
+        sim.iothread("io0")  # the name is still free
