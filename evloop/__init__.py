@@ -67,6 +67,7 @@ from .machine.observation import DispatchEvent
 from .machine.rng import SimRandom
 from .machine.scheduler import ThreadOfControl, ThreadState
 from .machine.simulation import RunResult, SimEvent, Simulation, StopReason
+from .machine.threadpool import REQUEST_CANCELLED, RequestState, ThreadPoolRequest
 from .seams import (
     Blocker,
     ChoiceKind,
@@ -81,6 +82,7 @@ __all__ = [
     "BH",
     "HOST_EPOCH_NS",
     "IOTHREAD_POLL_MAX_NS_DEFAULT",
+    "REQUEST_CANCELLED",
     "SCALE_MS",
     "SCALE_NS",
     "SCALE_US",
@@ -109,6 +111,7 @@ __all__ = [
     "NondeterminismError",
     "PCTChooser",
     "RandomChooser",
+    "RequestState",
     "RunResult",
     "ScriptedPeer",
     "Seams",
@@ -120,6 +123,7 @@ __all__ = [
     "StopReason",
     "SystematicChooser",
     "ThreadOfControl",
+    "ThreadPoolRequest",
     "ThreadState",
     "Timer",
     "VirtualClock",

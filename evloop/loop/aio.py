@@ -47,7 +47,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..seams import Blocker, DispatchObserver
 from .bh import BH, BH_DELETED, BH_FREED, BH_IDLE, BH_ONESHOT, BH_PENDING, BH_SCHEDULED
@@ -58,6 +58,9 @@ from .notifier import EventNotifier
 from .timer import Timer, TimerListGroup
 from .waiting import WarpBlocker
 
+if TYPE_CHECKING:
+    from ..machine.threadpool import ThreadPoolRequest
+
 __all__ = ["AioContext"]
 
 
@@ -65,6 +68,9 @@ __all__ = ["AioContext"]
 _BH_DEQUEUED = ~(BH_PENDING | BH_SCHEDULED | BH_IDLE)
 #: Idle bottom halves are polled at least this often.
 IDLE_BH_TIMEOUT_NS = 10 * SCALE_MS
+#: ``THREAD_POOL_MAX_THREADS_DEFAULT`` (kept in step with ``machine/threadpool.py``).
+_THREAD_POOL_MAX_THREADS_DEFAULT = 64
+_INT_MAX = 2**31 - 1
 
 
 
@@ -147,6 +153,9 @@ class AioContext(FdHandlers):
         if observer is not None:
             self.tlg.set_observer(observer)
         self._thread_pool: Any = None
+        #: The thread pool's worker limits (``set_thread_pool_params``).
+        self.thread_pool_min = 0
+        self.thread_pool_max = _THREAD_POOL_MAX_THREADS_DEFAULT
         #: Coroutines aio_co_schedule'd here, and the BH that enters them (util/async.c).
         #: The BH is made on first use, so a context without coroutines numbers its BHs
         #: as before.
@@ -451,13 +460,34 @@ class AioContext(FdHandlers):
 
     def thread_pool_submit(
         self, fn: Callable[[], object], done_cb: Callable[[object], object]
-    ) -> None:
-        """Run ``fn`` on a worker thread of control; ``done_cb(result)`` runs here via a BH."""
+    ) -> ThreadPoolRequest:
+        """Run ``fn`` on a worker thread of control; ``done_cb(result)`` runs here via a BH.
+
+        Returns the request, whose ``cancel()`` is ``thread_pool_cancel``.
+        """
         if self._thread_pool is None:
             from ..machine.threadpool import ThreadPool
 
             self._thread_pool = ThreadPool(self)
-        self._thread_pool.submit(fn, done_cb)
+        request: ThreadPoolRequest = self._thread_pool.submit(fn, done_cb)
+        return request
+
+    def set_thread_pool_params(self, min_threads: int, max_threads: int) -> None:
+        """The thread pool's worker limits (``aio_context_set_thread_pool_params``).
+
+        At least ``min_threads`` workers are kept ready and at most
+        ``max_threads`` run; the defaults are 0 and 64. A pool that exists
+        takes the new limits at once (``thread_pool_update_params``).
+        """
+        if not (0 <= min_threads <= max_threads and 0 < max_threads <= _INT_MAX):
+            raise ValueError(
+                f"bad thread-pool-min/thread-pool-max values (min={min_threads}, "
+                f"max={max_threads}): want 0 <= min <= max, 0 < max <= {_INT_MAX}"
+            )
+        self.thread_pool_min = min_threads
+        self.thread_pool_max = max_threads
+        if self._thread_pool is not None:
+            self._thread_pool.update_params()
 
     def __repr__(self) -> str:
         return (
