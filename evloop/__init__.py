@@ -32,7 +32,12 @@ from .loop.clock import (
 from .loop.fds import FdTable
 from .loop.mainloop import MainLoop
 from .loop.notifier import EventNotifier
-from .loop.timer import Timer
+from .loop.timer import (
+    QEMU_TIMER_ATTR_ALL,
+    QEMU_TIMER_ATTR_EXTERNAL,
+    Timer,
+    qemu_clock_deadline_ns_all,
+)
 from .loop.waiting import WarpBlocker
 from .machine.chooser import (
     ChoicePoint,
@@ -82,6 +87,8 @@ __all__ = [
     "BH",
     "HOST_EPOCH_NS",
     "IOTHREAD_POLL_MAX_NS_DEFAULT",
+    "QEMU_TIMER_ATTR_ALL",
+    "QEMU_TIMER_ATTR_EXTERNAL",
     "REQUEST_CANCELLED",
     "SCALE_MS",
     "SCALE_NS",
@@ -133,6 +140,7 @@ __all__ = [
     "aio_co_enter",
     "aio_co_schedule",
     "aio_co_wake",
+    "qemu_clock_deadline_ns_all",
     "qemu_co_queue_next",
     "qemu_co_queue_restart_all",
     "qemu_co_queue_wait",

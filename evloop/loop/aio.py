@@ -146,6 +146,9 @@ class AioContext(FdHandlers):
         self.poll_max_ns = 0
         self.poll_grow = 0
         self.poll_shrink = 0
+        #: The most requests an I/O engine should submit at once; 0 means
+        #: the engine's own default (``set_aio_params``).
+        self.aio_max_batch = 0
         self._poll_started = False
         self.tlg = TimerListGroup(clock, self._timer_notify, self)
         self.tlg.set_halt(self.halt)
@@ -341,16 +344,30 @@ class AioContext(FdHandlers):
     # -- timers -------------------------------------------------------------------
 
     def timer_new_ns(
-        self, clock_type: ClockType, cb: Callable[[], object], name: str | None = None
+        self,
+        clock_type: ClockType,
+        cb: Callable[[], object],
+        name: str | None = None,
+        *,
+        attributes: int = 0,
     ) -> Timer:
-        """A timer on this context's timer list for ``clock_type``, in ns."""
-        return self.tlg.new_timer(clock_type, 1, cb, name)
+        """A timer on this context's timer list for ``clock_type``, in ns.
+
+        ``attributes`` are ``QEMU_TIMER_ATTR_*`` bits (``aio_timer_new_with_attrs``).
+        """
+        return self.tlg.new_timer(clock_type, 1, cb, name, attributes)
 
     def timer_new(
-        self, clock_type: ClockType, scale: int, cb: Callable[[], object], name: str | None = None
+        self,
+        clock_type: ClockType,
+        scale: int,
+        cb: Callable[[], object],
+        name: str | None = None,
+        *,
+        attributes: int = 0,
     ) -> Timer:
         """A timer whose :meth:`Timer.mod` takes times in units of ``scale`` ns."""
-        return self.tlg.new_timer(clock_type, scale, cb, name)
+        return self.tlg.new_timer(clock_type, scale, cb, name, attributes)
 
     # -- aio_poll -----------------------------------------------------------------
 
@@ -471,6 +488,18 @@ class AioContext(FdHandlers):
             self._thread_pool = ThreadPool(self)
         request: ThreadPoolRequest = self._thread_pool.submit(fn, done_cb)
         return request
+
+    def set_aio_params(self, max_batch: int) -> None:
+        """Set :attr:`aio_max_batch` and wake the loop (``aio_context_set_aio_params``).
+
+        An I/O engine on the context (QEMU's linux-aio and io_uring backends)
+        reads it as the most requests to submit in one batch, 0 meaning its
+        own default.
+        """
+        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 0:
+            raise ValueError(f"aio-max-batch must be a non-negative int, not {max_batch!r}")
+        self.aio_max_batch = max_batch
+        self.notify()
 
     def set_thread_pool_params(self, min_threads: int, max_threads: int) -> None:
         """The thread pool's worker limits (``aio_context_set_thread_pool_params``).

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import IntEnum
+from typing import Any
 
 __all__ = [
     "HOST_EPOCH_NS",
@@ -85,7 +86,7 @@ ClockListener = Callable[[ClockType], None]
 class VirtualClock:
     """The four clocks of one simulated machine, moved only by :meth:`advance`."""
 
-    __slots__ = ("_enabled", "_listeners", "_now", "fault_hook", "read_hook")
+    __slots__ = ("_enabled", "_listeners", "_now", "fault_hook", "read_hook", "timer_groups")
 
     def __init__(self) -> None:
         # Indexed by ClockType: REALTIME, VIRTUAL, HOST, VIRTUAL_RT.
@@ -100,6 +101,9 @@ class VirtualClock:
         #: *before* ``read_hook``: the fault injector's HOST jumps and skew
         #: (``faults.py``), so the replay door sees every read as the program will.
         self.fault_hook: Callable[[ClockType, int], int] | None = None
+        #: Weak references to the timer list groups on this clock, oldest
+        #: first (QEMU's ``clock->timerlists``); kept by ``timer.py``.
+        self.timer_groups: list[Any] = []
 
     def get_ns(self, clock_type: ClockType) -> int:
         """The current time of ``clock_type`` in ns (``qemu_clock_get_ns``)."""

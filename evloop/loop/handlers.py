@@ -49,6 +49,8 @@ class _Handler:
         "fd",
         "in_poll_list",
         "io_poll",
+        "io_poll_begin",
+        "io_poll_end",
         "io_poll_ready",
         "io_read",
         "io_write",
@@ -80,6 +82,8 @@ class _Handler:
         self.io_write = io_write
         self.io_poll = io_poll
         self.io_poll_ready = io_poll_ready
+        self.io_poll_begin: IOHandler | None = None
+        self.io_poll_end: IOHandler | None = None
         self.events = (_POLL_IN if io_read is not None else 0) | (
             _POLL_OUT if io_write is not None else 0
         )
@@ -193,6 +197,29 @@ class FdHandlers:
         """Handlers for an :class:`EventNotifier` (``aio_set_event_notifier``)."""
         self.set_fd_handler(notifier.fd, io_read, None, io_poll, io_poll_ready)
 
+    def set_event_notifier_poll(
+        self,
+        notifier: EventNotifier,
+        io_poll_begin: IOHandler | None,
+        io_poll_end: IOHandler | None,
+    ) -> None:
+        """Callbacks for when poll mode starts and stops (``aio_set_event_notifier_poll``).
+
+        Set on the notifier's current registration (nothing happens if it has
+        none); a later :meth:`set_event_notifier` makes a new registration
+        without them, as in QEMU. ``io_poll_begin`` runs when poll mode starts
+        for a handler on the poll list, or when the handler joins the list
+        while poll mode is on; ``io_poll_end`` when poll mode stops, or when
+        an idle handler leaves the list, followed by one last ``io_poll``
+        that catches an event which raced with it (a virtqueue re-enabling
+        its notifications, say).
+        """
+        node = self._handlers.get(notifier.fd)
+        if node is None:
+            return
+        node.io_poll_begin = io_poll_begin
+        node.io_poll_end = io_poll_end
+
     def handler_count(self) -> int:
         """Registered fd handlers, the context's own notifier excluded."""
         return len(self._handlers) - 1
@@ -219,15 +246,17 @@ class FdHandlers:
             return False
         self._poll_started = started
         progress = False
-        if not started:
-            for node in list(self._poll_list.values()):
-                if node.deleted or node.io_poll is None:
-                    continue
-                # Poll one last time in case the event came while we stopped polling.
-                if node.io_poll():
-                    node.poll_ready = True
-                    ready[node.seq] = node
-                    progress = True
+        for node in list(self._poll_list.values()):
+            if node.deleted or node.io_poll is None:
+                continue
+            fn = node.io_poll_begin if started else node.io_poll_end
+            if fn is not None:
+                fn()
+            # Poll one last time in case the event raced with io_poll_end.
+            if not started and node.io_poll():
+                node.poll_ready = True
+                ready[node.seq] = node
+                progress = True
         return progress
 
     def _try_poll_mode(self, ready: dict[int, _Handler], timeout: int) -> tuple[bool, int]:
@@ -250,12 +279,15 @@ class FdHandlers:
                     timeout = 0
                     if not node.is_notifier:
                         progress = True
-            self._remove_idle_poll_handlers(now)
+            if self._remove_idle_poll_handlers(ready, now):
+                timeout = 0
+                progress = True
             if progress:
                 return True, timeout
         return False, timeout
 
-    def _remove_idle_poll_handlers(self, now: int) -> None:
+    def _remove_idle_poll_handlers(self, ready: dict[int, _Handler], now: int) -> bool:
+        progress = False
         for node in list(self._poll_list.values()):
             if node.poll_idle_timeout == 0:
                 node.poll_idle_timeout = now + POLL_IDLE_INTERVAL_NS
@@ -263,8 +295,14 @@ class FdHandlers:
                 node.poll_idle_timeout = 0
                 node.in_poll_list = False
                 del self._poll_list[node.seq]
-                # QEMU polls once more only after an io_poll_end callback,
-                # which evloop's handlers do not have.
+                if self._poll_started and node.io_poll_end is not None:
+                    node.io_poll_end()
+                    # A last poll, in case io_poll_end raced with an event.
+                    if node.io_poll is not None and node.io_poll():
+                        node.poll_ready = True
+                        ready[node.seq] = node
+                        progress = True
+        return progress
 
     def _adjust_polling_time(self, node: _Handler, block_ns: int) -> None:
         if block_ns <= node.poll_ns:
@@ -287,6 +325,9 @@ class FdHandlers:
         if node.deleted:
             return False
         if not node.in_poll_list and node.io_poll is not None:
+            # Start polling a handler once it is ready: activity is likely to go on.
+            if self._poll_started and node.io_poll_begin is not None:
+                node.io_poll_begin()
             node.in_poll_list = True
             self._poll_list[node.seq] = node
         observer = self._observer

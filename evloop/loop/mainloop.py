@@ -120,15 +120,26 @@ class MainLoop:
         self.iohandler_context.set_fd_handler(fd, io_read, io_write)
 
     def timer_new_ns(
-        self, clock_type: ClockType, cb: Callable[[], object], name: str | None = None
+        self,
+        clock_type: ClockType,
+        cb: Callable[[], object],
+        name: str | None = None,
+        *,
+        attributes: int = 0,
     ) -> Timer:
-        """A timer on the main-loop timer list group (``timer_new_ns``)."""
-        return self.tlg.new_timer(clock_type, 1, cb, name)
+        """A timer on the main-loop timer list group (``timer_new_ns``, ``timer_new_full``)."""
+        return self.tlg.new_timer(clock_type, 1, cb, name, attributes)
 
     def timer_new(
-        self, clock_type: ClockType, scale: int, cb: Callable[[], object], name: str | None = None
+        self,
+        clock_type: ClockType,
+        scale: int,
+        cb: Callable[[], object],
+        name: str | None = None,
+        *,
+        attributes: int = 0,
     ) -> Timer:
-        return self.tlg.new_timer(clock_type, scale, cb, name)
+        return self.tlg.new_timer(clock_type, scale, cb, name, attributes)
 
     def _glib_round(self, timeout_ns: int) -> bool:
         """prepare, poll (the turn is released here), check, dispatch; True if any dispatched."""

@@ -27,6 +27,7 @@ timers.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from heapq import heapify, heappop, heappush
 from typing import TYPE_CHECKING, Any, Protocol
@@ -36,7 +37,22 @@ from .clock import ClockType, VirtualClock, soonest_timeout
 if TYPE_CHECKING:
     from ..seams import CheckpointGate, DispatchObserver
 
-__all__ = ["Timer", "TimerList", "TimerListGroup"]
+__all__ = [
+    "QEMU_TIMER_ATTR_ALL",
+    "QEMU_TIMER_ATTR_EXTERNAL",
+    "Timer",
+    "TimerList",
+    "TimerListGroup",
+    "qemu_clock_deadline_ns_all",
+]
+
+#: A timer attribute (``include/qemu/timer.h``): the timer drives something
+#: outside the guest (a network backend's, say), so it changes no guest state
+#: by itself. QEMU's record/replay takes no ``VIRTUAL`` checkpoint for it, and
+#: icount's deadlines leave it out with the mask ``~QEMU_TIMER_ATTR_EXTERNAL``.
+QEMU_TIMER_ATTR_EXTERNAL = 1 << 0
+#: The attribute mask that includes every timer.
+QEMU_TIMER_ATTR_ALL = 0xFFFFFFFF
 
 #: Dispatch kind reported to observers for a timer callback.
 DISPATCH_TIMER = 4
@@ -112,6 +128,23 @@ class TimerList:
         head = self._head()
         if head is None or not self.clock._enabled[self._ct]:
             return -1
+        delta: int = head[0] - self.clock._now[self._ct]
+        return delta if delta > 0 else 0
+
+    def deadline_ns_masked(self, attr_mask: int) -> int:
+        """:meth:`deadline_ns` over the timers whose attributes are all in ``attr_mask``.
+
+        As ``qemu_clock_deadline_ns_all`` walks one list: the soonest timer
+        with no attribute outside the mask; -1 if there is none.
+        """
+        head = self._head()
+        if head is None or not self.clock._enabled[self._ct]:
+            return -1
+        if head[2].attributes & ~attr_mask:
+            live = sorted(e for e in self._heap if e[2]._entry is e)
+            head = next((e for e in live if not e[2].attributes & ~attr_mask), None)
+            if head is None:
+                return -1
         delta: int = head[0] - self.clock._now[self._ct]
         return delta if delta > 0 else 0
 
@@ -323,7 +356,7 @@ class Timer:
     :class:`~evloop.AioContext` or :class:`~evloop.MainLoop`.
     """
 
-    __slots__ = ("_entry", "_list", "cb", "name", "scale", "uid")
+    __slots__ = ("_entry", "_list", "attributes", "cb", "name", "scale", "uid")
 
     def __init__(
         self,
@@ -332,11 +365,18 @@ class Timer:
         cb: Callable[[], object],
         name: str | None = None,
         uid: int = 0,
+        attributes: int = 0,
     ) -> None:
         if scale <= 0:
             raise ValueError(f"a timer's scale must be a positive number of ns, not {scale}")
+        if not 0 <= attributes <= QEMU_TIMER_ATTR_ALL:
+            raise ValueError(
+                f"a timer's attributes must be a mask of QEMU_TIMER_ATTR_* bits, not {attributes}"
+            )
         self._list = timer_list
         self.scale = scale
+        #: ``QEMU_TIMER_ATTR_*`` bits (``timer_init_full``); fixed at creation.
+        self.attributes = attributes
         self.cb = cb
         self.name = name
         #: Creation number within the timer list group: stable from run to run.
@@ -422,6 +462,7 @@ class TimerListGroup:
             TimerList(clock, t, notify, owner) for t in ClockType
         )
         self._uids = 0
+        clock.timer_groups.append(weakref.ref(self))  # timerlist_new: on the clock's list
         if notify is not None:
             # qemu_clock_enable -> qemu_clock_notify -> timerlist_notify.
             clock.add_listener(self._clock_enabled)
@@ -433,10 +474,15 @@ class TimerListGroup:
             notify()
 
     def new_timer(
-        self, clock_type: ClockType, scale: int, cb: Callable[[], object], name: str | None
+        self,
+        clock_type: ClockType,
+        scale: int,
+        cb: Callable[[], object],
+        name: str | None,
+        attributes: int = 0,
     ) -> Timer:
         self._uids += 1
-        return Timer(self.lists[ClockType(clock_type)], scale, cb, name, self._uids)
+        return Timer(self.lists[ClockType(clock_type)], scale, cb, name, self._uids, attributes)
 
     def deadline_ns(self) -> int:
         """The soonest deadline over every clock (``timerlistgroup_deadline_ns``)."""
@@ -482,3 +528,33 @@ class TimerListGroup:
     def pending_count(self) -> int:
         return sum(len(tl) for tl in self.lists)
 
+
+
+def qemu_clock_deadline_ns_all(
+    clock: VirtualClock, clock_type: ClockType, attr_mask: int = QEMU_TIMER_ATTR_ALL
+) -> int:
+    """ns until the soonest timer of ``clock_type`` on *any* timer list of ``clock``.
+
+    ``qemu_clock_deadline_ns_all`` (``util/qemu-timer.c``): every context's
+    and main loop's list of that clock counts, not one group's; a timer with
+    an attribute outside ``attr_mask`` is skipped (icount passes
+    ``~QEMU_TIMER_ATTR_EXTERNAL``). 0 if one is due, -1 if there is none or
+    the clock is disabled. Reads no hooked clock.
+    """
+    ct = ClockType(clock_type)
+    if not clock._enabled[ct]:
+        return -1
+    deadline = -1
+    groups = clock.timer_groups
+    live = []
+    for ref in groups:
+        group = ref()
+        if group is None:
+            continue  # its context is gone (timerlist_free)
+        live.append(ref)
+        tl = group.lists[ct]
+        if tl._heap:
+            deadline = soonest_timeout(deadline, tl.deadline_ns_masked(attr_mask))
+    if len(live) != len(groups):
+        groups[:] = live
+    return deadline

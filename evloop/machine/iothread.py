@@ -89,6 +89,15 @@ class IOThread:
         p = self._poll
         self.ctx.set_poll_params(p["poll-max-ns"], p["poll-grow"], p["poll-shrink"])
 
+    @property
+    def aio_max_batch(self) -> int:
+        """The context's ``aio_max_batch`` (the ``aio-max-batch`` property; 0 by default)."""
+        return self.ctx.aio_max_batch
+
+    @aio_max_batch.setter
+    def aio_max_batch(self, value: int) -> None:
+        self.ctx.set_aio_params(value)
+
     # -- the thread ------------------------------------------------------------------
 
     def run(self) -> None:

@@ -42,7 +42,7 @@ from evloop import (
     WaitCondition,
     WarpBlocker,
 )
-from tests.helpers import appender
+from tests.helpers import appender, new_ctx
 
 REALTIME = ClockType.REALTIME
 SECOND = 1_000 * SCALE_MS
@@ -1194,6 +1194,141 @@ def test_an_idle_poll_handler_leaves_the_poll_list_without_a_last_io_poll() -> N
     # Idle for 7 s: the polling round finds it idle and takes it off the poll list.
     assert io_polls_in_a_poll_that_waits(SECOND) == 1
     assert io_polls_in_a_poll_that_waits(SECOND) == 0
+
+
+# == io_poll_begin / io_poll_end (aio_set_event_notifier_poll) ==========================
+
+
+def with_begin_end(dev: PolledDevice) -> PolledDevice:
+    dev.ctx.set_event_notifier_poll(
+        dev.e, lambda: dev.log.append("begin"), lambda: dev.log.append("end")
+    )
+    return dev
+
+
+def test_io_poll_begin_runs_as_poll_mode_starts_and_io_poll_end_as_it_stops() -> None:
+    # util/aio-posix.c, poll_set_started: io_poll_begin for each handler on the
+    # poll list when try_poll_mode starts poll mode; io_poll_end, then a last
+    # io_poll, when aio_poll stops it before a wait that may block.
+    ctx, dev, events = polling_setup(50_000, 2, 2)
+    with_begin_end(dev)
+    wake_after(ctx, dev, events, 10_000)  # joins the poll list; poll mode was off
+    assert dev.log == ["read"]
+    calls = dev.io_poll_calls
+    wake_after(ctx, dev, events, 10_000)
+    assert dev.log == ["read", "begin", "end", "read"]
+    assert dev.io_poll_calls == calls + 2  # the polling round, the last poll after end
+
+
+def test_a_handler_joining_the_poll_list_while_poll_mode_is_on_gets_io_poll_begin() -> None:
+    # util/aio-posix.c, aio_dispatch_handler: `if (ctx->poll_started &&
+    # node->io_poll_begin)` as the handler goes on poll_aio_handlers. Poll mode
+    # is on here because the last poll found work by polling, and the
+    # non-blocking poll below keeps it on (QEMU 10.2) though fds need a wait.
+    ctx, _dev, _events = poll_mode_started_by_a_successful_poll()
+    r, _w = ctx.fds.pipe()
+    ctx.set_fd_handler(r, dummy_io_handler_read, None)  # need_wait: fds are read
+    ctx.poll(False)
+    dev2 = with_begin_end(PolledDevice(ctx))
+    ctx.poll(False)  # takes in the registration's notify
+    dev2.e.set()
+    assert ctx.poll(False) is True
+    assert dev2.log == ["begin", "read"]
+
+
+def test_an_idle_poll_handler_with_io_poll_end_gets_it_and_a_last_io_poll() -> None:
+    # util/aio-posix.c, remove_idle_poll_handlers: `if (ctx->poll_started &&
+    # node->io_poll_end)`: io_poll_end, then a final io_poll ("in case
+    # ->io_poll_end() races with an event"), which makes progress if ready.
+    ctx, dev, events = polling_setup(50_000, 2, 2)
+    with_begin_end(dev)
+    wake_after(ctx, dev, events, 10_000)
+    clock = ctx.clock
+    timer = ctx.timer_new_ns(REALTIME, lambda: None)
+
+    def a_poll_that_waits(ns: int) -> int:
+        timer.mod_ns(clock.get_ns(REALTIME) + ns)
+        ctx.poll(False)
+        calls = dev.io_poll_calls
+        assert ctx.poll(True) is True
+        return dev.io_poll_calls - calls
+
+    assert a_poll_that_waits(8 * SECOND) == 2  # a polling round starts the idle clock
+    del dev.log[:]
+    # Idle for 7 s: off the poll list, with io_poll_end and a last io_poll.
+    assert a_poll_that_waits(SECOND) == 2
+    assert dev.log == ["begin", "end"]
+    del dev.log[:]
+    assert a_poll_that_waits(SECOND) == 0  # off the list: neither polled nor told
+    assert dev.log == []
+
+
+def test_the_last_io_poll_after_an_idle_io_poll_end_that_finds_work_is_progress() -> None:
+    ctx, dev, events = polling_setup(50_000, 2, 2)
+    with_begin_end(dev)
+    wake_after(ctx, dev, events, 10_000)
+    clock = ctx.clock
+    ctx.timer_new_ns(REALTIME, lambda: None).mod_ns(clock.get_ns(REALTIME) + 8 * SECOND)
+    ctx.poll(False)
+    assert ctx.poll(True) is True  # the polling round starts the idle clock; then the timer
+    del dev.log[:]
+
+    def work_arrives_as_polling_ends() -> None:
+        dev.log.append("end")
+        dev.work = True
+
+    ctx.set_event_notifier_poll(
+        dev.e, lambda: dev.log.append("begin"), work_arrives_as_polling_ends
+    )
+    ctx.timer_new_ns(REALTIME, lambda: None).mod_ns(clock.get_ns(REALTIME) + SECOND)
+    ctx.poll(False)
+    before = clock.get_ns(REALTIME)
+    assert ctx.poll(True) is True
+    # The last poll found work, so poll mode stays on and no wait follows; the
+    # dispatch puts the handler back on the poll list, with io_poll_begin
+    # (aio_dispatch_handler: QEMU "nevermind[s] about re-adding the handler").
+    assert dev.log == ["begin", "end", "begin", "poll_ready"]
+    assert clock.get_ns(REALTIME) == before
+
+
+def test_set_event_notifier_poll_without_a_registration_does_nothing() -> None:
+    ctx = new_ctx()
+    e = EventNotifier(ctx.fds)
+    ctx.set_event_notifier_poll(e, lambda: None, lambda: None)  # aio_set_fd_poll: no node
+    assert ctx.handler_count() == 0
+
+
+def test_re_registering_a_notifier_drops_its_io_poll_begin_and_end() -> None:
+    # aio_set_fd_handler allocates a new AioHandler (g_new0): no begin/end.
+    ctx, dev, events = polling_setup(50_000, 2, 2)
+    with_begin_end(dev)
+    ctx.set_event_notifier(dev.e, dev.io_read, dev.io_poll, dev.io_poll_ready)
+    ctx.poll(False)
+    for _ in range(2):
+        wake_after(ctx, dev, events, 10_000)
+    assert dev.log == ["read", "read"]
+
+
+# == aio_max_batch (aio_context_set_aio_params) ==========================================
+
+
+def test_aio_max_batch_defaults_to_0_and_setting_it_wakes_the_loop() -> None:
+    # util/aio-posix.c, aio_context_set_aio_params: store, then aio_notify.
+    ctx = new_ctx()
+    assert ctx.aio_max_batch == 0
+    ctx.set_aio_params(32)
+    assert ctx.aio_max_batch == 32
+    assert ctx.poll(True) is False  # the notify: no wait, no progress
+    with pytest.raises(DeadlockError):
+        ctx.poll(True)  # nothing left to wake it
+
+
+def test_a_negative_aio_max_batch_is_refused() -> None:
+    ctx = new_ctx()
+    message = "aio-max-batch must be a non-negative int, not -1"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ctx.set_aio_params(-1)
+    assert ctx.aio_max_batch == 0
 
 
 # == the GSource face: aio_ctx_prepare / check / dispatch ================================

@@ -331,3 +331,15 @@ def test_an_iothread_refused_for_its_poll_parameters_leaves_nothing_behind() -> 
         assert sim.iothreads == []
         assert sim.fds.open_fds() == fds_before
         sim.iothread("io0")  # the name is still free
+
+
+def test_an_iothreads_aio_max_batch_is_its_contexts() -> None:
+    # iothread.c, iothread_set_aio_context_params -> aio_context_set_aio_params.
+    with Simulation() as sim:
+        io = sim.iothread("io0")
+        assert io.aio_max_batch == 0
+        io.aio_max_batch = 16
+        assert io.ctx.aio_max_batch == 16
+        with pytest.raises(ValueError, match="aio-max-batch must be a non-negative int"):
+            io.aio_max_batch = -3
+        assert io.aio_max_batch == 16

@@ -8,6 +8,7 @@ and ``timerlist_run_timers``.
 
 from __future__ import annotations
 
+import gc
 import re
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,8 @@ from hypothesis import strategies as st
 
 from evloop import (
     HOST_EPOCH_NS,
+    QEMU_TIMER_ATTR_ALL,
+    QEMU_TIMER_ATTR_EXTERNAL,
     SCALE_MS,
     SCALE_NS,
     SCALE_US,
@@ -25,8 +28,10 @@ from evloop import (
     ClockType,
     DispatchKind,
     FdTable,
+    MainLoop,
     Timer,
     VirtualClock,
+    qemu_clock_deadline_ns_all,
 )
 from evloop.loop.timer import TimerList, TimerListGroup
 from tests.helpers import new_ctx
@@ -691,3 +696,91 @@ def test_timers_always_fire_in_expiry_then_arm_order(
     for step in program:
         h.step(step)
         h.check()
+
+
+# == timer attributes and qemu_clock_deadline_ns_all (util/qemu-timer.c) =================
+
+
+def test_a_timer_has_no_attributes_unless_given_some() -> None:
+    # include/qemu/timer.h: QEMU_TIMER_ATTR_EXTERNAL is BIT(0); timer_init_full
+    # stores the attributes; aio_timer_new and timer_new_ns pass 0.
+    assert (QEMU_TIMER_ATTR_EXTERNAL, QEMU_TIMER_ATTR_ALL) == (1, 0xFFFFFFFF)
+    ctx = new_ctx()
+    assert ctx.timer_new_ns(VIRTUAL, lambda: None).attributes == 0
+    t = ctx.timer_new(VIRTUAL, SCALE_MS, lambda: None, attributes=QEMU_TIMER_ATTR_EXTERNAL)
+    assert t.attributes == QEMU_TIMER_ATTR_EXTERNAL
+    ml = MainLoop(VirtualClock())
+    assert ml.timer_new_ns(VIRTUAL, lambda: None, attributes=1).attributes == 1
+    assert ml.timer_new(VIRTUAL, SCALE_US, lambda: None).attributes == 0
+
+
+def test_timer_attributes_outside_the_mask_bits_are_refused() -> None:
+    ctx = new_ctx()
+    message = "a timer's attributes must be a mask of QEMU_TIMER_ATTR_* bits, not -1"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ctx.timer_new_ns(VIRTUAL, lambda: None, attributes=-1)
+
+
+def test_an_external_timer_runs_like_any_other() -> None:
+    ctx = new_ctx()
+    ctx.clock.enable(VIRTUAL, True)
+    ran: list[str] = []
+    ctx.timer_new_ns(VIRTUAL, lambda: ran.append("ext"), attributes=1).mod_ns(10)
+    ctx.timer_new_ns(VIRTUAL, lambda: ran.append("guest")).mod_ns(10)
+    ctx.clock.advance(10)
+    assert ctx.poll(False) is True
+    assert ran == ["ext", "guest"]
+
+
+def three_loops_on_one_clock() -> tuple[VirtualClock, AioContext, AioContext, MainLoop]:
+    clock = VirtualClock()
+    clock.enable(VIRTUAL, True)
+    return clock, AioContext(clock, FdTable()), AioContext(clock, FdTable()), MainLoop(clock)
+
+
+def test_deadline_ns_all_is_the_soonest_over_every_timer_list_of_the_clock() -> None:
+    # qemu_clock_deadline_ns_all walks clock->timerlists: every context's list
+    # and the main loop's, not one group's as timerlistgroup_deadline_ns does.
+    clock, a, b, ml = three_loops_on_one_clock()
+    assert qemu_clock_deadline_ns_all(clock, VIRTUAL) == -1
+    a.timer_new_ns(VIRTUAL, lambda: None).mod_ns(500)
+    ml.timer_new_ns(VIRTUAL, lambda: None).mod_ns(300)
+    b.timer_new_ns(REALTIME, lambda: None).mod_ns(100)  # another clock: not counted
+    assert qemu_clock_deadline_ns_all(clock, VIRTUAL) == 300
+    assert qemu_clock_deadline_ns_all(clock, REALTIME) == 100
+    assert a.tlg.deadline_ns() == 500
+    clock.advance(400)
+    assert qemu_clock_deadline_ns_all(clock, VIRTUAL) == 0  # due: 0, never negative
+
+
+def test_deadline_ns_all_skips_timers_with_attributes_outside_the_mask() -> None:
+    # util/qemu-timer.c: "Skip all external timers": while (ts->attributes & ~attr_mask).
+    clock, a, b, _ml = three_loops_on_one_clock()
+    b.timer_new_ns(VIRTUAL, lambda: None, attributes=QEMU_TIMER_ATTR_EXTERNAL).mod_ns(100)
+    b.timer_new_ns(VIRTUAL, lambda: None, attributes=QEMU_TIMER_ATTR_EXTERNAL).mod_ns(200)
+    b.timer_new_ns(VIRTUAL, lambda: None).mod_ns(700)
+    assert qemu_clock_deadline_ns_all(clock, VIRTUAL) == 100
+    assert qemu_clock_deadline_ns_all(clock, VIRTUAL, QEMU_TIMER_ATTR_ALL) == 100
+    assert qemu_clock_deadline_ns_all(clock, VIRTUAL, ~QEMU_TIMER_ATTR_EXTERNAL) == 700
+    a.timer_new_ns(VIRTUAL, lambda: None, attributes=QEMU_TIMER_ATTR_EXTERNAL).mod_ns(50)
+    assert qemu_clock_deadline_ns_all(clock, VIRTUAL, 0) == 700
+    assert qemu_clock_deadline_ns_all(clock, VIRTUAL) == 50
+
+
+def test_deadline_ns_all_of_a_disabled_clock_is_minus_1() -> None:
+    clock, a, _b, _ml = three_loops_on_one_clock()
+    a.timer_new_ns(VIRTUAL, lambda: None).mod_ns(5)
+    clock.enable(VIRTUAL, False)
+    assert qemu_clock_deadline_ns_all(clock, VIRTUAL) == -1
+
+
+def test_deadline_ns_all_forgets_the_timer_lists_of_a_group_that_is_gone() -> None:
+    # timerlist_free takes a list off its clock's list.
+    clock = VirtualClock()
+    group = TimerListGroup(clock)
+    group.new_timer(REALTIME, 1, lambda: None, None).mod_ns(10)
+    assert qemu_clock_deadline_ns_all(clock, REALTIME) == 10
+    del group
+    gc.collect()
+    assert qemu_clock_deadline_ns_all(clock, REALTIME) == -1
+    assert clock.timer_groups == []
