@@ -379,8 +379,23 @@ class SimEventLoop(NetworkSelectorLoop):
         Each pending task's coroutine is closed (its ``finally`` blocks run, as
         the unwinding thread of control's do), oldest task first, and the task
         is not reported as "destroyed but pending": the run was cut, not the
-        program wrong. Ready callbacks are dropped.
+        program wrong. Before that, its open transports are closed (their
+        protocols are told the connection was lost). Ready callbacks are dropped.
         """
+        # Transports first (a stream writer dropped with its coroutine warns
+        # unless its transport is closing): the program never got to close
+        # them, and asyncio would report each as unclosed whenever gc ran.
+        transports: Any = self._transports  # type: ignore[attr-defined]
+        for fd in sorted(transports):
+            transport = transports.get(fd)
+            if transport is None or transport._sock is None:  # gone, or its loss told
+                continue
+            with contextlib.suppress(BaseException):
+                if not transport.is_closing():
+                    transport._force_close(None)
+                # A closing transport's last step is a ready callback: dropped
+                # below, so it is taken here.
+                transport._call_connection_lost(None)
         created = self._created
         pending = sorted(
             (t for t in asyncio.all_tasks(self) if not t.done()),

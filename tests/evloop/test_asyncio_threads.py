@@ -196,3 +196,38 @@ def test_a_run_cut_short_leaves_no_pending_task_or_unawaited_coroutine_behind(
     assert unwound == ["worker-0", "worker-1", "worker-2"]
     assert [str(w.message) for w in seen] == []
     assert "destroyed but it is pending" not in caplog.text
+
+
+def test_a_run_cut_short_closes_the_connections_it_left_open() -> None:
+    import gc
+    import warnings
+
+    lost: list[str] = []
+
+    async def main() -> None:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(1)  # never answered: the cut comes first
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 7001)
+        _reader, writer = await asyncio.open_connection("127.0.0.1", 7001)
+        transport = writer.transport
+        protocol = transport.get_protocol()
+        original = protocol.connection_lost
+
+        def connection_lost(exc: BaseException | None) -> None:
+            lost.append("client")
+            original(exc)
+
+        protocol.connection_lost = connection_lost  # type: ignore[method-assign]
+        await asyncio.sleep(10)
+        server.close()
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        sim = Simulation()
+        sim.thread("asyncio", lambda: run(main(), sim=sim))
+        assert sim.run(until_ns=1_000_000_000).reason is StopReason.UNTIL
+        sim.close()
+        gc.collect()
+    assert lost == ["client"]
+    assert [str(w.message) for w in seen] == []
