@@ -65,13 +65,19 @@ def exits(
     return None
 
 
-def signals_itself(sim: Simulation, *, after_steps: int = 20_000) -> None:
+def signals_itself(sim: Simulation, *, after_steps: int = 20_000, in_exec: bool = False) -> None:
+    """A real SIGINT to this process after ``after_steps`` steps; with ``in_exec``,
+    sent from code run from a string, where the KeyboardInterrupt is then raised."""
+
     def tick() -> None:
         sim.random.getrandbits(64)
         if sim.steps >= 2 * after_steps:  # never run on if the signal went unseen
             raise RuntimeError("the SIGINT this process sent itself did not stop the run")
         if sim.steps >= after_steps:
-            os.kill(os.getpid(), signal.SIGINT)
+            if in_exec:
+                exec("os.kill(os.getpid(), signal.SIGINT)", {"os": os, "signal": signal})
+            else:
+                os.kill(os.getpid(), signal.SIGINT)
         timer.mod_ns(sim.now_ns + SCALE_US)
 
     timer = sim.main_loop.timer_new_ns(ClockType.VIRTUAL, tick, name="tick")
