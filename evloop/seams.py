@@ -22,8 +22,10 @@ seam                   asked by                                     without repl
 ``random_draw``        ``SimRandom._next64``: every 64-bit draw     the seeded splitmix64 value
 ``hooks``              the simulation: input delivered, every       nothing
                        ``checkpoint_interval`` steps, shutdown
-``timer_gate``         ``TimerList.run_timers``, before a list      every list runs
-                       runs (QEMU's ``replay_checkpoint``)
+``timer_gate``         ``TimerList.run_timers``, before a HOST or   every list runs
+                       VIRTUAL_RT list runs due timers, before
+                       each due VIRTUAL timer not EXTERNAL
+                       (QEMU's ``replay_checkpoint``)
 ``blocker``            every blocking wait (``FdTable.blocker``)    the scheduler
 =====================  ===========================================  ===========================
 
@@ -101,7 +103,10 @@ class Chooser(Protocol):
 ClockReadHook = Callable[[ClockType, int], int]
 #: ``hook(value) -> value`` on every 64-bit draw of the simulation's RNG.
 RandomDrawHook = Callable[[int], int]
-#: Called before a timer list runs its expired timers; False skips the run.
+#: ``gate(clock_type) -> bool``, QEMU's ``replay_checkpoint(CHECKPOINT_CLOCK_<type>)``:
+#: asked before a HOST or VIRTUAL_RT list runs its due timers, and before each due
+#: VIRTUAL timer without ``QEMU_TIMER_ATTR_EXTERNAL`` (never for REALTIME); False
+#: stops the list there (``TimerList._run_gated``).
 CheckpointGate = Callable[[ClockType], bool]
 
 

@@ -7,8 +7,9 @@ is deterministic, so running this twice writes byte-identical files.
 
 They are written in the current format version, under ``traces/vN/``. The
 traces directly under ``traces/`` are format version 1, recorded before the
-chain (format version 2) and kept byte for byte: they show that old traces
-still play. Never regenerate those.
+chain (format version 2), and ``traces/v2/`` are format version 2, recorded
+before the timer checkpoints (format version 3); both are kept byte for byte:
+they show that old traces still play. Never regenerate those.
 """
 
 from __future__ import annotations

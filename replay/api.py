@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from evloop import Chooser, DispatchEvent, Simulation
+from evloop.machine.simulation import PREEMPTION_MODES
 
 from .driver import (
     DEFAULT_CHECKPOINT_INTERVAL,
@@ -73,6 +74,7 @@ def record(
     sanitize: bool | str = True,
     watchdog: float | None = DEFAULT_WATCHDOG_S,
     progress: Callable[[int], object] | None = None,
+    preemption: str = "off",
 ) -> RecordResult:
     """Run ``scenario`` under a recorder and write its trace to ``output``.
 
@@ -90,7 +92,12 @@ def record(
     a :class:`~evloop.Chooser` with a ``spec`` attribute naming it for the
     header (its decisions are in the trace, so play never rebuilds it).
     ``progress`` is told the step count at every periodic checkpoint.
+    ``preemption="fine"`` runs the simulation with fine preemption
+    (``Simulation(preemption="fine")``); the header says so (``run.preemption``),
+    and play runs it the same way.
     """
+    if preemption not in PREEMPTION_MODES:
+        raise ValueError(f"preemption must be 'off' or 'fine', not {preemption!r}")
     name = scenario_name(scenario)
     fn = load_scenario(name) if isinstance(scenario, str) else scenario
     if isinstance(chooser, str):
@@ -106,7 +113,7 @@ def record(
     header = new_header(
         name, seed=seed, chooser=chooser, params=params, faults=faults, until_ns=until_ns,
         max_steps=max_steps, checkpoint_interval=checkpoint_interval, sanitize=sanitize,
-        watchdog=watchdog, source=source_hash(fn, params or {}),
+        watchdog=watchdog, source=source_hash(fn, params or {}), preemption=preemption,
     )
 
     def build(writer: TraceWriter) -> tuple[Recorder, Simulation, BlockerPlug | None]:
@@ -129,6 +136,7 @@ def simulation(
         faults=header.faults,
         sanitize=header_option(header, "run.sanitize", False),
         watchdog=header_watchdog(header),
+        preemption="fine" if header.extensions.get("run.preemption") == "fine" else "off",
         **simulation_options(header, log),
     )
 

@@ -44,6 +44,7 @@ from .scenario import SOURCE_KEY, Scenario, source_hash, start_scenario
 from .session import Player, Recorder, describe_exception
 from .stackroom import run_stack
 from .trace.choices import batch_decisions
+from .trace.clockpoints import batch_clock_checkpoints
 from .trace.format import EventKind
 from .trace.header import TraceHeader
 from .trace.reader import TraceReader
@@ -122,8 +123,10 @@ def run_options(
     checkpoint_interval: int,
     sanitize: bool | str = False,
     watchdog: float | None = DEFAULT_WATCHDOG_S,
+    preemption: str = "off",
 ) -> dict[str, Any]:
-    """The ``run.*`` header extensions of a recording: limits, interval, sanitizer, watchdog."""
+    """The ``run.*`` header extensions of a recording: limits, interval, sanitizer, watchdog,
+    preemption."""
     options: dict[str, Any] = {
         "run.until_ns": until_ns,
         "run.max_steps": max_steps,
@@ -133,6 +136,8 @@ def run_options(
         options["run.sanitize"] = sanitize
     if watchdog != DEFAULT_WATCHDOG_S:  # likewise: seconds, 0 for off
         options["run.watchdog"] = 0.0 if watchdog is None else float(watchdog)
+    if preemption == "fine":  # only when on (format 3): traces without it stay as they were
+        options["run.preemption"] = "fine"
     return options
 
 
@@ -150,6 +155,7 @@ def new_header(
     watchdog: float | None = DEFAULT_WATCHDOG_S,
     extensions: Mapping[str, Any] | None = None,
     source: str | None = None,
+    preemption: str = "off",
 ) -> TraceHeader:
     """The header of a new recording of ``scenario`` (a ``module:function`` name).
 
@@ -166,7 +172,9 @@ def new_header(
         faults=tuple(faults),
         package_version=evloop_version,
         extensions={
-            **run_options(until_ns, max_steps, checkpoint_interval, sanitize, watchdog),
+            **run_options(
+                until_ns, max_steps, checkpoint_interval, sanitize, watchdog, preemption
+            ),
             **(extensions or {}),
         },
     )
@@ -230,6 +238,8 @@ def check_header(header: TraceHeader, path: str | Path) -> None:
         raise bad("run.checkpoint_interval", "an integer in [1, 2**63)")
     if ext.get("run.sanitize") not in (None, False, True, "strict"):
         raise bad("run.sanitize", "true or \"strict\" (absent when off)")
+    if ext.get("run.preemption") not in (None, "fine"):
+        raise bad("run.preemption", "\"fine\" (absent when off)")
     mode = ext.get("mode")
     if mode is not None and mode not in KNOWN_MODES:
         raise ReplayError(
@@ -256,6 +266,9 @@ def trace_end_step(path: str | Path) -> int:
             kind = record[0]
             if kind == EventKind.CHOICES:
                 for last, _, _ in batch_decisions(record[1], record[2]):  # noqa: B007
+                    pass
+            elif kind == EventKind.CLOCK_CHECKPOINTS:
+                for last, _ in batch_clock_checkpoints(record[1], record[2]):  # noqa: B007
                     pass
             elif kind not in (EventKind.MUTEX, EventKind.END):
                 last = max(last, int(record[1]))

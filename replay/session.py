@@ -21,7 +21,13 @@ What is logged, in step order (the position counter precedes every event):
 * shutdown requests and their cause, and the exception that ended a failing
   run (SHUTDOWN, cause ``"exception: Type: message"``);
 * checkpoints: INIT at step 0, PERIODIC every ``checkpoint_interval`` steps,
-  FINAL at the end, each with the rolling digest of every step so far.
+  FINAL at the end, each with the rolling digest of every step so far;
+* (format 3 on) QEMU's timer checkpoints (CLOCK_CHECKPOINTS batches):
+  VIRTUAL before each due VIRTUAL timer that is not EXTERNAL, HOST and
+  VIRTUAL_RT before those lists run their due timers (``util/qemu-timer.c``
+  ``timerlist_run_timers``). In play a timer list runs only when its
+  checkpoint is the log's next event; a checkpoint missing or extra is a
+  divergence naming the clock.
 
 What the seed and the header determine is never taken on trust: a played
 RANDOM value must be the seeded generator's own draw, a simulation's CLOCK
@@ -55,8 +61,9 @@ from evloop import Blocker, ChoiceKind, Chooser, ClockType, FifoChooser, Seams
 from .errors import ReplayDivergence, ReplayError
 from .stackroom import DOOR_ROOM, restore, roomy
 from .trace.choices import batch_decisions, encode_choice_into
+from .trace.clockpoints import batch_clock_checkpoints, encode_clock_checkpoint_into
 from .trace.describe import show_record
-from .trace.format import CheckpointKind, EventKind
+from .trace.format import TIMER_CHECKPOINTS_VERSION, CheckpointKind, EventKind
 from .trace.reader import TraceReader
 from .trace.writer import TraceWriter
 
@@ -149,6 +156,11 @@ class _Session:
         self._batch = bytearray()
         self._batch_first = 0
         self._batch_last = 0
+        # The open CLOCK_CHECKPOINTS batch: at most one of the two batches is
+        # open at a time, so the records keep the order of the events.
+        self._clocks = bytearray()
+        self._clocks_first = 0
+        self._clocks_last = 0
         #: Decisions logged so far (each element of a CHOICES batch counts).
         self.decisions = 0
         #: Told the step count at every periodic checkpoint (a progress display).
@@ -163,11 +175,15 @@ class _Session:
         of every wait (host mode's monitor).
         """
         self.sim = sim
+        # Timer checkpoints from format 3 on: an older trace plays (and is
+        # re-recorded) without them, byte for byte.
+        gated = self.writer.header.format_version >= TIMER_CHECKPOINTS_VERSION
         sim.plug(Seams(
             chooser=self.chooser,
             clock_read=roomy(self._clock_read),
             random_draw=roomy(self._random_draw),
             hooks=_RoomyHooks(self),
+            timer_gate=self._timer_gate() if gated else None,
             blocker=blocker,
         ))
 
@@ -185,9 +201,13 @@ class _Session:
     def _emit(self, record: tuple[Any, ...]) -> None:
         if self._batch:
             self._flush_batch()
+        elif self._clocks:
+            self._flush_clocks()
         self.writer.write(record)
 
     def _emit_choice(self, step: int, n_options: int, choice: int) -> None:
+        if self._clocks:
+            self._flush_clocks()
         batch = self._batch
         if not batch:
             self._batch_first = self._batch_last = step
@@ -201,10 +221,33 @@ class _Session:
         self.writer.write((EventKind.CHOICES, self._batch_first, bytes(self._batch)))
         self._batch.clear()
 
+    def _emit_clock_checkpoint(self, step: int, clock_type: int) -> None:
+        if self._batch:
+            self._flush_batch()
+        clocks = self._clocks
+        if not clocks:
+            self._clocks_first = self._clocks_last = step
+        delta = step - self._clocks_last
+        if delta < 0x80:  # the common case, encode_clock_checkpoint_into's first
+            clocks.append(delta)
+            clocks.append(clock_type)
+        else:
+            encode_clock_checkpoint_into(clocks, delta, clock_type)
+        self._clocks_last = step
+        if len(clocks) >= CHOICES_BATCH_BYTES:
+            self._flush_clocks()
+
+    def _flush_clocks(self) -> None:
+        record = (EventKind.CLOCK_CHECKPOINTS, self._clocks_first, bytes(self._clocks))
+        self.writer.write(record)
+        self._clocks.clear()
+
     def flush(self) -> None:
         """Close the trace's current chunk: what is logged so far reaches the OS."""
         if self._batch:
             self._flush_batch()
+        elif self._clocks:
+            self._flush_clocks()
         self.writer.flush()
 
     def _checkpoint_record(self, kind: CheckpointKind) -> tuple[Any, ...]:
@@ -225,6 +268,48 @@ class _Session:
 
     def checkpoint(self, step: int) -> None:
         raise NotImplementedError
+
+    def timer_checkpoint(self, clock_type: ClockType) -> bool:
+        """QEMU's ``replay_checkpoint(CHECKPOINT_CLOCK_<type>)``: may the timers run now?"""
+        raise NotImplementedError
+
+    def _timer_gate(self) -> Callable[[ClockType], bool]:
+        """The simulation's timer gate: :meth:`timer_checkpoint`, its commonest case inlined.
+
+        A run with timers asks it before nearly every timer. The common case
+        (the checkpoint goes on, or is taken from, an open batch of less than
+        a full batch's bytes, a step delta under 128) calls nothing, so it
+        needs no room on the stack and record and play have the same frames
+        there; anything else is :meth:`timer_checkpoint`, with room.
+        """
+        sim = self.sim
+        assert sim is not None
+        clocks = self._clocks
+        slow = roomy(self.timer_checkpoint)
+        room = CHOICES_BATCH_BYTES - 2
+        player = self if isinstance(self, Player) else None
+        queue = player._clock_queue if player is not None else None
+
+        def gate(clock_type: ClockType) -> bool:
+            step = sim.steps
+            delta = step - self._clocks_last
+            if not clocks or delta >= 0x80 or len(clocks) >= room:
+                return slow(clock_type)
+            if queue is not None:
+                # Play: the next event must be this checkpoint of the current batch.
+                if not queue or player is None or player.divergence is not None:
+                    return slow(clock_type)
+                first = queue[0]
+                if first[0] != step or first[1] != clock_type:
+                    return slow(clock_type)
+                queue.popleft()
+                player.event_index += 1
+            clocks.append(delta)
+            clocks.append(clock_type)
+            self._clocks_last = step
+            return True
+
+        return gate
 
     def input(self, channel: str, data: bytes, close: bool) -> None:
         raise NotImplementedError
@@ -300,6 +385,12 @@ class Recorder(_Session):
         if self.progress is not None:
             self.progress(step)
 
+    def timer_checkpoint(self, clock_type: ClockType) -> bool:
+        # replay/replay.c replay_checkpoint, record mode: log it, and go on.
+        sim = self.sim
+        self._emit_clock_checkpoint(0 if sim is None else sim.steps, clock_type)
+        return True
+
     def input(self, channel: str, data: bytes, close: bool) -> None:
         self._emit((EventKind.INPUT, self._step, channel, b"" if close else bytes(data)))
 
@@ -336,6 +427,8 @@ class Player(_Session):
         self._fifo = isinstance(chooser, FifoChooser)
         self._records = iter(reader)
         self._choices: deque[tuple[int, int, int]] = deque()
+        #: The rest of the current CLOCK_CHECKPOINTS batch, as (step, clock_type).
+        self._clock_queue: deque[tuple[int, int]] = deque()
         #: Index of the next trace event (each batched decision is one event).
         self.event_index = 0
         self.divergence: ReplayDivergence | None = None
@@ -351,11 +444,18 @@ class Player(_Session):
         if self._choices:
             step, n, c = self._choices.popleft()
             return (EventKind.CHOICE, step, n, c)
+        if self._clock_queue:
+            step, clock = self._clock_queue.popleft()
+            return (EventKind.CLOCK_CHECKPOINTS, step, clock)
         for record in self._records:
             if record[0] == EventKind.CHOICES:
                 self._choices.extend(batch_decisions(record[1], record[2]))
                 first_step, n, c = self._choices.popleft()
                 return (EventKind.CHOICE, first_step, n, c)
+            if record[0] == EventKind.CLOCK_CHECKPOINTS:
+                self._clock_queue.extend(batch_clock_checkpoints(record[1], record[2]))
+                step, clock = self._clock_queue.popleft()
+                return (EventKind.CLOCK_CHECKPOINTS, step, clock)
             if record[0] == EventKind.CHOICE:
                 return (EventKind.CHOICE, record[1], record[2], record[3])
             return tuple(record)
@@ -532,6 +632,31 @@ class Player(_Session):
             self._emit(record)
         if self.progress is not None:
             self.progress(step)
+
+    def timer_checkpoint(self, clock_type: ClockType) -> bool:
+        # replay/replay.c replay_checkpoint, play mode: the timers run only when
+        # the log's next event is this clock's checkpoint. QEMU then waits for
+        # the vCPU to reach it; here every thread's position is a step, so a
+        # checkpoint not next is one the recording never took: a divergence.
+        sim = self.sim
+        step = 0 if sim is None else sim.steps
+        clocks = self._clock_queue
+        if clocks and self.divergence is None:
+            # The common case, without building records: the next checkpoint of
+            # the current batch is this one.
+            first = clocks[0]
+            if first[0] == step and first[1] == clock_type:
+                clocks.popleft()
+                self.event_index += 1
+                self._emit_clock_checkpoint(step, clock_type)
+                return True
+
+        def actual() -> str:
+            return f"CHECKPOINT CLOCK_{clock_type.name}(step={step}): due timers about to run"
+
+        if self._expect(EventKind.CLOCK_CHECKPOINTS, actual, int(clock_type)) is not None:
+            self._emit_clock_checkpoint(step, clock_type)
+        return True
 
     def input(self, channel: str, data: bytes, close: bool) -> None:
         payload = b"" if close else bytes(data)

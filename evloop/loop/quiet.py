@@ -91,7 +91,7 @@ def run_quiet(ml: MainLoop, counter: StepCounter, step_limit: int, until_ns: int
 
 
 def _quiet_timer_list(ml: MainLoop) -> TimerList | None:
-    """The one timer list with timers, if exactly one has (and no gate, its clock running)."""
+    """The one timer list with timers, if exactly one has (and its clock is running)."""
     found: TimerList | None = None
     for tlg in (ml.tlg, ml.aio_context.tlg, ml.iohandler_context.tlg):
         for tl in tlg.lists:
@@ -99,7 +99,7 @@ def _quiet_timer_list(ml: MainLoop) -> TimerList | None:
                 if found is not None:
                     return None
                 found = tl
-    if found is None or found.checkpoint is not None:
+    if found is None:
         return None
     if not ml.clock._enabled[found.clock_type]:
         return None

@@ -60,6 +60,11 @@ DISPATCH_TIMER = 4
 # A heap entry: (expire_ns, arm_seq, timer); live while ``timer._entry is entry``.
 _Entry = tuple[int, int, "Timer"]
 
+# The clock types as plain ints, for the checkpoint switch of the gated runs.
+_VIRTUAL = int(ClockType.VIRTUAL)
+_HOST = int(ClockType.HOST)
+_VIRTUAL_RT = int(ClockType.VIRTUAL_RT)
+
 
 
 class TimerList:
@@ -200,8 +205,8 @@ class TimerList:
         if not clock._enabled[ct]:
             return False
         gate = self.checkpoint
-        if gate is not None and not gate(self.clock_type):
-            return False
+        if gate is not None:
+            return self._run_gated(gate)
         current = clock._now[ct]
         observer = self.observer
         halt = self.halt
@@ -216,6 +221,56 @@ class TimerList:
                 self._dead -= 1
                 continue
             if entry[0] > current:
+                break
+            heappop(heap)
+            timer._entry = None
+            if observer is not None:
+                observer(DISPATCH_TIMER, self.owner, timer)
+            timer.cb()
+            progress = True
+        return progress
+
+    def _run_gated(self, gate: CheckpointGate) -> bool:
+        """:meth:`run_timers` asking the replay layer's checkpoints (``timerlist_run_timers``).
+
+        As QEMU takes them (``util/qemu-timer.c``): none for REALTIME; one
+        ``CHECKPOINT_CLOCK_HOST`` or ``_VIRTUAL_RT`` before the list runs;
+        for VIRTUAL, one ``CHECKPOINT_CLOCK_VIRTUAL`` before each expired
+        timer without ``QEMU_TIMER_ATTR_EXTERNAL``, which changes no guest
+        state and takes none. Unlike QEMU, a checkpoint is asked only when a
+        timer is due: QEMU's HOST and VIRTUAL_RT checkpoints come before the
+        list samples its clock, a real read; ours is virtual, so a list with
+        nothing due has nothing to order. A False answer stops the run there.
+
+        Its loop is :meth:`run_timers`' with the checkpoint added, kept apart
+        so that an unrecorded run (no gate) asks nothing per timer.
+        """
+        ct = self._ct
+        current = self.clock._now[ct]
+        head = self._head()
+        if head is None or head[0] > current:
+            return False
+        if ct in (_HOST, _VIRTUAL_RT) and not gate(self.clock_type):
+            return False
+        each = ct == _VIRTUAL
+        heap = self._heap
+        observer = self.observer
+        halt = self.halt
+        progress = False
+        while heap:
+            if halt[0]:
+                break
+            entry = heap[0]
+            timer = entry[2]
+            if timer._entry is not entry:
+                heappop(heap)
+                self._dead -= 1
+                continue
+            if entry[0] > current:
+                break
+            if each and not timer.attributes & QEMU_TIMER_ATTR_EXTERNAL and not gate(
+                ClockType.VIRTUAL
+            ):
                 break
             heappop(heap)
             timer._entry = None
@@ -251,7 +306,9 @@ class TimerList:
         Stops before a pass when ``counter.steps`` reaches ``step_limit``
         (-1: none), the REALTIME clock reaches ``until_ns`` (-1: none), the
         head is already due, the list is empty or its clock is disabled; and
-        after a pass that raised the dirty signal or the halt flag. Returns
+        after a pass that raised the dirty signal or the halt flag; and
+        inside a pass whose replay checkpoint (``checkpoint``, asked as
+        :meth:`_run_gated` asks it) answered False, as :data:`WARP_DIRTY`. Returns
         why, as one of the ``WARP_*`` constants; after :data:`WARP_DIRTY` and
         :data:`WARP_UNTIL` the caller finishes the iteration (the phases that
         come after this list's timers).
@@ -268,6 +325,11 @@ class TimerList:
         owner = self.owner
         advance = clock.advance
         pop = heappop
+        # The replay checkpoints, as _run_gated asks them: once a pass (HOST,
+        # VIRTUAL_RT) or before each timer (VIRTUAL); None when unrecorded.
+        gate = self.checkpoint
+        gate_once = gate if ct in (_HOST, _VIRTUAL_RT) else None
+        gate_each = gate if ct == _VIRTUAL else None
         entry: Any = None  # the head, when the last pass left it checked
         try:
             if halt[0]:
@@ -306,7 +368,15 @@ class TimerList:
                 # head live and due, the halt flag down (checked after each).
                 current = now[ct]
                 timer = entry[2]
+                if gate_once is not None and not gate_once(self.clock_type):
+                    return WARP_DIRTY  # the checkpoint is not next: the list waits
                 while True:
+                    if (
+                        gate_each is not None
+                        and not timer.attributes & QEMU_TIMER_ATTR_EXTERNAL
+                        and not gate_each(self.clock_type)
+                    ):
+                        return WARP_DIRTY
                     pop(heap)
                     timer._entry = None
                     if observer is not None:

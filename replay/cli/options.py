@@ -189,6 +189,10 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="stop after N steps")
     add_watchdog_option(p)
     add_sanitize_option(p)
+    p.add_argument("--preemption", choices=("off", "fine"), default="off",
+                   help="fine: every loop primitive that touches shared state is a preemption "
+                        "point, a recorded decision (Simulation(preemption='fine')); the trace "
+                        "says so, and its play runs the same way (default off)")
     p.add_argument("--faults", action="append", default=[], metavar="KIND[,KIND...]",
                    help="faults the simulation may inject, each a recorded decision: delay, "
                         "reorder, loss, duplicate, partition, short-read, short-write, eagain, "

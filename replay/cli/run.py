@@ -49,6 +49,7 @@ def cmd_record(args: argparse.Namespace) -> int:
             args.scenario, out, seed=args.seed, params=params, chooser=chooser,
             until_ns=args.until_ns, max_steps=args.max_steps, faults=faults_of(args),
             watchdog=args.watchdog, sanitize=args.sanitize, progress=meter,
+            preemption=args.preemption,
         )
     except InvalidRecordError as exc:
         fail(f"--param: a value the trace format cannot hold: {exc}")
@@ -323,6 +324,8 @@ def _record_args(args: argparse.Namespace, chooser: str) -> list[str]:
     out += ["--watchdog", "0" if args.watchdog is None else repr(args.watchdog)]
     if not args.sanitize:
         out.append("--no-sanitize")
+    if args.preemption != "off":
+        out += ["--preemption", args.preemption]
     return out
 
 

@@ -15,6 +15,7 @@ from evloop import DispatchEvent
 
 from ..errors import TraceFormatError
 from ..trace.choices import batch_decisions
+from ..trace.clockpoints import batch_clock_checkpoints
 from ..trace.describe import detail_text, record_detail
 from ..trace.format import EventKind
 from ..trace.header import TraceHeader
@@ -223,6 +224,11 @@ class RecordStream:
                 for step, n, choice in batch_decisions(record[1], record[2]):
                     self.decisions += 1
                     yield self._event(step, "choice", {"options": n, "choice": choice})
+                continue
+            if record[0] == EventKind.CLOCK_CHECKPOINTS:
+                for step, clock in batch_clock_checkpoints(record[1], record[2]):
+                    kind, detail = record_detail((EventKind.CLOCK_CHECKPOINTS, step, clock))
+                    yield self._event(step, kind, detail)
                 continue
             if record[0] != EventKind.MUTEX:
                 step = record[1]

@@ -34,6 +34,9 @@ def record_detail(record: tuple[Any, ...]) -> tuple[str, dict[str, Any]]:
     if kind == EventKind.CHECKPOINT:
         name = _enum_name(CheckpointKind, record[2])
         return "checkpoint", {"checkpoint": name, "digest": f"{record[3]:#018x}"}
+    if kind == EventKind.CLOCK_CHECKPOINTS and type(record[2]) is int:
+        # One checkpoint of a batch, (CLOCK_CHECKPOINTS, step, clock_type), as play reads it.
+        return "checkpoint", {"checkpoint": f"CLOCK_{_enum_name(ClockType, record[2])}"}
     if kind == EventKind.CHOICE:
         return "choice", {"options": record[2], "choice": record[3]}
     if kind == EventKind.INPUT:
@@ -68,6 +71,8 @@ def show_record(record: tuple[Any, ...] | None) -> str:
         return f"CHOICE(step={step}, options={d['options']}, choice={d['choice']})"
     if kind is EventKind.CHECKPOINT:
         return f"CHECKPOINT {d['checkpoint']}(step={step}, digest={d['digest']})"
+    if kind is EventKind.CLOCK_CHECKPOINTS and "checkpoint" in d:
+        return f"CHECKPOINT {d['checkpoint']}(step={step})"
     if kind is EventKind.INPUT:
         return f"INPUT(step={step}, channel={d['channel']!r}, {_input_text(d['data_hex'], 16)})"
     if kind is EventKind.CLOCK:
@@ -82,6 +87,8 @@ def show_record(record: tuple[Any, ...] | None) -> str:
 def detail_text(kind: str, d: Mapping[str, Any]) -> str:
     """What one record event says, after its step and kind, on a ``replay dump`` line."""
     if kind == "checkpoint":
+        if "digest" not in d:  # a timer checkpoint (format 3): no state digest
+            return str(d["checkpoint"])
         return f"{d['checkpoint']} digest={d['digest']}"
     if kind == "choice":
         return f"option {d['choice']} of {d['options']}"

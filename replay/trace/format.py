@@ -62,6 +62,7 @@ __all__ = [
     "PACKER_OPTIONS",
     "READABLE_VERSIONS",
     "RECORD_UNPACKER_LIMITS",
+    "TIMER_CHECKPOINTS_VERSION",
     "CheckpointKind",
     "EventKind",
     "FieldSpec",
@@ -71,11 +72,16 @@ __all__ = [
 ]
 
 FORMAT_NAME: Final = "evreplay-trace"
-#: Version 2 added the CHAIN record that ends every data chunk.
-FORMAT_VERSION: Final = 2
+#: Version 2 added the CHAIN record that ends every data chunk. Version 3 added
+#: the timer checkpoints (CLOCK_CHECKPOINTS): a play asks the log before a timer
+#: list runs, as QEMU's ``replay_checkpoint`` does, so a run with due timers
+#: logs events that versions 1 and 2 never had.
+FORMAT_VERSION: Final = 3
 #: The versions this reader reads, and this writer writes (a play re-records
 #: a trace in its own version, so that an old trace still compares bit-exact).
-READABLE_VERSIONS: Final = (1, 2)
+READABLE_VERSIONS: Final = (1, 2, 3)
+#: The first version whose runs take timer checkpoints (CLOCK_CHECKPOINTS).
+TIMER_CHECKPOINTS_VERSION: Final = 3
 
 #: The first 8 bytes of every trace. As PNG's signature does, it catches the
 #: usual ways a binary file gets mangled: the high-bit byte 0x89 dies in a
@@ -198,6 +204,10 @@ class EventKind(IntEnum):
     #: digest (bin 32): ends each data chunk (version 2); part of the framing,
     #: checked and dropped by the reader, never yielded and never counted.
     CHAIN = 11
+    #: first_step, packed (varint step delta + clock type byte, see
+    #: trace/clockpoints.py): QEMU's CHECKPOINT_CLOCK_VIRTUAL/_HOST/_VIRTUAL_RT
+    #: events, batched as CHOICES batches decisions (version 3)
+    CLOCK_CHECKPOINTS = 12
 
 
 class CheckpointKind(IntEnum):

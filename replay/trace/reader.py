@@ -276,7 +276,8 @@ class TraceReader:
                 found = (
                     f"version {version} (written by {'a newer' if newer else 'an older'} evreplay)"
                 )
-            known = " or ".join(map(str, READABLE_VERSIONS))
+            *earlier, last = map(str, READABLE_VERSIONS)
+            known = f"{', '.join(earlier)} or {last}" if earlier else last
             raise self._error(at, f"format version {known}", found)
         if size != HEADER_FIELDS:
             raise self._error(at, f"a HEADER record of {HEADER_FIELDS} items", f"{size} items")

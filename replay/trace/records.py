@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from .choices import CHOICES_STREAM, choices_problem
+from .clockpoints import clock_checkpoints_problem
 from .format import (
     INT64_MAX,
     INT64_MIN,
@@ -116,6 +117,14 @@ def _check_choices(record: Sequence[Any]) -> Problem | None:
     return (f"CHOICES.packed byte {position}: {expected}", found)
 
 
+def _check_clock_checkpoints(record: Sequence[Any]) -> Problem | None:
+    problem = clock_checkpoints_problem(bytes(record[2]))
+    if problem is None:
+        return None
+    position, expected, found = problem
+    return (f"CLOCK_CHECKPOINTS.packed byte {position}: {expected}", found)
+
+
 def _layout(
     kind: EventKind,
     *fields: tuple[str, FieldType],
@@ -149,6 +158,12 @@ RECORD_LAYOUTS: Final[Mapping[EventKind, RecordLayout]] = MappingProxyType(
             _layout(EventKind.MUTEX, ("step_delta", _U), ("thread_index", _U)),
             _layout(EventKind.SHUTDOWN, ("step", _U), ("cause", _S)),
             _layout(EventKind.FAULT, ("step", _U), ("fault_kind", _U), ("target", _S), ("arg", _I)),
+            _layout(
+                EventKind.CLOCK_CHECKPOINTS,
+                ("first_step", _U),
+                ("packed", _B),
+                extra=_check_clock_checkpoints,
+            ),
         )
     }
 )
@@ -265,6 +280,14 @@ def _fast_fault(r: Any) -> bool:
     _, s, k, t, a = r
     return (type(s) is int and type(k) is int and type(t) is str and type(a) is int
             and 0 <= s <= UINT64_MAX and 0 <= k <= UINT64_MAX and INT64_MIN <= a <= INT64_MAX)
+
+
+def _fast_clock_checkpoints(r: Any) -> bool:
+    if len(r) != 3:
+        return False
+    _, s, p = r
+    return (type(s) is int and 0 <= s <= UINT64_MAX and type(p) is bytes
+            and clock_checkpoints_problem(p) is None)
 # fmt: on
 
 
@@ -279,4 +302,5 @@ _FAST_CHECKS: Final[dict[int, Callable[[Any], bool]]] = {
     EventKind.MUTEX: _fast_step_uint,
     EventKind.SHUTDOWN: _fast_shutdown,
     EventKind.FAULT: _fast_fault,
+    EventKind.CLOCK_CHECKPOINTS: _fast_clock_checkpoints,
 }

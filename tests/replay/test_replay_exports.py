@@ -114,7 +114,7 @@ def test_errors_share_one_root() -> None:
 
 def test_the_format_constants_are_exported() -> None:
     assert replay.FORMAT_NAME == "evreplay-trace"
-    assert replay.FORMAT_VERSION == 2
+    assert replay.FORMAT_VERSION == 3
 
 
 def test_the_package_is_typed() -> None:

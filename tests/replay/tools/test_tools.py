@@ -428,6 +428,8 @@ def test_format_ns_is_exact_milliseconds() -> None:
 def test_every_record_kind_has_a_name() -> None:
     from replay.tools.events import RECORD_KINDS
 
-    # HEADER, END and CHAIN are framing; CHOICES batches come out as choices.
-    names = {k.name.lower() for k in EventKind} - {"header", "end", "choices", "chain"}
+    # HEADER, END and CHAIN are framing; CHOICES batches come out as choices,
+    # CLOCK_CHECKPOINTS batches as checkpoints.
+    framing = {"header", "end", "choices", "chain", "clock_checkpoints"}
+    names = {k.name.lower() for k in EventKind} - framing
     assert names == set(RECORD_KINDS)

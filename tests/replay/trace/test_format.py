@@ -38,7 +38,8 @@ from tests.strategies import UINT64_MAX, decisions, headers, records
 def test_event_kinds_are_frozen_for_this_format_version() -> None:
     # If this fails, you changed the order or number of kinds: bump
     # FORMAT_VERSION (see EventKind) and then update this table.
-    assert FORMAT_VERSION == 2  # 2: CHAIN ends every data chunk
+    # 2: CHAIN ends every data chunk; 3: CLOCK_CHECKPOINTS (QEMU's timer checkpoints)
+    assert FORMAT_VERSION == 3
     assert {k.name: k.value for k in EventKind} == {
         "HEADER": 0,
         "END": 1,
@@ -52,6 +53,7 @@ def test_event_kinds_are_frozen_for_this_format_version() -> None:
         "SHUTDOWN": 9,
         "FAULT": 10,
         "CHAIN": 11,
+        "CLOCK_CHECKPOINTS": 12,
     }
 
 
@@ -68,6 +70,7 @@ def test_record_layouts_are_frozen_for_this_format_version() -> None:
         "MUTEX": "MUTEX [kind, step_delta: uint, thread_index: uint]",
         "SHUTDOWN": "SHUTDOWN [kind, step: uint, cause: str]",
         "FAULT": "FAULT [kind, step: uint, fault_kind: uint, target: str, arg: int]",
+        "CLOCK_CHECKPOINTS": "CLOCK_CHECKPOINTS [kind, first_step: uint, packed: bin]",
     }
     assert FORMAT_NAME == "evreplay-trace"
 
@@ -94,7 +97,8 @@ def test_int_subclasses_bytearray_and_lists_are_accepted() -> None:
 _A_RECORD = "a record (an array [kind, *fields])"
 _KNOWN_KIND = (
     "a known event kind (END=1, CHECKPOINT=2, CHOICE=3, CHOICES=4, INPUT=5, "
-    "CLOCK=6, RANDOM=7, MUTEX=8, SHUTDOWN=9, FAULT=10)"
+    "CLOCK=6, RANDOM=7, MUTEX=8, SHUTDOWN=9, FAULT=10, "
+    "CLOCK_CHECKPOINTS=12)"
 )
 _CLOCK = "CLOCK [kind, step: uint, clock_type: uint, value_ns: int]"
 

@@ -66,7 +66,8 @@ SAMPLE: list[Record] = [
 MAGIC_TEXT = r"b'\x89EVR\r\n\x1a\n'"
 KNOWN_KINDS = (
     "a known event kind (END=1, CHECKPOINT=2, CHOICE=3, CHOICES=4, INPUT=5, CLOCK=6, "
-    "RANDOM=7, MUTEX=8, SHUTDOWN=9, FAULT=10)"
+    "RANDOM=7, MUTEX=8, SHUTDOWN=9, FAULT=10, "
+    "CLOCK_CHECKPOINTS=12)"
 )
 
 
@@ -467,16 +468,16 @@ def test_the_path_is_named_in_messages(tmp_path: Path) -> None:
     ("changes", "text"),
     [
         (
-            {"_2": 3},
-            "byte 20: expected format version 1 or 2, found version 3 (written by a newer "
+            {"_2": 4},
+            "byte 20: expected format version 1, 2 or 3, found version 4 (written by a newer "
             "evreplay)",
         ),
         (
             {"_2": 0},
-            "byte 20: expected format version 1 or 2, found version 0 (written by an older "
+            "byte 20: expected format version 1, 2 or 3, found version 0 (written by an older "
             "evreplay)",
         ),
-        ({"_2": "1"}, "byte 20: expected format version 1 or 2, found version str '1'"),
+        ({"_2": "1"}, "byte 20: expected format version 1, 2 or 3, found version str '1'"),
         (
             {"_1": "qemu-replay"},
             "byte 20: expected format name 'evreplay-trace', found str 'qemu-replay'",
@@ -503,11 +504,11 @@ def test_a_wrong_header_is_named(changes: dict[str, Any], text: str) -> None:
 def test_a_future_version_is_named_even_if_its_header_is_unreadable_to_us() -> None:
     # Only elements 0-2 are promised to stay; the rest may be anything.
     # Here the fourth element is an extension type this version refuses.
-    payload = bytes([0x94]) + pack(0) + pack("evreplay-trace") + pack(3) + b"\xc7\x01\x05x"
+    payload = bytes([0x94]) + pack(0) + pack("evreplay-trace") + pack(4) + b"\xc7\x01\x05x"
     with pytest.raises(
         TraceFormatError,
         match=message(
-            "byte 20: expected format version 1 or 2, found version 3 (written by a newer "
+            "byte 20: expected format version 1, 2 or 3, found version 4 (written by a newer "
             "evreplay)"
         ),
     ):
