@@ -535,11 +535,20 @@ def failing(sim):
 """
 
 
+PROJECT_SCENARIOS = (
+    "[tool.evreplay]\n"
+    'scenarios = ["stable.py:ticking", "stable.py:failing", "changing.py:ticking"]\n'
+)
+
+
 def make_traces(pytester: pytest.Pytester) -> Path:
     """good, failing, diverging, corrupt, garbage and truncated traces in ``traces/``."""
     stable = pytester.makepyfile(stable=SCENARIO)
     changing = pytester.makepyfile(changing=SCENARIO)
     traces = pytester.mkdir("traces")
+    # The project declares the scenarios its traces name, as a user's does: the
+    # inner run does not count on this process having recorded them.
+    pytester.makefile(".toml", pyproject=PROJECT_SCENARIOS)
     replay.record(f"{stable}:ticking", traces / "good.evr")
     replay.record(f"{stable}:failing", traces / "failing.evr")
     replay.record(f"{changing}:ticking", traces / "diverging.evr")
