@@ -27,6 +27,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +36,7 @@ import pytest
 if TYPE_CHECKING:
     from evloop import Simulation
 
-__all__ = ["CHILD_ENV", "run_in_processes", "write_child_result"]
+__all__ = ["CHILD_ENV", "run_difference", "run_in_processes", "write_child_result"]
 
 #: Set in a child: where it writes its run (the parent reads it).
 CHILD_ENV = "EVREPLAY_DETERMINISTIC_OUT"
@@ -88,7 +89,11 @@ def run_in_processes(item: pytest.Item, runs: int) -> None:
         first = _run_child(item, 0, Path(tmp))
         for index in range(1, runs):
             other = _run_child(item, index, Path(tmp))
-            difference = _compare(first, other, index)
+            difference = run_difference(
+                first["steps"], other["steps"],
+                ((first["digest"], first["time_ns"]), (other["digest"], other["time_ns"])),
+                index + 1,
+            )
             if difference is not None:
                 pytest.fail(
                     f"@pytest.mark.deterministic(runs={runs}, processes=True): run {index + 1} "
@@ -98,23 +103,33 @@ def run_in_processes(item: pytest.Item, runs: int) -> None:
                 )
 
 
-def _compare(a: dict[str, Any], b: dict[str, Any], index: int) -> str | None:
-    steps_a, steps_b = a["steps"], b["steps"]
-    for i, (sa, sb) in enumerate(zip(steps_a, steps_b, strict=False)):
+def run_difference(
+    a: Sequence[object], b: Sequence[object], ends: tuple[tuple[int, int], tuple[int, int]],
+    k: int,
+) -> str | None:
+    """Where run ``k`` parts from run 1; None when they are the same.
+
+    ``a`` and ``b`` are the runs' steps, one description each (the step log's
+    events, in this process or as a child wrote them); ``ends`` their
+    ``(digest, virtual time)`` at the end. Used by both forms of
+    ``@pytest.mark.deterministic``.
+    """
+    for i, (sa, sb) in enumerate(zip(a, b, strict=False)):
         if sa != sb:
-            return f"at step {i + 1}:\n  run 1: {sa}\n  run {index + 1}: {sb}"
-    if len(steps_a) != len(steps_b):
-        n = min(len(steps_a), len(steps_b))
-        ended, went_on = (1, index + 1) if len(steps_a) < len(steps_b) else (index + 1, 1)
-        step = steps_b[n] if len(steps_a) < len(steps_b) else steps_a[n]
+            return f"at step {i + 1}:\n  run 1: {sa}\n  run {k}: {sb}"
+    if len(a) != len(b):
+        n = min(len(a), len(b))
+        ended, went_on, step = (1, k, b[n]) if len(a) < len(b) else (k, 1, a[n])
         return f"at step {n + 1}: run {ended} ended after {n} steps\n  run {went_on}: {step}"
-    if a["digest"] != b["digest"]:
+    (digest_a, time_a), (digest_b, time_b) = ends
+    if digest_a != digest_b:
         return (
-            f"although every step has the same description: digest {a['digest']:#018x} != "
-            f"{b['digest']:#018x} (different callbacks or objects with the same names)"
+            f"although every step has the same description: digest {digest_a:#018x} != "
+            f"{digest_b:#018x} after {len(a)} steps (different callbacks or objects with the "
+            "same names)"
         )
-    if a["time_ns"] != b["time_ns"]:
-        return f"at the end: virtual time {a['time_ns']} ns != {b['time_ns']} ns"
+    if time_a != time_b:
+        return f"at the end: virtual time {time_a} ns != {time_b} ns after {len(a)} steps"
     return None
 
 

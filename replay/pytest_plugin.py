@@ -27,8 +27,9 @@ installs evreplay. What it provides:
 Rules this module keeps:
 
 * **Import-light.** Nothing from ``evloop`` or ``replay`` is imported at module
-  level: hooks and fixtures import what they use when they run, so a session
-  that never uses the plugin pays only for this file. (Python does run
+  level but ``replay/pytest_traces.py``, which keeps the same rule: hooks and
+  fixtures import what they use when they run, so a session that never uses
+  the plugin pays only for these two files. (Python does run
   ``replay/__init__.py`` first, since this module lives in that package.)
 * **Prefixed names.** Every option starts with ``--evreplay-``, every ini key
   with ``evreplay_``, so the plugin cannot clash with another.
@@ -54,17 +55,27 @@ from __future__ import annotations
 
 import io
 import os
-import sys
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
+from .pytest_traces import (
+    FailureRecurs,
+    RecordedTestFailure,
+    RerunItem,
+    TraceFile,
+    TraceItem,
+    TraceMismatch,
+    plural,
+    recorded_failure,
+    replay_test,
+)
+
 if TYPE_CHECKING:
     from evloop import DispatchEvent, Simulation
-    from replay.api import PlayResult
     from replay.session import Recorder
 
 __all__ = [
@@ -97,14 +108,6 @@ ASYNCIO_MARKER = (
     "evreplay_asyncio: run an `async def` test on evreplay's simulated event loop "
     "(virtual clock and network, its `sim` fixture's simulation)"
 )
-
-
-class RecordedTestFailure(Exception):
-    """How a test failed, as a saved trace records it: exception type and where it was raised."""
-
-
-class TraceMismatch(Exception):
-    """A trace replayed without diverging, but cannot be confirmed byte for byte."""
 
 
 # -- options and configuration ------------------------------------------------------
@@ -485,6 +488,10 @@ def _call_async(item: pytest.Function) -> object | None:
 
 
 def _repeat(item: pytest.Function, state: _ItemState, runs: int) -> None:
+    """Run the test ``runs`` times in this process, each with a fresh ``sim``; fail at the
+    first step where a run parts from the first."""
+    from replay.pytest_fresh import run_difference
+
     assert state.current is not None
     first = state.current
     for k in range(1, runs + 1):
@@ -497,7 +504,10 @@ def _repeat(item: pytest.Function, state: _ItemState, runs: int) -> None:
             exc.add_note(f"(in {state.run_label})")
             raise
         if k > 1:
-            difference = _compare(first.sim, run.sim, k)
+            difference = run_difference(
+                [repr(e) for e in first.sim.log or []], [repr(e) for e in run.sim.log or []],
+                ((first.sim.digest, first.sim.now_ns), (run.sim.digest, run.sim.now_ns)), k,
+            )
             if difference is not None:
                 state.diverged = True
                 pytest.fail(
@@ -506,30 +516,6 @@ def _repeat(item: pytest.Function, state: _ItemState, runs: int) -> None:
                     pytrace=False,
                 )
     item.funcargs["sim"] = first.sim
-
-
-def _compare(a: Simulation, b: Simulation, k: int) -> str | None:
-    """Where run ``k`` (``b``) parts from run 1 (``a``); None when they are the same."""
-    log_a, log_b = a.log or [], b.log or []
-    for i, (ea, eb) in enumerate(zip(log_a, log_b, strict=False)):
-        if ea != eb:
-            return f"at step {i + 1}:\n  run 1: {ea!r}\n  run {k}: {eb!r}"
-    if len(log_a) != len(log_b):
-        n = min(len(log_a), len(log_b))
-        ended, went_on, event = (1, k, log_b[n]) if len(log_a) < len(log_b) else (k, 1, log_a[n])
-        return (
-            f"at step {n + 1}: run {ended} ended after {n} steps\n"
-            f"  run {went_on}: {event!r}"
-        )
-    if a.digest != b.digest:
-        return (
-            f"although every step has the same description: digest {a.digest:#018x} "
-            f"!= {b.digest:#018x} after {a.steps} steps (different callbacks or objects "
-            "with the same names)"
-        )
-    if a.now_ns != b.now_ns:
-        return f"at the end: virtual time {a.now_ns} ns != {b.now_ns} ns after {a.steps} steps"
-    return None
 
 
 # -- failure reports and saved traces ---------------------------------------------------
@@ -558,7 +544,7 @@ def _report_section(item: pytest.Item, state: _ItemState, exc: BaseException) ->
     simulation = state.current.sim
     lines = [
         f"simulation{f' ({state.run_label})' if state.run_label else ''}: "
-        f"t={simulation.now_ns} ns, {_plural(simulation.steps, 'step')}, "
+        f"t={simulation.now_ns} ns, {plural(simulation.steps, 'step')}, "
         f"digest {simulation.digest:#018x}"
     ]
     lines.extend(_recent_lines(simulation, settings.report_steps))
@@ -570,13 +556,9 @@ def _recent_lines(simulation: Simulation, count: int) -> list[str]:
     events = simulation.recent_events()[-count:] if count else []
     if not events:
         return ["no steps ran" if simulation.steps == 0 else "recent steps not shown"]
-    lines = [f"last {_plural(len(events), 'step')}, oldest first:"]
+    lines = [f"last {plural(len(events), 'step')}, oldest first:"]
     lines.extend(_format_event(event) for event in events)
     return lines
-
-
-def _plural(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _format_event(event: DispatchEvent) -> str:
@@ -612,7 +594,7 @@ def _save_trace(item: pytest.Item, run: _Run, exc: BaseException, save_dir: Path
     from replay.saving import save_trace
 
     assert run.recorder is not None and run.buffer is not None
-    run.recorder.finish(_recorded_failure(exc))
+    run.recorder.finish(recorded_failure(exc))
     return save_trace(run.buffer.getvalue(), save_dir, item.nodeid, run.sim.digest)
 
 
@@ -623,202 +605,19 @@ def trace_stem(nodeid: str, digest: int, worker: str | None) -> str:
     return stem(nodeid, digest, worker)
 
 
-def _recorded_failure(exc: BaseException) -> RecordedTestFailure:
-    """The failure as a trace records it: the exception's type and where it was raised."""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    where = "" if tb is None else f" at {Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}"
-    return RecordedTestFailure(f"{type(exc).__qualname__}{where}")
-
-
-def replay_test(sim: Simulation, *, path: str, function: str) -> None:
-    """The scenario of a trace saved from a test: call test ``function`` of file ``path``.
-
-    ``path`` is relative to the rootdir, so play from there. As pytest's
-    default import mode does, the test file's directory goes on ``sys.path``.
-    A failure of the test is re-raised as the :class:`RecordedTestFailure`
-    that the recording ended with. Both come from a trace, so they are
-    checked before anything is loaded: ``path`` must be a test file
-    (``test_*.py`` or ``*_test.py``) below the working directory, and
-    ``function`` a test's name. An ``async def`` test runs on the simulated
-    loop as it did under ``@pytest.mark.evreplay_asyncio``.
-    """
-    import inspect
-
-    from replay.errors import ReplayError
-    from replay.scenario import ScenarioError, load_scenario, start_scenario
-
-    test_file = _test_file_of(path)
-    if not (isinstance(function, str) and function.startswith("test")
-            and all(part.isidentifier() for part in function.split("."))):
-        raise ScenarioError(
-            f"replay_test: function {function!r} is not a test's name (test..., Class.test...)"
-        )
-    directory = str(test_file.parent)
-    if directory not in sys.path:
-        sys.path.insert(0, directory)
-    test = load_scenario(f"{test_file}:{function}")
-    try:
-        start_scenario(test, sim, {})
-        if inspect.iscoroutinefunction(test):  # the recorded run ran it to the end in the test
-            sim.run()
-    except (ReplayError, KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as exc:  # pytest.fail() raises a BaseException
-        raise _recorded_failure(exc) from exc
-
-
-def _replay_test_source(params: Mapping[str, object]) -> Path:
-    """The file a trace of :func:`replay_test` runs: its source, for ``scenario.source_hash``."""
-    return _test_file_of(params.get("path"))
-
-
-replay_test.evreplay_source = _replay_test_source  # type: ignore[attr-defined]
-
-
-def _test_file_of(path: object) -> Path:
-    """``path`` (from a trace) as a test file below the working directory, or refused."""
-    from replay.scenario import ScenarioError
-
-    if not isinstance(path, str) or not path:
-        raise ScenarioError(f"replay_test: path {path!r} is not a file name")
-    relative = Path(path)
-    name = relative.name
-    is_test = name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py"))
-    if relative.is_absolute() or ".." in relative.parts or not is_test:
-        raise ScenarioError(
-            f"replay_test: path {path!r} must be a test file (test_*.py or *_test.py) "
-            "given relative to the working directory, without '..'"
-        )
-    root = Path.cwd().resolve()
-    resolved = (root / relative).resolve()
-    if root not in resolved.parents:  # a symlink out of the tree
-        raise ScenarioError(f"replay_test: path {path!r} leads out of {root}")
-    return resolved
-
-
-# -- traces as test items ---------------------------------------------------------------
+# -- traces as test items (replay/pytest_traces.py) -------------------------------------
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> TraceFile | None:
     if file_path.suffix != ".evr":
         return None
     settings = parent.config.stash[_SETTINGS]
-    if not any(
-        _under(file_path, d) for d in [*settings.trace_dirs, *settings.rerun_dirs]
-    ):
+    replays = any(_under(file_path, d) for d in settings.trace_dirs)
+    reruns = any(_under(file_path, d) for d in settings.rerun_dirs)
+    if not (replays or reruns):
         return None
-    return TraceFile.from_parent(parent, path=file_path)
+    return TraceFile.from_parent(parent, path=file_path, replays=replays, reruns=reruns)
 
 
 def _under(path: Path, directory: Path) -> bool:
     return directory == path.parent or directory in path.parents
-
-
-class TraceFile(pytest.File):
-    """A ``*.evr`` file under ``--evreplay-traces`` (an item that replays it) or
-    ``--evreplay-rerun`` (an item that reruns it), or both."""
-
-    def collect(self) -> Iterator[pytest.Item]:
-        settings = self.config.stash[_SETTINGS]
-        if any(_under(self.path, d) for d in settings.trace_dirs):
-            yield TraceItem.from_parent(self, name="replay")
-        if any(_under(self.path, d) for d in settings.rerun_dirs):
-            yield RerunItem.from_parent(self, name="rerun")
-
-
-class TraceItem(pytest.Item):
-    """Replays one trace; passes when the replay is bit-exact.
-
-    A recorded failure that the replay reproduces (play checks the recorded
-    cause) is a pass. A divergence, a damaged file, a scenario that cannot be
-    loaded, or a replay that is not bit-exact fails the item with the replay
-    layer's own message and no traceback.
-    """
-
-    def runtest(self) -> None:
-        from replay.api import play
-
-        result = play(self.path)
-        if result.bit_exact is None:
-            raise TraceMismatch(
-                f"{self.path}: the trace is truncated at byte {result.truncated_at}: it "
-                f"replayed {result.steps} steps without diverging, but an incomplete trace "
-                "cannot be checked bit-exactly"
-            )
-        if not result.bit_exact:
-            raise TraceMismatch(
-                f"{self.path}: replayed {result.steps} steps without diverging, but the "
-                "re-recording differs from the file's bytes"
-            )
-        self.add_report_section("call", "evreplay", _play_summary(result))
-
-    def repr_failure(
-        self,
-        excinfo: pytest.ExceptionInfo[BaseException],
-        style: Any = None,
-    ) -> str | Any:
-        from replay.errors import ReplayDivergence, ReplayError, TraceFormatError
-
-        exc = excinfo.value
-        if isinstance(exc, ReplayDivergence):
-            return f"{self.path}: {exc}"
-        if isinstance(exc, TraceFormatError):
-            return f"not a valid trace: {exc}"
-        if isinstance(exc, ReplayError | TraceMismatch):
-            return str(exc)
-        return super().repr_failure(excinfo, style=style)
-
-    def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, f"replay {self.path.name}"
-
-
-class FailureRecurs(Exception):
-    """A rerun of a saved failure's trace failed again."""
-
-
-class RerunItem(pytest.Item):
-    """Reruns one trace's schedule under the current code (``replay rerun``).
-
-    Passes when the run does not fail: the saved failure is fixed and stays
-    fixed. Fails with the failure, and how far the trace's schedule applied,
-    when it recurs; a bad trace fails with the replay layer's message.
-    """
-
-    def runtest(self) -> None:
-        from replay.tools.rerun import rerun
-
-        result = rerun(self.path)
-        if not result.fixed:
-            raise FailureRecurs(
-                f"{self.path}: the failure recurs: {result.failure}; {result.schedule_text()}"
-            )
-        self.add_report_section("call", "evreplay", result.schedule_text())
-
-    def repr_failure(
-        self,
-        excinfo: pytest.ExceptionInfo[BaseException],
-        style: Any = None,
-    ) -> str | Any:
-        from replay.errors import ReplayError
-
-        exc = excinfo.value
-        if isinstance(exc, ReplayError | FailureRecurs):
-            return str(exc)
-        return super().repr_failure(excinfo, style=style)
-
-    def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, f"rerun {self.path.name}"
-
-
-def _play_summary(result: PlayResult) -> str:
-    ending = (
-        f"reproduced the recorded failure: {result.failure}"
-        if result.failure is not None
-        else f"ended: {result.reason}"
-    )
-    return (
-        f"bit-exact replay: {_plural(result.steps, 'step')}, t={result.time_ns} ns, "
-        f"digest {result.digest:#018x}; {ending}"
-    )
