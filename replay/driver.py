@@ -43,7 +43,7 @@ from .interrupt import InterruptWatch, run_failure
 from .scenario import SOURCE_KEY, Scenario, source_hash, start_scenario
 from .session import Player, Recorder, describe_exception
 from .stackroom import run_stack
-from .trace.choices import batch_decisions
+from .trace.choices import batch_last_step
 from .trace.clockpoints import batch_clock_checkpoints
 from .trace.format import EventKind
 from .trace.header import TraceHeader
@@ -265,8 +265,8 @@ def trace_end_step(path: str | Path) -> int:
         for record in reader:
             kind = record[0]
             if kind == EventKind.CHOICES:
-                for last, _, _ in batch_decisions(record[1], record[2]):  # noqa: B007
-                    pass
+                if record[2]:
+                    last = batch_last_step(record[1], record[2])
             elif kind == EventKind.CLOCK_CHECKPOINTS:
                 for last, _ in batch_clock_checkpoints(record[1], record[2]):  # noqa: B007
                     pass

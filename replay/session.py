@@ -32,8 +32,12 @@ What is logged, in step order (the position counter precedes every event):
 What the seed and the header determine is never taken on trust: a played
 RANDOM value must be the seeded generator's own draw, a simulation's CLOCK
 offset must be 0 (its clocks are virtual), and the header's chooser, rebuilt
-from its spec, is asked every decision again and must make the recorded one
+from its spec, makes every decision again and must make the recorded one
 (recorded-only choosers, whose decisions exist only in the trace, excepted).
+A chooser whose decisions depend only on their number of options (FIFO, a
+random walk) answers a batch of recorded decisions when it is read, in one
+call; play diverges at the first it answers otherwise, when it gets there,
+exactly as if it had asked then. Any other chooser is asked each decision.
 So a trace whose values or header were edited diverges at the record that
 lies, however well its framing was made whole again. Host mode's real inputs
 (its clock samples and input bytes) cannot be checked this way; the trace's
@@ -54,13 +58,14 @@ import sys
 from collections import deque
 from collections.abc import Callable, Sequence
 from enum import Enum
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from evloop import Blocker, ChoiceKind, Chooser, ClockType, FifoChooser, Seams
+from evloop import Blocker, ChoiceKind, Chooser, ClockType, Seams
 
 from .errors import ReplayDivergence, ReplayError
 from .stackroom import DOOR_ROOM, restore, roomy
-from .trace.choices import batch_decisions, encode_choice_into
+from .trace.choices import batch_decision_list, encode_choice_into
 from .trace.clockpoints import batch_clock_checkpoints, encode_clock_checkpoint_into
 from .trace.describe import show_record
 from .trace.format import TIMER_CHECKPOINTS_VERSION, CheckpointKind, EventKind
@@ -329,6 +334,9 @@ class _RoomyHooks:
         self.shutdown = roomy(session.shutdown)
 
 
+_options_of = itemgetter(1)
+_choice_of = itemgetter(2)
+
 _get_limit = sys.getrecursionlimit
 _set_limit = sys.setrecursionlimit
 
@@ -424,7 +432,20 @@ class Player(_Session):
         #: again so that the trace's choices are the ones it claims to have
         #: made; None for choosers whose decisions exist only in the trace.
         self.derived = chooser
-        self._fifo = isinstance(chooser, FifoChooser)
+        #: ``derived.answers``, for a chooser whose decisions depend only on
+        #: their number of options (evloop/machine/chooser.py): then it
+        #: answers each batch of recorded decisions at once, when the batch is
+        #: read (the run makes those decisions among as many options, or
+        #: diverges first), instead of being asked each decision again.
+        self._answers: Callable[[Sequence[int]], list[int]] | None = getattr(
+            chooser, "answers", None
+        )
+        #: Ask ``derived`` at every decision (a chooser without ``answers``).
+        self._ask_each = chooser is not None and self._answers is None
+        #: The event index of the first recorded decision ``answers`` does not
+        #: make, and what it makes there (-1: none found in what was read).
+        self._miss = -1
+        self._miss_made = 0
         self._records = iter(reader)
         self._choices: deque[tuple[int, int, int]] = deque()
         #: The rest of the current CLOCK_CHECKPOINTS batch, as (step, clock_type).
@@ -449,7 +470,9 @@ class Player(_Session):
             return (EventKind.CLOCK_CHECKPOINTS, step, clock)
         for record in self._records:
             if record[0] == EventKind.CHOICES:
-                self._choices.extend(batch_decisions(record[1], record[2]))
+                decisions = batch_decision_list(record[1], record[2])
+                self._answer_ahead(decisions)
+                self._choices.extend(decisions)
                 first_step, n, c = self._choices.popleft()
                 return (EventKind.CHOICE, first_step, n, c)
             if record[0] == EventKind.CLOCK_CHECKPOINTS:
@@ -457,11 +480,33 @@ class Player(_Session):
                 step, clock = self._clock_queue.popleft()
                 return (EventKind.CLOCK_CHECKPOINTS, step, clock)
             if record[0] == EventKind.CHOICE:
+                self._answer_ahead([(record[1], record[2], record[3])])
                 return (EventKind.CHOICE, record[1], record[2], record[3])
             return tuple(record)
         if not self.reader.complete:
             self.exhausted = True
         return None
+
+    def _answer_ahead(self, decisions: list[tuple[Any, ...]]) -> None:
+        """Have ``answers`` make the decisions just read (the next events, in order).
+
+        Called before they are played, the first of them being event
+        ``event_index``. Play reaches decision ``i`` of them only if the run
+        made every one before it among the recorded number of options, so
+        the chooser, asked those decisions one by one, would have answered
+        exactly these; the first answer that differs from the recorded choice
+        is kept (:attr:`_miss`), and play diverges when it gets there, as if
+        it had asked then.
+        """
+        answers = self._answers
+        if answers is None or self._miss >= 0:
+            return
+        made = answers(list(map(_options_of, decisions)))
+        if made == list(map(_choice_of, decisions)):
+            return
+        k = next(i for i, (d, m) in enumerate(zip(decisions, made, strict=True)) if d[2] != m)
+        self._miss = self.event_index + k
+        self._miss_made = made[k]
 
     def _check_open(self) -> None:
         if self.divergence is not None:
@@ -558,13 +603,17 @@ class Player(_Session):
             first = choices[0]
             if first[0] == step and first[1] == n:
                 choice = first[2]
-                derived = self.derived
-                if derived is not None and not (self._fifo and choice == 0):
-                    # _check_derived, inlined: this runs once per decision played.
-                    made = derived.choose(kind, options)
+                # _check_derived, inlined: this runs once per decision played.
+                index = self.event_index
+                if index == self._miss:
+                    self._derived_differs(
+                        index, kind, options, (EventKind.CHOICE, *first), self._miss_made
+                    )
+                if self._ask_each:
+                    made = self.derived.choose(kind, options)  # type: ignore[union-attr]
                     if made != choice:
                         self._derived_differs(
-                            self.event_index, kind, options, (EventKind.CHOICE, *first), made
+                            index, kind, options, (EventKind.CHOICE, *first), made
                         )
                 choices.popleft()
                 self.event_index += 1
@@ -586,8 +635,10 @@ class Player(_Session):
         self, index: int, kind: ChoiceKind, options: Sequence[str], record: tuple[Any, ...]
     ) -> None:
         """The header's chooser, asked decision ``index``, must make its recorded choice."""
+        if index == self._miss:
+            self._derived_differs(index, kind, options, record, self._miss_made)
         derived = self.derived
-        if derived is None:
+        if not self._ask_each or derived is None:
             return
         made = derived.choose(kind, options)
         if made != record[3]:

@@ -13,6 +13,13 @@ A decision with a single option is never asked: there is nothing to choose.
 A chooser that needs to see the simulation (which thread of control is
 running, to count preemptions) may define ``attach(sim)``: the simulation
 calls it once, when it is built.
+
+A chooser whose every decision depends on nothing but how many options it
+is offered (FIFO, a random walk) may define ``answers(sizes)``: the choices
+it would make, in order, if asked decisions among ``sizes[0]``,
+``sizes[1]``, ... options, advancing as those calls would. A player checks
+a batch of recorded decisions against it at once instead of asking it each
+decision again (replay/session.py).
 """
 
 from __future__ import annotations
@@ -38,6 +45,10 @@ class FifoChooser:
     def choose(self, kind: ChoiceKind, options: Sequence[str]) -> int:
         return 0
 
+    def answers(self, sizes: Sequence[int]) -> list[int]:
+        """The first option, every time (see the module docstring)."""
+        return [0] * len(sizes)
+
     def __repr__(self) -> str:
         return "FifoChooser()"
 
@@ -53,6 +64,10 @@ class RandomChooser:
 
     def choose(self, kind: ChoiceKind, options: Sequence[str]) -> int:
         return self._rng.randrange(len(options))
+
+    def answers(self, sizes: Sequence[int]) -> list[int]:
+        """What :meth:`choose` would answer decisions among ``sizes`` options, in order."""
+        return self._rng.randrange_each(sizes)
 
     def __repr__(self) -> str:
         return f"RandomChooser(seed={self.seed})"

@@ -138,6 +138,31 @@ def test_random_chooser_answers_are_in_range_and_replayable(seed: int, sizes: li
     assert all(0 <= a < n for a, n in zip(first, sizes, strict=True))
 
 
+
+@given(st.integers(min_value=0, max_value=2**64 - 1), st.lists(st.integers(1, 40), max_size=60))
+def test_random_chooser_answers_a_batch_as_it_chooses_one_by_one(
+    seed: int, sizes: list[int]
+) -> None:
+    batch, one_by_one = RandomChooser(seed), RandomChooser(seed)
+    assert batch.answers(sizes) == [
+        one_by_one.choose(ChoiceKind.THREAD, ["x"] * n) for n in sizes
+    ]
+    # Both went as far: the next decision is the same too.
+    assert batch.choose(ChoiceKind.EXTERNAL, ["a", "b", "c"]) == one_by_one.choose(
+        ChoiceKind.EXTERNAL, ["a", "b", "c"]
+    )
+
+
+def test_fifo_chooser_answers_a_batch_with_the_first_option_each_time() -> None:
+    assert FifoChooser().answers([2, 5, 1, 9]) == [0, 0, 0, 0]
+    assert FifoChooser().answers([]) == []
+
+
+def test_pct_chooser_has_no_batch_answers() -> None:
+    # Its decisions depend on the options' names: a player asks it each time.
+    assert not hasattr(PCTChooser(1), "answers")
+
+
 def test_pct_chooser_refuses_a_depth_or_horizon_below_1() -> None:
     with pytest.raises(ValueError, match=r"^PCT depth must be at least 1, not 0$"):
         PCTChooser(depth=0)

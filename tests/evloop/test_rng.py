@@ -220,6 +220,29 @@ def test_the_draw_hook_can_replace_values() -> None:
     assert r.randrange(1000) == 0
 
 
+
+@given(seeds, st.lists(st.one_of(
+    st.integers(1, 20), st.integers(1, 2**64 - 1), st.sampled_from([1, 2, 2**63, 2**64 - 1]),
+), max_size=60))
+def test_randrange_each_draws_what_randrange_draws_one_by_one(seed: int, sizes: list[int]) -> None:
+    each, one_by_one = SimRandom(seed), SimRandom(seed)
+    assert each.randrange_each(sizes) == [one_by_one.randrange(n) for n in sizes]
+    assert each.getstate() == one_by_one.getstate()
+
+
+def test_randrange_each_beyond_64_bits_or_with_a_hook_is_randrange_itself() -> None:
+    # A size of 2**64 or more takes two draws per try; a hook sees every draw.
+    sizes = [3, 2**64, 2**70 + 1, 5]
+    each, one_by_one = SimRandom(9), SimRandom(9)
+    assert each.randrange_each(sizes) == [one_by_one.randrange(n) for n in sizes]
+    assert each.getstate() == one_by_one.getstate()
+    seen: list[int] = []
+    hooked = SimRandom(9)
+    hooked.draw_hook = lambda value: seen.append(value) or value
+    assert hooked.randrange_each([7, 7]) == SimRandom(9).randrange_each([7, 7])
+    assert len(seen) >= 2
+
+
 # -- errors --------------------------------------------------------------------------------
 
 

@@ -38,6 +38,7 @@ from tests.helpers import chunk_spans, reframe
 ROOT = Path(__file__).resolve().parents[2]
 RACE = ROOT / "traces" / "minimachine-blk-reset-race.evr"
 RANDOM_7 = ROOT / "traces" / "minimachine-fixed-random-7.evr"
+PCT_3 = ROOT / "traces" / "minimachine-fixed-pct-3.evr"
 CLOCKS_AND_RANDOM = "tests.scenarios.workloads:clocks_and_random"
 
 Record = tuple[Any, ...]
@@ -134,33 +135,71 @@ def test_a_random_chooser_relabelled_with_another_seed_diverges(tmp_path: Path) 
     assert str(info.value.expected).startswith("CHOICE(")
 
 
-def test_a_changed_choice_under_a_seeded_chooser_diverges_at_that_decision(
-    tmp_path: Path,
-) -> None:
-    # Flip one decision of the random:7 trace: the run could follow it (same
-    # number of options), but random:7 does not make it.
-    index, step, n, choice = next(d for d in decisions(RANDOM_7) if d[2] >= 2)
-    flipped = (choice + 1) % n
+def flip(path: Path, out: Path, index: int, choice: int, *, lone: bool = False) -> Path:
+    """``path`` with decision ``index`` (an event index) answered ``choice``.
+
+    ``lone`` writes every decision as a CHOICE record of its own instead of
+    in CHOICES batches (a player reads both).
+    """
     seen = 0
+    with TraceReader(path) as reader, TraceWriter(out, reader.header) as writer:
+        for rec in reader:
+            if rec[0] != EventKind.CHOICES:
+                seen += 1
+                writer.write(rec)
+                continue
+            items, last = [], rec[1]
+            for at, k, c in batch_decisions(rec[1], rec[2]):  # back to step deltas
+                c = choice if seen == index else c
+                items.append((at - last, k, c))
+                if lone:
+                    writer.write((EventKind.CHOICE, at, k, c))
+                last = at
+                seen += 1
+            if not lone:
+                writer.write((rec[0], rec[1], encode_choices(items)))
+    return out
 
-    def change(rec: Record) -> Record:
-        nonlocal seen
-        if rec[0] != EventKind.CHOICES:
-            seen += 1
-            return rec
-        items, last = [], rec[1]
-        for at, k, c in batch_decisions(rec[1], rec[2]):  # back to step deltas
-            items.append((at - last, k, flipped if seen == index else c))
-            last = at
-            seen += 1
-        return (rec[0], rec[1], encode_choices(items))
 
-    forged = tamper(RANDOM_7, tmp_path / "flipped.evr", change)
+@pytest.mark.parametrize(
+    ("trace", "spec", "which"),
+    [
+        (RANDOM_7, "random:7", 0),  # the first decision with a choice to make
+        (RANDOM_7, "random:7", -1),  # the last: in the trace's last batch
+        (PCT_3, "pct:3", 0),  # a chooser asked at each decision
+        (PCT_3, "pct:3", -1),
+    ],
+)
+@pytest.mark.parametrize("lone", [False, True], ids=["batched", "lone"])
+def test_a_changed_choice_under_a_seeded_chooser_diverges_at_that_decision(
+    tmp_path: Path, trace: Path, spec: str, which: int, lone: bool
+) -> None:
+    # Flip one decision: the run could follow it (same number of options),
+    # but the header's chooser does not make it.
+    with TraceReader(trace) as reader:
+        assert reader.header.chooser == spec
+    index, step, n, choice = [d for d in decisions(trace) if d[2] >= 2][which]
+    flipped = (choice + 1) % n
+    forged = flip(trace, tmp_path / "flipped.evr", index, flipped, lone=lone)
+    assert [d for d in decisions(forged) if d[0] == index] == [(index, step, n, flipped)]
     with pytest.raises(ReplayDivergence) as info:
         play(forged)
     assert info.value.event_index == index
+    assert info.value.step == step
     assert info.value.expected == f"CHOICE(step={step}, options={n}, choice={flipped})"
-    assert info.value.actual.startswith(f"the header's chooser 'random:7' chooses {choice} of")
+    assert info.value.actual.startswith(f"the header's chooser '{spec}' chooses {choice} of")
+
+
+def test_a_trace_of_lone_choice_records_plays_where_its_chooser_agrees(tmp_path: Path) -> None:
+    # Unchanged decisions, written one record each: play follows them (the
+    # re-recording batches them, so it is not the same bytes).
+    relaid = flip(RANDOM_7, tmp_path / "lone.evr", -1, 0, lone=True)
+    assert [e for e in events(relaid) if e[0] == EventKind.CHOICE] == [
+        e for e in events(RANDOM_7) if e[0] == EventKind.CHOICE
+    ]
+    result = play(relaid)
+    assert result.events == len(events(RANDOM_7))
+    assert result.bit_exact is False
 
 
 # -- values the seed determines ----------------------------------------------------------

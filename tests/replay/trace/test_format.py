@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 from replay.errors import InvalidRecordError, ReplayDivergence, ReplayError, TraceFormatError
 from replay.trace.choices import (
+    batch_decision_list,
     batch_decisions,
+    batch_last_step,
     choices_problem,
     decode_choices,
     encode_choice_into,
@@ -180,6 +182,34 @@ def test_choices_round_trip(items: list[tuple[int, int, int]]) -> None:
     assert list(decode_choices(packed)) == items
     assert _valid_choices(packed)
 
+
+
+@given(
+    st.integers(0, UINT64_MAX),
+    st.one_of(
+        st.lists(st.tuples(st.integers(0, 127), st.integers(1, 15)).flatmap(
+            lambda t: st.tuples(st.just(t[0]), st.just(t[1]), st.integers(0, t[1] - 1))
+        ), min_size=1),
+        st.lists(decisions(), min_size=1),
+    ),
+)
+def test_a_batch_decoded_as_a_list_and_its_last_step_agree_with_the_decoder(
+    first_step: int, items: list[tuple[int, int, int]]
+) -> None:
+    # One-byte varints (the first strategy) take the C-speed path; any
+    # other stream (the second, almost always) the decoder's own.
+    packed = encode_choices(items)
+    expected = list(batch_decisions(first_step, packed))
+    assert batch_decision_list(first_step, packed) == expected
+    assert batch_last_step(first_step, packed) == expected[-1][0]
+
+
+def test_a_damaged_batch_decoded_as_a_list_is_a_trace_format_error() -> None:
+    with pytest.raises(TraceFormatError):
+        batch_decision_list(0, b"\x00\x80")  # ends mid-varint
+    with pytest.raises(TraceFormatError):
+        batch_decision_list(0, b"\x00")  # ends mid-decision
+    assert batch_decision_list(5, b"\x01\x02\x00\x00") == [(6, 2, 1), (6, 1, 0)]
 
 @given(st.binary(max_size=40))
 def test_the_choices_validator_and_decoder_agree_on_any_bytes(data: bytes) -> None:
