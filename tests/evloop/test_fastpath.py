@@ -12,6 +12,7 @@ same checkpoints.
 from __future__ import annotations
 
 import select
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -357,6 +358,45 @@ def test_fast_path_is_observably_identical_to_the_full_loop(script, log, until, 
     fast = run(script, True, log, until, steps, hooked)
     assert fast == run(script, False, log, until, steps, hooked)
 
+
+
+@settings(max_examples=150, deadline=None)
+@given(script=ops, fast=st.booleans())
+def test_the_lean_observer_folds_the_same_digest_as_the_logging_one(script, fast):
+    # Without a log the simulation counts and folds steps with its lean
+    # observer (which keeps the key's upper half between dispatches); with
+    # one, with _observe. Contexts, kinds and threads change in these runs.
+    lean = run(script, fast, False, None, None)
+    logged = run(script, fast, True, None, None)
+    assert lean[1:4] == logged[1:4]  # steps, digest, time
+    assert lean[1] == len(logged[5])
+
+
+def test_the_lean_observer_folds_the_thread_of_each_dispatch_on_one_context() -> None:
+    # Two threads of control take turns polling one context: the same kind
+    # and context, dispatched by one thread and then the other.
+    def digest(log: bool) -> tuple[int, int]:
+        with Simulation(log=log) as sim:
+            ctx = sim.new_aio_context("shared")
+
+            def worker(name: str) -> Callable[[], None]:
+                def body() -> None:
+                    for i in range(5):
+                        ctx.bh_schedule_oneshot(lambda: None, name=f"{name}{i}")
+                        ctx.poll(False)
+                        sim.sleep(10)
+
+                return body
+
+            sim.thread("a", worker("a"))
+            sim.thread("b", worker("b"))
+            sim.run()
+            if log:
+                assert sim.log is not None
+                assert [e.thread for e in sim.log if e.kind == "bh"][:2] == ["a", "b"]
+            return sim.steps, sim.digest
+
+    assert digest(False) == digest(True)
 
 def test_fast_path_handles_many_timers_like_the_full_loop() -> None:
     script = [Op("main_timer", 5, 1000 * k + 7) for k in range(40)]
