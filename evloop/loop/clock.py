@@ -30,6 +30,7 @@ __all__ = [
     "SCALE_US",
     "ClockType",
     "VirtualClock",
+    "poll_wait_ns",
     "soonest_timeout",
     "timeout_ns_to_ms",
 ]
@@ -78,6 +79,19 @@ def timeout_ns_to_ms(ns: int) -> int:
         return 0
     ms = (ns + SCALE_MS - 1) // SCALE_MS
     return ms if ms < _INT32_MAX else _INT32_MAX
+
+
+def poll_wait_ns(ns: int) -> int:
+    """``timeout_ns_to_ms(ns) * SCALE_MS``: how long, in ns, a poll(2) for ``ns`` waits.
+
+    A deadline in whole ms, rounded up, as glib polls for an ``AioContext``;
+    the common case (a positive timeout) in one call, as the quiet loop asks
+    it once per pass (``quiet.py``).
+    """
+    if ns > 0:
+        ms = (ns + SCALE_MS - 1) // SCALE_MS
+        return (ms if ms < _INT32_MAX else _INT32_MAX) * SCALE_MS
+    return timeout_ns_to_ms(ns) * SCALE_MS
 
 
 ClockListener = Callable[[ClockType], None]

@@ -51,7 +51,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 from .bh import BH_DELETED, BH_IDLE, BH_SCHEDULED
-from .clock import SCALE_MS, timeout_ns_to_ms
+from .clock import poll_wait_ns
 from .timer import WARP_DIRTY, WARP_DUE, WARP_UNTIL, TimerList
 
 if TYPE_CHECKING:
@@ -106,11 +106,6 @@ def _quiet_timer_list(ml: MainLoop) -> TimerList | None:
     return found
 
 
-def _ms_wait(deadline_ns: int) -> int:
-    """How long glib's poll waits for an ``AioContext`` deadline: whole ms, rounded up."""
-    return timeout_ns_to_ms(deadline_ns) * SCALE_MS
-
-
 def run_quiet_timers(ml: MainLoop, counter: StepCounter, step_limit: int, until_ns: int) -> int:
     """Timer iterations while one timer list alone has timers (see the module docstring)."""
     tl = _quiet_timer_list(ml)
@@ -136,7 +131,9 @@ def run_quiet_timers(ml: MainLoop, counter: StepCounter, step_limit: int, until_
             checked._notified = False
 
     ml.dirty[0] = False
-    why = tl.run_warping(_ms_wait if in_context else None, begin, until_ns, counter, step_limit)
+    # An AioContext's deadline is waited for in whole ms, rounded up, as glib polls.
+    wait_for = poll_wait_ns if in_context else None
+    why = tl.run_warping(wait_for, begin, until_ns, counter, step_limit)
     if why == WARP_DUE:
         return QUIET_NO
     if why in (WARP_DIRTY, WARP_UNTIL):

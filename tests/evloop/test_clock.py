@@ -18,6 +18,7 @@ from evloop import (
     soonest_timeout,
     timeout_ns_to_ms,
 )
+from evloop.loop.clock import poll_wait_ns
 
 INT32_MAX = 2**31 - 1
 
@@ -262,3 +263,15 @@ def test_read_hook_sees_and_may_replace_only_host_and_virtual_rt_reads() -> None
     assert readings(clock) == [10, 0, HOST_EPOCH_NS + 17, 17]
     assert seen == [(ClockType.HOST, HOST_EPOCH_NS + 10), (ClockType.VIRTUAL_RT, 10)]
     assert type(seen[0][0]) is ClockType
+
+
+@given(st.one_of(st.integers(-5, 5 * SCALE_MS), st.integers(-(2**70), 2**70)))
+def test_poll_wait_ns_is_the_ms_timeout_in_ns(ns: int) -> None:
+    assert poll_wait_ns(ns) == timeout_ns_to_ms(ns) * SCALE_MS
+
+
+def test_poll_wait_ns_rounds_up_to_whole_ms_and_caps_at_int32_max_ms() -> None:
+    assert [poll_wait_ns(n) for n in (1, SCALE_MS, SCALE_MS + 1, 0, -1)] == [
+        SCALE_MS, SCALE_MS, 2 * SCALE_MS, 0, -SCALE_MS,
+    ]
+    assert poll_wait_ns(2**62) == (2**31 - 1) * SCALE_MS
