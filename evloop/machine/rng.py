@@ -65,7 +65,7 @@ class SimRandom(_stdlib_random.Random):
         batch of random decisions (``RandomChooser.answers``). With a draw
         hook, or a size outside ``[1, 2**64)``, it is the calls themselves.
         """
-        if self.draw_hook is not None or not all(1 <= n <= _MASK64 for n in sizes):
+        if self.draw_hook is not None or (sizes and not 1 <= min(sizes) <= max(sizes) <= _MASK64):
             return [self.randrange(n) for n in sizes]
         state = self._state
         out: list[int] = []
