@@ -208,7 +208,8 @@ def _is_declared(name: str) -> bool:
     module, _, attr = spec.rpartition(":")
     # Reading every installed distribution's entry points costs tens of
     # milliseconds: only when the cheap sources do not declare the name.
-    for specs in (_local_specs(), _entry_point_specs()):
+    for source in (_local_specs, _entry_point_specs):
+        specs = source()
         if spec in specs:
             return True
         if module in specs and not _is_file(module) and _marked(module, attr):

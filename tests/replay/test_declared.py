@@ -245,6 +245,30 @@ def test_a_malformed_pyproject_table_is_one_clear_error(
     )
 
 
+
+def test_a_locally_declared_scenario_plays_without_reading_entry_points(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Scanning every installed distribution costs tens of milliseconds a
+    # play: it is the last source asked, and only if the others say no.
+    name = "tests.scenarios.workloads:clocks_and_random"
+    trace = recorded(tmp_path / "t.evr", name)
+    scans: list[None] = []
+    real = declared._entry_point_specs
+
+    def counted() -> list[str]:
+        scans.append(None)
+        return real()
+
+    monkeypatch.setattr(declared, "_entry_point_specs", counted)
+    declare_scenario(name)
+    assert play(trace).bit_exact is True
+    assert scans == []
+    declared._declared.clear()  # now only an entry point could declare it: none does
+    with pytest.raises(ScenarioNotDeclared):
+        play(trace)
+    assert scans == [None]
+
 @pytest.mark.slow
 def test_an_entry_point_declares_a_scenario(tmp_path: Path) -> None:
     """A real installed distribution's ``evreplay.scenarios`` entry point, in a fresh process."""
