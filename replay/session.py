@@ -66,7 +66,7 @@ from evloop import Blocker, ChoiceKind, Chooser, ClockType, Seams
 from .errors import ReplayDivergence, ReplayError
 from .stackroom import DOOR_ROOM, restore, roomy
 from .trace.choices import batch_decision_list, encode_choice_into
-from .trace.clockpoints import batch_clock_checkpoints, encode_clock_checkpoint_into
+from .trace.clockpoints import encode_clock_checkpoint_into, next_clock_checkpoint
 from .trace.describe import show_record
 from .trace.format import TIMER_CHECKPOINTS_VERSION, CheckpointKind, EventKind
 from .trace.reader import TraceReader
@@ -279,42 +279,8 @@ class _Session:
         raise NotImplementedError
 
     def _timer_gate(self) -> Callable[[ClockType], bool]:
-        """The simulation's timer gate: :meth:`timer_checkpoint`, its commonest case inlined.
-
-        A run with timers asks it before nearly every timer. The common case
-        (the checkpoint goes on, or is taken from, an open batch of less than
-        a full batch's bytes, a step delta under 128) calls nothing, so it
-        needs no room on the stack and record and play have the same frames
-        there; anything else is :meth:`timer_checkpoint`, with room.
-        """
-        sim = self.sim
-        assert sim is not None
-        clocks = self._clocks
-        slow = roomy(self.timer_checkpoint)
-        room = CHOICES_BATCH_BYTES - 2
-        player = self if isinstance(self, Player) else None
-        queue = player._clock_queue if player is not None else None
-
-        def gate(clock_type: ClockType) -> bool:
-            step = sim.steps
-            delta = step - self._clocks_last
-            if not clocks or delta >= 0x80 or len(clocks) >= room:
-                return slow(clock_type)
-            if queue is not None:
-                # Play: the next event must be this checkpoint of the current batch.
-                if not queue or player is None or player.divergence is not None:
-                    return slow(clock_type)
-                first = queue[0]
-                if first[0] != step or first[1] != clock_type:
-                    return slow(clock_type)
-                queue.popleft()
-                player.event_index += 1
-            clocks.append(delta)
-            clocks.append(clock_type)
-            self._clocks_last = step
-            return True
-
-        return gate
+        """The simulation's timer gate: :meth:`timer_checkpoint`, with room on the stack."""
+        return roomy(self.timer_checkpoint)
 
     def input(self, channel: str, data: bytes, close: bool) -> None:
         raise NotImplementedError
@@ -399,6 +365,29 @@ class Recorder(_Session):
         self._emit_clock_checkpoint(0 if sim is None else sim.steps, clock_type)
         return True
 
+    def _timer_gate(self) -> Callable[[ClockType], bool]:
+        """:meth:`timer_checkpoint`, its commonest case inlined (a run with timers asks
+        it before nearly every timer): the checkpoint goes on the open batch, under
+        128 steps after the last, the batch not full. That case calls nothing, so it
+        needs no room on the stack; anything else is the method, with room."""
+        sim = self.sim
+        assert sim is not None
+        clocks = self._clocks
+        slow = roomy(self.timer_checkpoint)
+        room = CHOICES_BATCH_BYTES - 2
+
+        def gate(clock_type: ClockType) -> bool:
+            step = sim.steps
+            delta = step - self._clocks_last
+            if clocks and delta < 0x80 and len(clocks) < room:
+                clocks.append(delta)
+                clocks.append(clock_type)
+                self._clocks_last = step
+                return True
+            return slow(clock_type)
+
+        return gate
+
     def input(self, channel: str, data: bytes, close: bool) -> None:
         self._emit((EventKind.INPUT, self._step, channel, b"" if close else bytes(data)))
 
@@ -448,8 +437,11 @@ class Player(_Session):
         self._miss_made = 0
         self._records = iter(reader)
         self._choices: deque[tuple[int, int, int]] = deque()
-        #: The rest of the current CLOCK_CHECKPOINTS batch, as (step, clock_type).
-        self._clock_queue: deque[tuple[int, int]] = deque()
+        #: The current CLOCK_CHECKPOINTS batch, where its next checkpoint starts,
+        #: and the step of the last one taken (its first_step before the first).
+        self._clock_batch = b""
+        self._clock_pos = 0
+        self._clock_step = 0
         #: Index of the next trace event (each batched decision is one event).
         self.event_index = 0
         self.divergence: ReplayDivergence | None = None
@@ -465,9 +457,8 @@ class Player(_Session):
         if self._choices:
             step, n, c = self._choices.popleft()
             return (EventKind.CHOICE, step, n, c)
-        if self._clock_queue:
-            step, clock = self._clock_queue.popleft()
-            return (EventKind.CLOCK_CHECKPOINTS, step, clock)
+        if self._clock_pos < len(self._clock_batch):
+            return self._next_clock_checkpoint()
         for record in self._records:
             if record[0] == EventKind.CHOICES:
                 decisions = batch_decision_list(record[1], record[2])
@@ -476,9 +467,10 @@ class Player(_Session):
                 first_step, n, c = self._choices.popleft()
                 return (EventKind.CHOICE, first_step, n, c)
             if record[0] == EventKind.CLOCK_CHECKPOINTS:
-                self._clock_queue.extend(batch_clock_checkpoints(record[1], record[2]))
-                step, clock = self._clock_queue.popleft()
-                return (EventKind.CLOCK_CHECKPOINTS, step, clock)
+                self._clock_batch = bytes(record[2])
+                self._clock_pos = 0
+                self._clock_step = record[1]
+                return self._next_clock_checkpoint()
             if record[0] == EventKind.CHOICE:
                 self._answer_ahead([(record[1], record[2], record[3])])
                 return (EventKind.CHOICE, record[1], record[2], record[3])
@@ -507,6 +499,12 @@ class Player(_Session):
         k = next(i for i, (d, m) in enumerate(zip(decisions, made, strict=True)) if d[2] != m)
         self._miss = self.event_index + k
         self._miss_made = made[k]
+
+    def _next_clock_checkpoint(self) -> tuple[Any, ...]:
+        """The next checkpoint of the current batch (the reader has checked the batch)."""
+        delta, clock, self._clock_pos = next_clock_checkpoint(self._clock_batch, self._clock_pos)
+        self._clock_step += delta
+        return (EventKind.CLOCK_CHECKPOINTS, self._clock_step, clock)
 
     def _check_open(self) -> None:
         if self.divergence is not None:
@@ -691,16 +689,6 @@ class Player(_Session):
         # checkpoint not next is one the recording never took: a divergence.
         sim = self.sim
         step = 0 if sim is None else sim.steps
-        clocks = self._clock_queue
-        if clocks and self.divergence is None:
-            # The common case, without building records: the next checkpoint of
-            # the current batch is this one.
-            first = clocks[0]
-            if first[0] == step and first[1] == clock_type:
-                clocks.popleft()
-                self.event_index += 1
-                self._emit_clock_checkpoint(step, clock_type)
-                return True
 
         def actual() -> str:
             return f"CHECKPOINT CLOCK_{clock_type.name}(step={step}): due timers about to run"
@@ -708,6 +696,46 @@ class Player(_Session):
         if self._expect(EventKind.CLOCK_CHECKPOINTS, actual, int(clock_type)) is not None:
             self._emit_clock_checkpoint(step, clock_type)
         return True
+
+    def _timer_gate(self) -> Callable[[ClockType], bool]:
+        """:meth:`timer_checkpoint`, its commonest case inlined: the next checkpoint of
+        the trace's current batch is this one, one byte of step delta after the last,
+        and it goes on the re-recording's open batch as the recorder's gate puts it.
+        That case calls nothing (no room needed); anything else is the method."""
+        sim = self.sim
+        assert sim is not None
+        clocks = self._clocks
+        slow = roomy(self.timer_checkpoint)
+        room = CHOICES_BATCH_BYTES - 2
+
+        def gate(clock_type: ClockType) -> bool:
+            step = sim.steps
+            batch = self._clock_batch
+            pos = self._clock_pos
+            delta = step - self._clocks_last
+            if (
+                pos < len(batch)
+                and clocks
+                and delta < 0x80
+                and len(clocks) < room
+                and self.divergence is None
+            ):
+                recorded = batch[pos]  # a one-byte varint below 0x80
+                if (
+                    recorded < 0x80
+                    and recorded == step - self._clock_step
+                    and batch[pos + 1] == clock_type
+                ):
+                    self._clock_pos = pos + 2
+                    self._clock_step = step
+                    self.event_index += 1
+                    clocks.append(delta)
+                    clocks.append(clock_type)
+                    self._clocks_last = step
+                    return True
+            return slow(clock_type)
+
+        return gate
 
     def input(self, channel: str, data: bytes, close: bool) -> None:
         payload = b"" if close else bytes(data)

@@ -330,6 +330,8 @@ class TimerList:
         gate = self.checkpoint
         gate_once = gate if ct in (_HOST, _VIRTUAL_RT) else None
         gate_each = gate if ct == _VIRTUAL else None
+        clock_type = self.clock_type
+        external = QEMU_TIMER_ATTR_EXTERNAL
         entry: Any = None  # the head, when the last pass left it checked
         try:
             if halt[0]:
@@ -368,13 +370,13 @@ class TimerList:
                 # head live and due, the halt flag down (checked after each).
                 current = now[ct]
                 timer = entry[2]
-                if gate_once is not None and not gate_once(self.clock_type):
+                if gate_once is not None and not gate_once(clock_type):
                     return WARP_DIRTY  # the checkpoint is not next: the list waits
                 while True:
                     if (
                         gate_each is not None
-                        and not timer.attributes & QEMU_TIMER_ATTR_EXTERNAL
-                        and not gate_each(self.clock_type)
+                        and not timer.attributes & external
+                        and not gate_each(clock_type)
                     ):
                         return WARP_DIRTY
                     pop(heap)

@@ -32,6 +32,7 @@ __all__ = [
     "batch_clock_checkpoints",
     "clock_checkpoints_problem",
     "encode_clock_checkpoint_into",
+    "next_clock_checkpoint",
 ]
 
 #: The clock types that take a checkpoint (``CHECKPOINT_CLOCK_<type>``), as their byte.
@@ -66,6 +67,20 @@ def _decode(packed: bytes) -> Iterator[tuple[int, int]]:
         position += 1
         number += 1
         yield delta, clock
+
+
+def next_clock_checkpoint(packed: bytes, position: int) -> tuple[int, int, int]:
+    """``(step_delta, clock_type, next position)`` of the checkpoint at ``position``.
+
+    For a stream already checked (a record a TraceReader yielded): damage
+    raises :class:`TraceFormatError` without a file offset.
+    """
+    try:
+        delta, position = _get_varint(packed, position, "a checkpoint's step_delta")
+        clock = packed[position]
+    except (_VarintProblem, IndexError):
+        raise TraceFormatError(position, "a whole CLOCK_CHECKPOINTS checkpoint", "damage") from None
+    return delta, clock, position + 1
 
 
 def batch_clock_checkpoints(

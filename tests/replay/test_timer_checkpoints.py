@@ -229,6 +229,20 @@ def test_a_played_batch_re_records_the_same_batch(recorded: Path, tmp_path: Path
     assert batches and all(len(r[2]) % 2 == 0 for r in batches)
 
 
+def test_long_runs_of_checkpoints_and_long_gaps_replay_bit_exactly(tmp_path: Path) -> None:
+    """Batches that fill up, and step deltas of two bytes: play's inlined case and its slow path."""
+    path = tmp_path / "long.evr"
+    recorded = record(
+        "tests.scenarios.clock_timers:virtual_ticks", path,
+        params={"ticks": 5000, "noise_every": 700},
+    )
+    batches = [r for r in records_of(path) if r[0] == CLOCKS]
+    assert len(batches) >= 3  # 5000 checkpoints of 2 bytes: batches close at 4 KiB
+    assert any(not r[2].isascii() for r in batches)  # a delta of 128 steps or more
+    assert len(clock_checkpoints(path)) == 5000
+    assert_same_run(recorded, play(path))
+
+
 def test_an_older_version_takes_no_timer_checkpoint_and_replays_as_it_was(
     recorded: Path, tmp_path: Path
 ) -> None:

@@ -45,13 +45,21 @@ def scenario(sim: Simulation, *, ticks: int = 3) -> None:
     ml.timer_new_ns(ClockType.REALTIME, io.stop, name="stop").mod_ns(40 * SCALE_MS)
 
 
-def virtual_ticks(sim: Simulation, *, ticks: int = 30) -> None:
-    """One VIRTUAL timer of the main loop re-arming itself: the quiet fast path's case."""
+def virtual_ticks(sim: Simulation, *, ticks: int = 30, noise_every: int = 0) -> None:
+    """One VIRTUAL timer of the main loop re-arming itself: the quiet fast path's case.
+
+    With ``noise_every`` N, every Nth tick also schedules 200 bottom halves,
+    so the next checkpoint comes more than 127 steps later.
+    """
     FIRED.clear()
     get = sim.clock.get_ns
+    ctx = sim.main_loop.aio_context
 
     def fire() -> None:
         FIRED.append("tick")
+        if noise_every and len(FIRED) % noise_every == 0:
+            for _ in range(200):
+                ctx.bh_schedule_oneshot(lambda: None, name="noise")
         if len(FIRED) < ticks:
             timer.mod_ns(get(ClockType.VIRTUAL) + SCALE_MS)
 
