@@ -3,10 +3,13 @@
 :func:`iterate` is the only place where :class:`SimEventLoop` calls
 callbacks. One iteration keeps asyncio's order:
 
-1. drop cancelled timers from the head of the heap (or compact the heap when
-   cancelled ones are more than half of it, as asyncio does);
+1. compact the heap when cancelled timers are more than half of it, as
+   asyncio does;
 2. wait: not at all if a callback is ready, an fd is ready or ``stop()`` was
-   called; else until the head timer's deadline, or forever. The wait goes
+   called; else drop cancelled timers from the head of the heap (asyncio
+   drops them before every wait: only a wait looks at the head, and heap
+   keys are unique, so when they go changes no order) and wait until the
+   head timer's deadline, or forever. The wait goes
    to the simulation (``SimEventLoop._wait``); a loop alone in its simulation
    advances the clock itself;
 3. ready fds: their reader and writer callbacks join the ready queue, oldest
@@ -26,12 +29,24 @@ The step bookkeeping is ``Simulation._step`` inlined (``_PRIME``, the key
 layout, the ring of recent steps, the watched step of checkpoints and of the
 exact step limit), used while nothing needs the full one (no log sink, no
 fault injector watching steps); keep the two in step.
+
+**A sleep's timer.** ``asyncio.sleep`` arms ``call_later(delay,
+futures._set_result_unless_cancelled, future, result)``, which is a Python
+frame and a ``Context.run`` around ``future.set_result(result)`` once the
+future is known to be pending. The batch calls ``set_result`` itself when
+the future is a plain C ``asyncio.Future`` of this loop and still pending:
+what runs is the same (its ``set_result`` schedules each done callback with
+that callback's own context, never the current one, so the timer's context
+changes nothing), the step is the same handle, and any other case (a
+subclass, another loop's future, one already done or cancelled) takes the
+usual path. ``tests/evloop/test_asyncio_loop.py`` holds the cases side by
+side with the stock loop.
 """
 
 from __future__ import annotations
 
 import gc
-from asyncio import Future
+from asyncio import Future, futures
 from heapq import heapify, heappop
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +67,9 @@ NEVER_NS = 1 << 120
 _PRIME = 0x100000001B3  # the simulation's digest prime (simulation.py); keep in step
 _MASK64 = (1 << 64) - 1
 _MIN_HEAP_FOR_COMPACTION = 100
+#: What asyncio.sleep arms its timer with (typeshed does not list it).
+_set_result_unless_cancelled = futures._set_result_unless_cancelled  # type: ignore[attr-defined]
+_COMPACT_ABOVE = _MIN_HEAP_FOR_COMPACTION // 2
 _BH = DispatchKind.BH
 _TIMER = DispatchKind.TIMER
 
@@ -136,21 +154,21 @@ def iterate(loop: SimEventLoop, many: bool) -> None:
     chaos = loop.chaos
     plain = loop._inline_steps and sim._sink is None
     while True:
-        heap = loop._scheduled
-        if heap:
-            cancelled = loop._timer_cancelled_count
-            if cancelled > _MIN_HEAP_FOR_COMPACTION // 2 and cancelled * 2 > len(heap):
-                heap = _compact(loop, heap)
-            else:
-                while heap and heap[0][2]._cancelled:
-                    loop._timer_cancelled_count -= 1
-                    heappop(heap)[2]._scheduled = False
+        # 1. compaction (cancelled heads go in step 2, where the head matters)
+        if loop._timer_cancelled_count > _COMPACT_ABOVE and (
+            loop._timer_cancelled_count * 2 > len(loop._scheduled)
+        ):
+            _compact(loop, loop._scheduled)
 
         # 2. wait
         if ready or loop._stopping or sel_ready:
             if (waiting or external or sched.stalled) and not sched.hands_back(thread):
                 loop._wait(0)  # a preemption point: other threads of control may go first
         else:
+            heap = loop._scheduled
+            while heap and heap[0][2]._cancelled:
+                loop._timer_cancelled_count -= 1
+                heappop(heap)[2]._scheduled = False
             if heap:
                 head = heap[0][0]
                 timeout = -1 if head >= NEVER_NS else head - now[0]
@@ -179,17 +197,18 @@ def iterate(loop: SimEventLoop, many: bool) -> None:
         if heap:
             current = now[0]
             if heap[0][0] <= current:
-                if explore or (len(heap) > 1 and heap[1][0] <= current) or (
-                    len(heap) > 2 and heap[2][0] <= current
-                ):
+                if explore:
                     _due_timers(loop, heap, current, explore)
-                else:  # the common case: one timer due
-                    handle = heappop(heap)[2]
-                    handle._scheduled = False
-                    if handle._cancelled:
-                        loop._timer_cancelled_count -= 1
-                    else:
-                        ready.append(handle)
+                else:  # deadline order, ties in arm order: the heap's own
+                    while True:
+                        handle = heappop(heap)[2]
+                        handle._scheduled = False
+                        if handle._cancelled:
+                            loop._timer_cancelled_count -= 1
+                        else:
+                            ready.append(handle)
+                        if not heap or heap[0][0] > current:
+                            break
 
         # 5. the batch
         ntodo = len(ready)
@@ -206,7 +225,6 @@ def iterate(loop: SimEventLoop, many: bool) -> None:
                 handle = popleft()
                 if handle._cancelled:
                     continue
-                is_timer = type(handle) is SimTimerHandle
                 if plain:
                     try:
                         uid = handle.uid
@@ -214,17 +232,18 @@ def iterate(loop: SimEventLoop, many: bool) -> None:
                         uid = 0
                     # Simulation._step, inlined (keep the two in step).
                     sim.steps = steps = sim.steps + 1
-                    sim.digest = (
-                        (sim.digest ^ t) * _PRIME + ((timer_tag if is_timer else tag) | uid)
-                    ) & _MASK64
-                    if recent is not None:
-                        recent.append(
-                            (steps, t, thread_name, _TIMER if is_timer else _BH, loop, handle)
-                        )
+                    if type(handle) is SimTimerHandle:
+                        sim.digest = ((sim.digest ^ t) * _PRIME + (timer_tag | uid)) & _MASK64
+                        if recent is not None:
+                            recent.append((steps, t, thread_name, _TIMER, loop, handle))
+                    else:
+                        sim.digest = ((sim.digest ^ t) * _PRIME + (tag | uid)) & _MASK64
+                        if recent is not None:
+                            recent.append((steps, t, thread_name, _BH, loop, handle))
                     if steps == sim._watch:
                         sim._at_watch(steps)
                 else:
-                    observer(_TIMER if is_timer else _BH, loop, handle)
+                    observer(_TIMER if type(handle) is SimTimerHandle else _BH, loop, handle)
                 if debug:
                     loop._current_handle = handle
                     try:
@@ -236,7 +255,16 @@ def iterate(loop: SimEventLoop, many: bool) -> None:
                         loop._current_handle = None
                 else:
                     try:
-                        handle._context.run(handle._callback, *handle._args)
+                        callback = handle._callback
+                        if callback is _set_result_unless_cancelled and (
+                            type(fut := handle._args[0]) is Future
+                            and fut._loop is loop
+                            and not fut.done()
+                        ):
+                            # A sleep's timer (see the module docstring).
+                            fut.set_result(handle._args[1])
+                        else:
+                            handle._context.run(callback, *handle._args)
                     except (SystemExit, KeyboardInterrupt):
                         _claim_exit(handle)
                         raise

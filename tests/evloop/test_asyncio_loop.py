@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from collections.abc import Iterator
 
@@ -328,3 +329,91 @@ def test_the_steps_are_the_same_whatever_watches_them(host: str) -> None:
     assert lean[0] > 100
     assert steps(log=True) == lean
     assert steps(recent=8) == lean
+
+
+def _settle_cases(loop: asyncio.AbstractEventLoop) -> list[object]:
+    """The timer ``asyncio.sleep`` arms (``_set_result_unless_cancelled``) on
+    every kind of future; what the program and the exception handler see."""
+    from asyncio.futures import _set_result_unless_cancelled
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="none")
+    seen: list[object] = []
+    loop.set_exception_handler(
+        lambda _loop, context: seen.append(
+            ("handler", type(context["exception"]).__name__, context["handle"].cancelled())
+        )
+    )
+
+    class Subclass(asyncio.Future[object]):
+        def set_result(self, result: object) -> None:
+            seen.append(("subclass set_result", result))
+            super().set_result(result)
+
+    pending = loop.create_future()
+    cancelled = loop.create_future()
+    done = loop.create_future()
+    subclass = Subclass(loop=loop)
+    cancelled.cancel()
+    done.set_result("first")
+    # A done callback runs in the context it was added in, not the timer's.
+    token = var.set("added")
+    pending.add_done_callback(lambda f: seen.append(("callback", f.result(), var.get())))
+    var.reset(token)
+    var.set("timer")
+    for delay, fut, value in [
+        (0.02, pending, "pending"), (0.001, cancelled, "cancelled"),
+        (0.06, done, "second"), (0.001, subclass, "subclass"),
+    ]:  # far apart, so that the stock loop's real clock keeps them in order too
+        loop.call_later(delay, _set_result_unless_cancelled, fut, value)
+    loop.call_later(0.1, loop.stop)
+    loop.run_forever()
+    seen += [
+        ("pending", pending.result()), ("cancelled", cancelled.cancelled()),
+        ("done", done.result()), ("subclass", subclass.result()),
+    ]
+    return seen
+
+
+def test_a_sleeps_timer_settles_its_future_as_on_the_stock_loop() -> None:
+    """The batch settles a sleep's future itself when it is a pending
+    ``asyncio.Future`` of the loop (iteration.py); every other case takes
+    asyncio's own callback. Both give what the stock loop gives."""
+    stock = asyncio.new_event_loop()
+    try:
+        expected = _settle_cases(stock)
+    finally:
+        stock.close()
+    assert expected == [
+        ("subclass set_result", "subclass"),
+        ("callback", "pending", "added"),
+        ("handler", "InvalidStateError", False),
+        ("pending", "pending"), ("cancelled", True), ("done", "first"),
+        ("subclass", "subclass"),
+    ]
+    sim_loop = SimEventLoop()
+    try:
+        assert _settle_cases(sim_loop) == expected
+    finally:
+        sim_loop.close()
+
+
+def test_a_sleep_is_the_same_steps_in_debug_mode() -> None:
+    """Debug mode runs every callback through ``Handle._run``, never the
+    batch's own settling of a sleep's future: the steps and digest agree."""
+
+    async def main() -> None:
+        async def sleeper(i: int) -> None:
+            for k in range(20):
+                await asyncio.sleep(0.001 * ((i * 7 + k) % 5), result=k)
+
+        await asyncio.gather(*(sleeper(i) for i in range(5)))
+
+    def steps(debug: bool) -> tuple[int, int]:
+        sim = Simulation()
+        run(main(), sim=sim, debug=debug)
+        sim.close()
+        return sim.steps, sim.digest
+
+    plain = steps(False)
+    assert plain[0] > 150
+    assert steps(True) == plain
