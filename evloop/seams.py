@@ -27,6 +27,9 @@ seam                   asked by                                     without repl
                        each due VIRTUAL timer not EXTERNAL
                        (QEMU's ``replay_checkpoint``)
 ``blocker``            every blocking wait (``FdTable.blocker``)    the scheduler
+``async_event``        ``AsyncEventQueue.release``, with            nothing
+                       ``async_events="queue"``: each queued BH
+                       as it is released (``replay_save_events``)
 =====================  ===========================================  ===========================
 
 Two seams are structural rather than plugged. The fd layer is one
@@ -212,3 +215,5 @@ class Seams:
     hooks: SimulationHooks | None = None
     timer_gate: CheckpointGate | None = None
     blocker: Callable[[Blocker], Blocker] | None = None
+    #: ``hook(sequence, name)``, told each event the async-event queue releases.
+    async_event: Callable[[int, str], None] | None = None

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from evloop import Chooser, DispatchEvent, Simulation
+from evloop.machine.asyncevents import ASYNC_EVENT_MODES
 from evloop.machine.simulation import PREEMPTION_MODES
 
 from .driver import (
@@ -75,6 +76,7 @@ def record(
     watchdog: float | None = DEFAULT_WATCHDOG_S,
     progress: Callable[[int], object] | None = None,
     preemption: str = "off",
+    async_events: str = "off",
 ) -> RecordResult:
     """Run ``scenario`` under a recorder and write its trace to ``output``.
 
@@ -94,10 +96,17 @@ def record(
     ``progress`` is told the step count at every periodic checkpoint.
     ``preemption="fine"`` runs the simulation with fine preemption
     (``Simulation(preemption="fine")``); the header says so (``run.preemption``),
-    and play runs it the same way.
+    and play runs it the same way. ``async_events="queue"`` queues the bottom
+    halves other threads schedule and releases them at each main-loop iteration
+    boundary, logging each (``Simulation(async_events="queue")``, QEMU's
+    ``replay_bh_schedule_event``); the header says so (``run.async_events``).
     """
     if preemption not in PREEMPTION_MODES:
         raise ValueError(f"preemption must be 'off' or 'fine', not {preemption!r}")
+    if async_events not in ASYNC_EVENT_MODES:
+        raise ValueError(f"async_events must be 'off' or 'queue', not {async_events!r}")
+    if async_events == "queue" and preemption == "fine":
+        raise ValueError("async_events='queue' does not combine with preemption='fine'")
     name = scenario_name(scenario)
     fn = load_scenario(name) if isinstance(scenario, str) else scenario
     if isinstance(chooser, str):
@@ -114,6 +123,7 @@ def record(
         name, seed=seed, chooser=chooser, params=params, faults=faults, until_ns=until_ns,
         max_steps=max_steps, checkpoint_interval=checkpoint_interval, sanitize=sanitize,
         watchdog=watchdog, source=source_hash(fn, params or {}), preemption=preemption,
+        async_events=async_events,
     )
 
     def build(writer: TraceWriter) -> tuple[Recorder, Simulation, BlockerPlug | None]:
@@ -137,6 +147,7 @@ def simulation(
         sanitize=header_option(header, "run.sanitize", False),
         watchdog=header_watchdog(header),
         preemption="fine" if header.extensions.get("run.preemption") == "fine" else "off",
+        async_events="queue" if header.extensions.get("run.async_events") == "queue" else "off",
         **simulation_options(header, log),
     )
 

@@ -124,6 +124,7 @@ def run_options(
     sanitize: bool | str = False,
     watchdog: float | None = DEFAULT_WATCHDOG_S,
     preemption: str = "off",
+    async_events: str = "off",
 ) -> dict[str, Any]:
     """The ``run.*`` header extensions of a recording: limits, interval, sanitizer, watchdog,
     preemption."""
@@ -138,6 +139,8 @@ def run_options(
         options["run.watchdog"] = 0.0 if watchdog is None else float(watchdog)
     if preemption == "fine":  # only when on (format 3): traces without it stay as they were
         options["run.preemption"] = "fine"
+    if async_events == "queue":  # likewise, only when on
+        options["run.async_events"] = "queue"
     return options
 
 
@@ -156,6 +159,7 @@ def new_header(
     extensions: Mapping[str, Any] | None = None,
     source: str | None = None,
     preemption: str = "off",
+    async_events: str = "off",
 ) -> TraceHeader:
     """The header of a new recording of ``scenario`` (a ``module:function`` name).
 
@@ -173,7 +177,8 @@ def new_header(
         package_version=evloop_version,
         extensions={
             **run_options(
-                until_ns, max_steps, checkpoint_interval, sanitize, watchdog, preemption
+                until_ns, max_steps, checkpoint_interval, sanitize, watchdog, preemption,
+                async_events,
             ),
             **(extensions or {}),
         },
@@ -240,6 +245,10 @@ def check_header(header: TraceHeader, path: str | Path) -> None:
         raise bad("run.sanitize", "true or \"strict\" (absent when off)")
     if ext.get("run.preemption") not in (None, "fine"):
         raise bad("run.preemption", "\"fine\" (absent when off)")
+    if ext.get("run.async_events") not in (None, "queue"):
+        raise bad("run.async_events", "\"queue\" (absent when off)")
+    if ext.get("run.async_events") is not None and ext.get("run.preemption") is not None:
+        raise bad("run.async_events", "absent when run.preemption is on")
     mode = ext.get("mode")
     if mode is not None and mode not in KNOWN_MODES:
         raise ReplayError(

@@ -27,7 +27,11 @@ What is logged, in step order (the position counter precedes every event):
   VIRTUAL_RT before those lists run their due timers (``util/qemu-timer.c``
   ``timerlist_run_timers``). In play a timer list runs only when its
   checkpoint is the log's next event; a checkpoint missing or extra is a
-  divergence naming the clock.
+  divergence naming the clock;
+* (``run.async_events`` on) each bottom half the async-event queue releases,
+  by sequence number and name (ASYNC_EVENT, QEMU's ``replay_save_events``;
+  ``evloop/machine/asyncevents.py``). In play the log's next event must be the
+  one released; one missing, extra or in another order is a divergence naming it.
 
 What the seed and the header determine is never taken on trust: a played
 RANDOM value must be the seeded generator's own draw, a simulation's CLOCK
@@ -190,6 +194,7 @@ class _Session:
             hooks=_RoomyHooks(self),
             timer_gate=self._timer_gate() if gated else None,
             blocker=blocker,
+            async_event=roomy(self.async_event),
         ))
 
     def chooser(self, inner: Chooser | None = None) -> Chooser:
@@ -283,6 +288,10 @@ class _Session:
         return roomy(self.timer_checkpoint)
 
     def input(self, channel: str, data: bytes, close: bool) -> None:
+        raise NotImplementedError
+
+    def async_event(self, sequence: int, name: str) -> None:
+        """A bottom half released by the async-event queue (``replay_save_events``)."""
         raise NotImplementedError
 
     def shutdown(self, cause: str) -> None:
@@ -390,6 +399,10 @@ class Recorder(_Session):
 
     def input(self, channel: str, data: bytes, close: bool) -> None:
         self._emit((EventKind.INPUT, self._step, channel, b"" if close else bytes(data)))
+
+    def async_event(self, sequence: int, name: str) -> None:
+        # replay/replay-events.c replay_save_event: the event's identity, in queue order.
+        self._emit((EventKind.ASYNC_EVENT, self._step, sequence, name))
 
     def shutdown(self, cause: str) -> None:
         self._emit((EventKind.SHUTDOWN, self._step, cause))
@@ -742,6 +755,16 @@ class Player(_Session):
         what = "close" if close else f"{len(payload)} bytes {payload[:16]!r}"
         actual = f"INPUT(step={self._step}, channel={channel!r}, {what})"
         record = self._expect(EventKind.INPUT, actual, channel, payload)
+        if record is not None:
+            self._emit(record)
+
+    def async_event(self, sequence: int, name: str) -> None:
+        # replay/replay-events.c replay_read_events: the queue releases an event
+        # only when the log's next one is it. QEMU searches its queue for the
+        # logged id, as its threads add events outside the log; here the queue's
+        # order follows from the recorded decisions, so it must be the log's.
+        actual = f"ASYNC_EVENT(step={self._step}, sequence={sequence}, name={name!r}) released"
+        record = self._expect(EventKind.ASYNC_EVENT, actual, sequence, name)
         if record is not None:
             self._emit(record)
 

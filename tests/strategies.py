@@ -46,6 +46,7 @@ def records() -> st.SearchStrategy[tuple[Any, ...]]:
         st.tuples(st.just(K.MUTEX), uints, uints),
         st.tuples(st.just(K.SHUTDOWN), uints, texts),
         st.tuples(st.just(K.FAULT), uints, uints, texts, int64s),
+        st.tuples(st.just(K.ASYNC_EVENT), uints, uints, texts),
     )
 
 

@@ -37,6 +37,7 @@ from ..loop.mainloop import MainLoop
 from ..loop.net import Network
 from ..loop.quiet import QUIET_AGAIN, QUIET_UNTIL, run_quiet
 from ..seams import CheckpointGate, Chooser, DispatchKind, DispatchObserver, Seams, SimulationHooks
+from .asyncevents import ASYNC_EVENT_MODES, AsyncEventQueue, AsyncEvents, make_queued
 from .chooser import FifoChooser
 from .external import ExternalEvent, ScriptedPeer
 from .faults import FaultInjector, parse_faults
@@ -124,7 +125,10 @@ class Simulation:
     stopped with :class:`~evloop.WatchdogError` (None: off). ``preemption``
     is ``"off"`` (threads of control switch only where they wait) or
     ``"fine"``: every loop primitive that touches shared state is also a
-    preemption point (``preemption.py``).
+    preemption point (``preemption.py``). ``async_events="queue"`` queues the
+    bottom halves other threads schedule and releases them at each main-loop
+    iteration boundary, as QEMU's replay does (``asyncevents.py``; default
+    ``"off"``).
     """
 
     def __init__(
@@ -141,6 +145,7 @@ class Simulation:
         threads: Backend = "greenlet",
         watchdog: float | None = DEFAULT_TIMEOUT_S,
         preemption: Preemption = "off",
+        async_events: AsyncEvents = "off",
     ) -> None:
         if not isinstance(seed, int):
             raise TypeError(f"seed must be an int, not {type(seed).__name__}")
@@ -234,8 +239,19 @@ class Simulation:
             raise ValueError(f"sanitize must be False, True or 'strict', not {sanitize!r}")
         #: Route (or, "strict", refuse) real nondeterminism while the simulation runs.
         self.sanitize = sanitize
+        #: The async-event queue (``asyncevents.py``), None when off.
+        self._async: AsyncEventQueue | None = None
         self._preemption: Preemption = "off"
         self.set_preemption(preemption)
+        if async_events not in ASYNC_EVENT_MODES:
+            raise ValueError(f"async_events must be 'off' or 'queue', not {async_events!r}")
+        if async_events == "queue" and preemption == "fine":
+            raise ValueError("async_events='queue' does not combine with preemption='fine'")
+        if async_events == "queue":
+            self._async = AsyncEventQueue(self._sched, self.main_loop.aio_context)
+            main_ctx = self.main_loop.aio_context
+            for ctx in self._aio_contexts:
+                make_queued(ctx, self._async, main_ctx)
 
     # -- the replay door -----------------------------------------------------------
 
@@ -263,6 +279,8 @@ class Simulation:
                 tlg.set_checkpoint(seams.timer_gate)
         if seams.blocker is not None:
             self.fds.blocker = seams.blocker(self._sched)
+        if seams.async_event is not None and self._async is not None:
+            self._async.hook = seams.async_event
 
     # -- observation --------------------------------------------------------------
     #
@@ -441,6 +459,8 @@ class Simulation:
             ctx.tlg.set_checkpoint(self._timer_gate)
         if self._preemption == "fine":
             make_preemptible(ctx, self._sched.preempt)
+        if self._async is not None:
+            make_queued(ctx, self._async, ctx)
         self._aio_contexts.append(ctx)
         return ctx
 
@@ -481,12 +501,19 @@ class Simulation:
             )
         if mode == "off":
             raise SimulationError("fine preemption cannot be turned off once on")
+        if self._async is not None:
+            raise SimulationError("fine preemption does not combine with async_events='queue'")
         self._preemption = mode
         point = self._sched.preempt
         for ctx in self._aio_contexts:
             make_preemptible(ctx, point)
         make_timers_preemptible(self.main_loop.tlg, self.main_loop, point)
         make_fds_preemptible(self.fds, point)
+
+    @property
+    def async_events(self) -> AsyncEvents:
+        """``"off"``, or ``"queue"``: other threads' BHs wait for the next iteration boundary."""
+        return "off" if self._async is None else "queue"
 
     def preemption_point(self) -> None:
         """A preemption point in fine mode (another runnable thread may go first); else nothing.
@@ -586,6 +613,7 @@ class Simulation:
                 raise
         ml = self.main_loop
         fast = self.fast_path
+        queue = self._async
         limit = -1 if step_limit is None else step_limit
         until = -1 if until_ns is None else until_ns
         try:
@@ -602,6 +630,8 @@ class Simulation:
                 if until_ns is not None and self.now_ns >= until_ns:
                     reason = StopReason.UNTIL
                     break
+                if queue is not None and len(queue):
+                    queue.release()  # the async events' checkpoint (asyncevents.py)
                 if fast and sched.alone():
                     # The main thread is alone: quiet iterations, run cheaply
                     # (loop/quiet.py); they stop at the next iteration boundary

@@ -193,6 +193,10 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="fine: every loop primitive that touches shared state is a preemption "
                         "point, a recorded decision (Simulation(preemption='fine')); the trace "
                         "says so, and its play runs the same way (default off)")
+    p.add_argument("--async-events", choices=("off", "queue"), default="off",
+                   help="queue: bottom halves scheduled from another thread wait in a queue "
+                        "released, and logged, at each main-loop iteration boundary, as QEMU's "
+                        "replay-events.c does; the trace says so (default off)")
     p.add_argument("--faults", action="append", default=[], metavar="KIND[,KIND...]",
                    help="faults the simulation may inject, each a recorded decision: delay, "
                         "reorder, loss, duplicate, partition, short-read, short-write, eagain, "

@@ -43,13 +43,15 @@ def cmd_record(args: argparse.Namespace) -> int:
     fn = load_scenario_arg(args.scenario)
     params = run_params(args, fn)
     out = writable_output(args.output, default_trace_path(args.scenario, args.seed, chooser))
+    if args.async_events == "queue" and args.preemption == "fine":
+        fail("--async-events queue does not combine with --preemption fine")
     meter = StepMeter(f"recording {args.scenario}", args.max_steps)
     try:
         result = record(
             args.scenario, out, seed=args.seed, params=params, chooser=chooser,
             until_ns=args.until_ns, max_steps=args.max_steps, faults=faults_of(args),
             watchdog=args.watchdog, sanitize=args.sanitize, progress=meter,
-            preemption=args.preemption,
+            preemption=args.preemption, async_events=args.async_events,
         )
     except InvalidRecordError as exc:
         fail(f"--param: a value the trace format cannot hold: {exc}")
@@ -326,6 +328,8 @@ def _record_args(args: argparse.Namespace, chooser: str) -> list[str]:
         out.append("--no-sanitize")
     if args.preemption != "off":
         out += ["--preemption", args.preemption]
+    if args.async_events != "off":
+        out += ["--async-events", args.async_events]
     return out
 
 

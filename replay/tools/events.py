@@ -43,6 +43,7 @@ STEP_KINDS: Final = ("bh", "read", "write", "poll_ready", "timer", "turn", "inpu
 #: What a record event can be (a CHOICES batch gives one ``choice`` per decision).
 RECORD_KINDS: Final = (
     "checkpoint", "choice", "input", "clock", "random", "mutex", "shutdown", "fault",
+    "async_event",
 )
 #: Short names ``--kinds`` accepts for several kinds.
 KIND_ALIASES: Final[Mapping[str, tuple[str, ...]]] = {

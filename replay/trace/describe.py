@@ -39,6 +39,8 @@ def record_detail(record: tuple[Any, ...]) -> tuple[str, dict[str, Any]]:
         return "checkpoint", {"checkpoint": f"CLOCK_{_enum_name(ClockType, record[2])}"}
     if kind == EventKind.CHOICE:
         return "choice", {"options": record[2], "choice": record[3]}
+    if kind == EventKind.ASYNC_EVENT:
+        return "async_event", {"sequence": record[2], "name": record[3]}
     if kind == EventKind.INPUT:
         data = bytes(record[3])
         return "input", {"channel": record[2], "size": len(data), "data_hex": data.hex()}
@@ -73,6 +75,8 @@ def show_record(record: tuple[Any, ...] | None) -> str:
         return f"CHECKPOINT {d['checkpoint']}(step={step}, digest={d['digest']})"
     if kind is EventKind.CLOCK_CHECKPOINTS and "checkpoint" in d:
         return f"CHECKPOINT {d['checkpoint']}(step={step})"
+    if kind is EventKind.ASYNC_EVENT:
+        return f"ASYNC_EVENT(step={step}, sequence={d['sequence']}, name={d['name']!r})"
     if kind is EventKind.INPUT:
         return f"INPUT(step={step}, channel={d['channel']!r}, {_input_text(d['data_hex'], 16)})"
     if kind is EventKind.CLOCK:
@@ -90,6 +94,8 @@ def detail_text(kind: str, d: Mapping[str, Any]) -> str:
         if "digest" not in d:  # a timer checkpoint (format 3): no state digest
             return str(d["checkpoint"])
         return f"{d['checkpoint']} digest={d['digest']}"
+    if kind == "async_event":
+        return f"#{d['sequence']} {d['name']}"
     if kind == "choice":
         return f"option {d['choice']} of {d['options']}"
     if kind == "input":

@@ -208,6 +208,10 @@ class EventKind(IntEnum):
     #: trace/clockpoints.py): QEMU's CHECKPOINT_CLOCK_VIRTUAL/_HOST/_VIRTUAL_RT
     #: events, batched as CHOICES batches decisions (version 3)
     CLOCK_CHECKPOINTS = 12
+    #: step, sequence, name: one BH of the async-event queue as it is released
+    #: (QEMU's EVENT_ASYNC, ``replay_save_event``). Only in a trace whose header
+    #: has ``run.async_events``; opt-in, so the version stays 3
+    ASYNC_EVENT = 13
 
 
 class CheckpointKind(IntEnum):

@@ -164,6 +164,7 @@ RECORD_LAYOUTS: Final[Mapping[EventKind, RecordLayout]] = MappingProxyType(
                 ("packed", _B),
                 extra=_check_clock_checkpoints,
             ),
+            _layout(EventKind.ASYNC_EVENT, ("step", _U), ("sequence", _U), ("name", _S)),
         )
     }
 )
@@ -288,6 +289,14 @@ def _fast_clock_checkpoints(r: Any) -> bool:
     _, s, p = r
     return (type(s) is int and 0 <= s <= UINT64_MAX and type(p) is bytes
             and clock_checkpoints_problem(p) is None)
+
+
+def _fast_async_event(r: Any) -> bool:
+    if len(r) != 4:
+        return False
+    _, s, q, n = r
+    return (type(s) is int and type(q) is int and type(n) is str
+            and 0 <= s <= UINT64_MAX and 0 <= q <= UINT64_MAX)
 # fmt: on
 
 
@@ -303,4 +312,5 @@ _FAST_CHECKS: Final[dict[int, Callable[[Any], bool]]] = {
     EventKind.SHUTDOWN: _fast_shutdown,
     EventKind.FAULT: _fast_fault,
     EventKind.CLOCK_CHECKPOINTS: _fast_clock_checkpoints,
+    EventKind.ASYNC_EVENT: _fast_async_event,
 }
