@@ -519,9 +519,17 @@ class SimEventLoop(NetworkSelectorLoop):
                 sched = self._sched
                 if sched._closing and sched.current is not sched.main:
                     raise _Cancelled()  # the simulation closed: nothing here runs again
+                if sched.aborted is not None:
+                    # The run was ended from outside (asyncio.run's cleanup of
+                    # the tasks comes here): no decision can be taken again.
+                    raise sched.aborted
                 super().run_forever()
             except _Cancelled:
                 self._abandon()
+                raise
+            except BaseException:
+                if sched.aborted is not None:
+                    self._abandon()
                 raise
             finally:
                 self._iterating = False

@@ -139,6 +139,9 @@ class Scheduler:
         self._external_seq = 0
         self.stalled: list[ExternalEvent] = []
         self._closing = False
+        #: What the chooser raised, if it did: whoever drives the run (a play
+        #: that diverged, a fuzzer out of input) ended it, so nothing may ask again.
+        self.aborted: BaseException | None = None
         #: The simulation's step-limit flag: once raised, the turn goes to main.
         self.halt: list[bool] = [False]
 
@@ -473,7 +476,11 @@ class Scheduler:
 
     def choose(self, kind: ChoiceKind, options: list[str]) -> int:
         """The one door of every decision: ask the chooser, and check its answer."""
-        index = self.chooser.choose(kind, options)
+        try:
+            index = self.chooser.choose(kind, options)
+        except BaseException as exc:
+            self.aborted = exc
+            raise
         if not isinstance(index, int) or not 0 <= index < len(options):
             raise SimulationError(
                 f"chooser {self.chooser!r} answered {index!r} to "
