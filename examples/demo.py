@@ -99,15 +99,19 @@ def main() -> int:
     took = f"{elapsed * 1000:.0f} ms" if elapsed < 1 else f"{elapsed:.1f} s"
     say(f"\ndone in {took}. Next:")
     rel = found.trace_path.relative_to(ROOT)
+    out = rel.parent  # not traces/: that is the corpus CI replays
     say(f"   .venv/bin/replay play {rel}            # reproduce the bug anywhere")
     say(f"   .venv/bin/replay dump {rel} --kinds turn,bh,timer   # what happened, step by step")
     say(f"   .venv/bin/replay diff {clean.relative_to(ROOT)} {rel}   # where the runs part")
-    say(f"   .venv/bin/replay fuzz {SCENARIO} --chooser pct --runs 200")
-    say(f"   .venv/bin/replay fuzz {SCENARIO} --chooser systematic --preemptions 0")
-    say(f"   .venv/bin/replay record {SCENARIO} --param fixed=True   # the fix holds")
+    say(f"   .venv/bin/replay fuzz {SCENARIO} --chooser pct --runs 200 -o {out}/pct.evr")
+    say(f"   .venv/bin/replay fuzz {SCENARIO} --chooser systematic --preemptions 0"
+        f" -o {out}/dfs.evr")
+    say(f"   .venv/bin/replay record {SCENARIO} --param fixed=True -o {out}/fixed.evr"
+        "   # the fix holds")
     say("   .venv/bin/replay verify traces/             # CI's determinism gate")
     say(f"   .venv/bin/replay rerun {rel}   # CI's regression gate: does the bug come back?")
-    say(f"   .venv/bin/replay fuzz {ASYNC_SCENARIO} --runs 100   # the asyncio program (README)")
+    say(f"   .venv/bin/replay fuzz {ASYNC_SCENARIO} --runs 100 -o {out}/cache.evr"
+        "   # the asyncio program (README)")
     return 0 if same and again.bit_exact and played.bit_exact else 1
 
 

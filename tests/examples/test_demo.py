@@ -25,3 +25,8 @@ def test_the_demo_succeeds_and_writes_only_under_out() -> None:
     assert "the fix: all 768 schedules up to 2 preemptions explored, no failure" in done.stdout
     assert {p: p.read_bytes() for p in (ROOT / "traces").glob("*.evr")} == before
     assert (ROOT / "out" / "traces" / "minimachine-clean.evr").is_file()
+    # The commands it suggests next write under out/ too: traces/ is the corpus CI replays.
+    suggested = done.stdout.split("Next:\n", 1)[1].splitlines()
+    writing = [line for line in suggested if " fuzz " in line or " record " in line]
+    assert len(writing) == 4
+    assert all(" -o out/traces/" in line for line in writing), writing
