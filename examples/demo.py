@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from replay import play, record  # noqa: E402
 from replay.explore import explore_systematic  # noqa: E402
 from replay.explore.fuzz import fuzz  # noqa: E402
-from replay.session import same_failure  # noqa: E402
+from replay.failures import same_failure  # noqa: E402
 
 SCENARIO = "examples.minimachine:scenario"
 ASYNC_SCENARIO = "replay.examples.cache_service:main"

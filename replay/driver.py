@@ -39,9 +39,10 @@ from evloop.machine.watchdog import DEFAULT_TIMEOUT_S as DEFAULT_WATCHDOG_S
 
 from .declared import check_parameters, declare_scenario, load_trace_scenario
 from .errors import ReplayDivergence, ReplayError
+from .failures import describe_exception
 from .interrupt import InterruptWatch, run_failure
 from .scenario import SOURCE_KEY, Scenario, source_hash, start_scenario
-from .session import Player, Recorder, describe_exception
+from .session import Player, Recorder
 from .stackroom import run_stack
 from .trace.choices import batch_last_step
 from .trace.clockpoints import batch_clock_checkpoints

@@ -19,7 +19,7 @@ is offered (FIFO, a random walk) may define ``answers(sizes)``: the choices
 it would make, in order, if asked decisions among ``sizes[0]``,
 ``sizes[1]``, ... options, advancing as those calls would. A player checks
 a batch of recorded decisions against it at once instead of asking it each
-decision again (replay/session.py).
+decision again (replay/session/player.py).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..api import PlayResult, play, record
 from ..errors import InvalidRecordError, ReplayDivergence, ReplayError
-from ..session import same_failure
+from ..failures import same_failure
 from ..tools.determinism import DeterminismReport, DeterminismRun, check_determinism
 from ..tools.events import RecordStream, format_ns
 from ..tools.rerun import RerunResult

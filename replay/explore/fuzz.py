@@ -30,7 +30,7 @@ from evloop import ChoiceKind
 from ..api import RecordResult, record
 from ..driver import header_option
 from ..errors import ReplayError
-from ..session import same_failure
+from ..failures import same_failure
 from ..trace.choices import decode_choices
 from ..trace.format import EventKind
 from ..trace.reader import TraceReader
@@ -109,7 +109,7 @@ def minimize_decisions(
     """ddmin over the non-default decisions: the smallest set that still fails as ``failure``.
 
     ``same`` decides whether a trial run failed the same way (default:
-    :func:`~replay.session.same_failure`, the same exception type and site).
+    :func:`~replay.failures.same_failure`, the same exception type and site).
     """
     script = list(decisions)
 

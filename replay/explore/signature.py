@@ -4,13 +4,13 @@ A campaign groups failing seeds by signature, and a corpus keeps one trace
 per signature. The message text cannot be the key: it carries values that
 differ from run to run (a set's order, a counter, an address). The
 signature is the exception's type and where it was raised
-(:func:`~replay.session.raise_site`, the innermost frame of its traceback),
-the identity :func:`~replay.session.same_failure` compares failures by.
+(:func:`~replay.failures.raise_site`, the innermost frame of its traceback),
+the identity :func:`~replay.failures.same_failure` compares failures by.
 """
 
 from __future__ import annotations
 
-from ..session import raise_site
+from ..failures import raise_site
 
 __all__ = ["failure_signature"]
 

@@ -14,7 +14,7 @@ tests and other code call them directly. The rules they keep:
   regenerates, so the step-level tools (dump, diff, stats, export) replay.
 * **Records sit between steps.** A record logged at step ``N`` happened
   after step ``N`` was dispatched and before step ``N + 1``
-  (``session.py``): :class:`Interleaver` hands each record out just before
+  (``replay/session/``): :class:`Interleaver` hands each record out just before
   the first step after it. Each decision of a CHOICES batch is one record
   event, numbered as the player numbers events (``ReplayDivergence.event_index``).
 * **Nothing raises inside a run.** ``on_step`` runs inside the simulation,

@@ -16,7 +16,7 @@ from typing import Any
 import msgpack  # type: ignore[import-untyped]
 
 from ..errors import ReplayError
-from ..session import failure_identity
+from ..failures import failure_identity
 from ..trace.format import EventKind
 from ..trace.reader import TraceReader
 from .diff import (

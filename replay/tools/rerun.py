@@ -35,8 +35,8 @@ from ..api import record
 from ..declared import SCENARIO_ALIASES, check_parameters, load_trace_scenario
 from ..driver import header_option, run_limits
 from ..errors import ReplayError
+from ..failures import failure_identity
 from ..host.channels import is_host_trace
-from ..session import failure_identity
 from ..trace.choices import batch_decisions
 from ..trace.format import EventKind
 from ..trace.header import TraceHeader

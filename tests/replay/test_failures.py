@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from replay import ReplayDivergence, play, record
-from replay.session import describe_exception, failure_identity, raise_site, same_failure
+from replay.failures import describe_exception, failure_identity, raise_site, same_failure
 from tests.scenarios import failing
 
 SCENARIO = "tests.scenarios.failing:message_varies"

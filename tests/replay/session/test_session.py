@@ -28,7 +28,8 @@ from replay import (
     TraceReader,
     TraceWriter,
 )
-from replay.session import CHOICES_BATCH_BYTES, describe_exception
+from replay.failures import describe_exception
+from replay.session.base import CHOICES_BATCH_BYTES
 from replay.trace.choices import decode_choices
 
 Scenario = Callable[[Simulation], None]
