@@ -71,7 +71,8 @@ from .machine.iothread import IOTHREAD_POLL_MAX_NS_DEFAULT, IOThread
 from .machine.observation import DispatchEvent
 from .machine.rng import SimRandom
 from .machine.scheduler import ThreadOfControl, ThreadState
-from .machine.simulation import RunResult, SimEvent, Simulation, StopReason
+from .machine.simevent import SimEvent
+from .machine.simulation import RunResult, Simulation, StopReason
 from .machine.threadpool import REQUEST_CANCELLED, RequestState, ThreadPoolRequest
 from .seams import (
     Blocker,

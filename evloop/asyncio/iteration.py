@@ -64,7 +64,7 @@ GC_INTERVAL_STEPS = 1 << 16
 #: The deadline of ``call_at(inf)``: never (a wait for it is a wait forever).
 NEVER_NS = 1 << 120
 
-_PRIME = 0x100000001B3  # the simulation's digest prime (simulation.py); keep in step
+_PRIME = 0x100000001B3  # the simulation's digest prime (stepping.py); keep in step
 _MASK64 = (1 << 64) - 1
 _MIN_HEAP_FOR_COMPACTION = 100
 #: What asyncio.sleep arms its timer with (typeshed does not list it).

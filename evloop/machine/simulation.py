@@ -18,7 +18,8 @@ reads the same as VIRTUAL while the VM runs.
 Every callback the loops dispatch and every turn handed to another thread is
 one *step*; :attr:`Simulation.steps` is the position counter the replay layer
 aligns recorded input with. With ``log=True`` each step is also kept as a
-:class:`DispatchEvent` in :attr:`Simulation.log`.
+:class:`DispatchEvent` in :attr:`Simulation.log`. The step bookkeeping (the
+counter, the rolling digest, the watched steps) is ``stepping.py``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Literal
+from typing import Literal
 
 from ..errors import SimulationError
 from ..loop.aio import AioContext
@@ -42,13 +43,15 @@ from .chooser import FifoChooser
 from .external import ExternalEvent, ScriptedPeer
 from .faults import FaultInjector, parse_faults
 from .iothread import IOTHREAD_POLL_MAX_NS_DEFAULT, IOThread, check_poll_params
-from .observation import DispatchEvent, RawStep, materialize_step
+from .observation import DispatchEvent, RawStep
 from .preemption import make_fds_preemptible, make_preemptible, make_timers_preemptible
 from .rng import SimRandom
 from .scheduler import Backend, Scheduler, ThreadOfControl
+from .simevent import SimEvent
+from .stepping import Stepping
 from .watchdog import DEFAULT_TIMEOUT_S, Watchdog
 
-__all__ = ["PREEMPTION_MODES", "Preemption", "RunResult", "SimEvent", "Simulation", "StopReason"]
+__all__ = ["PREEMPTION_MODES", "Preemption", "RunResult", "Simulation", "StopReason"]
 
 Preemption = Literal["off", "fine"]
 #: The preemption modes (``Simulation(preemption=...)``, ``preemption.py``).
@@ -70,52 +73,7 @@ class RunResult:
     shutdown_cause: str | None = None
 
 
-class _EventCondition:
-    __slots__ = ("event",)
-
-    def __init__(self, event: SimEvent) -> None:
-        self.event = event
-
-    def ready(self) -> bool:
-        return self.event._set
-
-    def describe(self) -> str:
-        return f"event {self.event.name!r}"
-
-
-class SimEvent:
-    """A flag threads of control can wait on (like ``threading.Event``, in virtual time)."""
-
-    __slots__ = ("_cond", "_sched", "_set", "name")
-
-    def __init__(self, sched: Scheduler, name: str) -> None:
-        self._sched = sched
-        self.name = name
-        self._set = False
-        self._cond = _EventCondition(self)
-
-    def set(self) -> None:
-        self._set = True
-
-    def clear(self) -> None:
-        self._set = False
-
-    def is_set(self) -> bool:
-        return self._set
-
-    def wait(self, timeout_ns: int = -1) -> bool:
-        """Block until set or timed out; True if set."""
-        if not self._set:
-            self._sched.block(self._cond, timeout_ns)
-        return self._set
-
-    def __repr__(self) -> str:
-        return f"<SimEvent {self.name!r} {'set' if self._set else 'clear'}>"
-
-
-_PRIME = 0x100000001B3  # FNV's 64-bit prime
-_MASK64 = (1 << 64) - 1
-class Simulation:
+class Simulation(Stepping):
     """A deterministic simulated machine: clock, fds, main loop, threads of control.
 
     ``threads`` picks how threads of control are carried: ``"greenlet"`` (one
@@ -282,94 +240,6 @@ class Simulation:
         if seams.async_event is not None and self._async is not None:
             self._async.hook = seams.async_event
 
-    # -- observation --------------------------------------------------------------
-    #
-    # Every step passes through _step: it advances the position counter, folds
-    # the step into the rolling digest, keeps the optional log and ring of
-    # recent steps, and fires the periodic checkpoint hook. It is on the hot
-    # path. The digest is a polynomial hash over integers only, so it is the
-    # same in every process and on every Python:
-    #     digest = ((digest ^ time) * _PRIME + key) mod 2**64
-    # where key packs the step's kind, thread, owner and callback identity.
-
-    def _observe(self, kind: int, ctx: Any, what: Any) -> None:
-        # The dispatch observer of every context: _step for a callback (one
-        # call less, as every dispatch pays it).
-        self.steps = steps = self.steps + 1
-        now = self.clock._now[0]
-        thread = self._sched.current
-        self.digest = (
-            (self.digest ^ now) * _PRIME
-            + ((kind << 56) | (thread.index << 48) | (ctx.uid << 32) | what.uid)
-        ) & _MASK64
-        if self._recent is not None:
-            self._recent.append((steps, now, thread.name, kind, ctx, what))
-        if self._sink is not None:
-            self._sink(materialize_step((steps, now, thread.name, kind, ctx, what)))
-        if steps == self._watch:
-            self._at_watch(steps)
-
-    def _lean_observer(self) -> DispatchObserver:
-        """:meth:`_observe` without the log and the ring of recent steps.
-
-        A closure, so that what never changes (the clock's times, the
-        scheduler) is a cell, not an attribute looked up at every dispatch.
-        The key's upper half (kind, thread, context) is the same from one
-        dispatch to the next as long as those three are: it is kept, and
-        built again (three shifts and ors of 64-bit ints, about a tenth of a
-        dispatch) only when one of them changes. The digest is the same.
-        """
-        sim = self
-        now = self.clock._now
-        sched = self._sched
-        last_kind = last_thread = last_ctx = -1
-        upper = 0
-
-        def observe(kind: int, ctx: Any, what: Any) -> None:
-            nonlocal last_kind, last_thread, last_ctx, upper
-            sim.steps = steps = sim.steps + 1
-            thread = sched.current.index
-            owner = ctx.uid
-            if owner != last_ctx or thread != last_thread or kind != last_kind:
-                last_kind, last_thread, last_ctx = kind, thread, owner
-                upper = (kind << 56) | (thread << 48) | (owner << 32)
-            sim.digest = ((sim.digest ^ now[0]) * _PRIME + (upper | what.uid)) & _MASK64
-            if steps == sim._watch:
-                sim._at_watch(steps)
-
-        return observe
-
-    def _at_watch(self, steps: int) -> None:
-        """The step is a checkpoint's, or the exact step limit's (``_watch``)."""
-        if steps == self._next_checkpoint:
-            self._next_checkpoint += self.checkpoint_interval
-            self._rewatch()
-            assert self.hooks is not None
-            self.hooks.checkpoint(steps)
-        if steps == self._step_limit:
-            self._halt[0] = True
-
-    def _rewatch(self) -> None:
-        """``_watch``: the next step at which a checkpoint or the exact step limit falls."""
-        marks = [m for m in (self._next_checkpoint, self._step_limit) if m > self.steps]
-        self._watch = min(marks) if marks else -1
-
-    def _step(self, kind: int, owner_uid: int, what_uid: int, ctx: Any, what: Any) -> None:
-        self.steps = steps = self.steps + 1
-        now = self.clock._now[0]
-        thread = self._sched.current
-        self.digest = (
-            (self.digest ^ now) * _PRIME
-            + ((kind << 56) | (thread.index << 48) | (owner_uid << 32) | what_uid)
-        ) & _MASK64
-        recent = self._recent
-        if recent is not None:
-            recent.append((steps, now, thread.name, kind, ctx, what))
-        if self._sink is not None:
-            self._sink(materialize_step((steps, now, thread.name, kind, ctx, what)))
-        if steps == self._watch:
-            self._at_watch(steps)
-
     def _sign_of_life(self) -> int:
         """Grows whenever the simulation moves: a step, a turn handed over, virtual time."""
         sched = self._sched
@@ -392,12 +262,6 @@ class Simulation:
             if self.hooks is not None:
                 self.hooks.input(peer.name, chunk, event.close)
             self._step(DispatchKind.INPUT, peer.uid, len(chunk), None, (peer, chunk, event.close))
-
-    def recent_events(self) -> list[DispatchEvent]:
-        """The last steps (kept when built with ``recent=N``), oldest first."""
-        if self._recent is None:
-            return []
-        return [materialize_step(raw) for raw in self._recent]
 
     # -- the public surface ---------------------------------------------------------
 
