@@ -20,7 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from . import peers, workloads
+from . import mutex_grants, peers, workloads
 from .asyncio_figures import bench_asyncio
 from .campaign import bench_campaign
 from .harness import (
@@ -595,7 +595,7 @@ def bench_threads(settings: Settings, z: Sizes) -> list[Figure]:
     (RECORD logs each grant, PLAY makes the OS follow the log).
     """
     total = z.handoffs
-    mutexes = {n: workloads.MutexGrants(n, total) for n in z.threads}
+    mutexes = {n: mutex_grants.MutexGrants(n, total) for n in z.threads}
     samplers: dict[str, Sampler] = {}
     for n, mutex in mutexes.items():
         samplers[f"sim_{n}"] = rate(partial(workloads.turn_handoffs, n, total), total)
