@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from .harness import Figure, Settings, Status, machine, print_table, write_json
-from .suite import FULL, QUICK, WORKLOADS
+from .sizes import FULL, QUICK
+from .suite import WORKLOADS
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results.json"
 DEFAULT_REPEAT = 5

@@ -16,7 +16,7 @@ from . import asyncio_loops as al
 from .harness import Figure, Series, Settings, Status, Target, figure, rate, ratio, rounds
 
 if TYPE_CHECKING:
-    from .suite import Sizes
+    from .sizes import Sizes
 
 __all__ = ["bench_asyncio"]
 

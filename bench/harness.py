@@ -57,6 +57,7 @@ __all__ = [
     "rate",
     "ratio",
     "rounds",
+    "size_text",
     "write_json",
 ]
 
@@ -346,3 +347,12 @@ def write_json(
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
     os.replace(tmp, path)
+
+
+def size_text(n: int) -> str:
+    """``10M``, ``100k`` or ``1,234``: a size as the issue writes it."""
+    if n >= 1_000_000 and n % 1_000_000 == 0:
+        return f"{n // 1_000_000}M"
+    if n >= 100_000 and n % 1000 == 0:
+        return f"{n // 1000}k"
+    return f"{n:,}"
