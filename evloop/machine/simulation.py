@@ -140,12 +140,15 @@ class Simulation(Stepping):
         #: The fault specs this simulation accepts (empty: no fault is ever injected).
         self.faults: frozenset[str] = frozenset(specs)
         self._faults: FaultInjector | None = None
-        # Without a log or a ring of recent steps, each step is only counted
-        # and folded into the digest: the lean observer (every dispatch pays it).
-        lean = not recent and (log is False or log is None)
+        # Without a log, each step is only counted, folded into the digest and
+        # kept in the ring of recent steps (if any): the lean observer (every
+        # dispatch pays it).
+        self._recent: deque[RawStep] | None = deque(maxlen=recent) if recent else None
+        lean = log is False or log is None
         observer: DispatchObserver = self._lean_observer() if lean else self._observe
-        #: The observer that only counts steps and folds them into the digest
-        #: (``None`` with a log or a ring): a loop may inline it (asyncio/iteration.py).
+        #: The observer that only counts steps, folds them into the digest and
+        #: keeps the ring (``None`` with a log): a loop may inline it
+        #: (asyncio/iteration.py).
         self._lean_dispatch: DispatchObserver | None = observer if lean else None
         if plan:
             self._faults = FaultInjector(
@@ -172,7 +175,6 @@ class Simulation(Stepping):
         self._sink: Callable[[DispatchEvent], object] | None = (
             self.log.append if self.log is not None else (log if callable(log) else None)
         )
-        self._recent: deque[RawStep] | None = deque(maxlen=recent) if recent else None
         self._contexts = 0
         self.main_loop = MainLoop(self.clock, self.fds, observer=self._dispatch_observer)
         self.main_loop.aio_context.uid = self._next_context_uid()

@@ -68,34 +68,60 @@ class Stepping:
             self._at_watch(steps)
 
     def _lean_observer(self) -> DispatchObserver:
-        """:meth:`_observe` without the log and the ring of recent steps.
+        """:meth:`_observe` without the log (the ring of recent steps kept if there is one).
 
         A closure, so that what never changes (the clock's times, the
-        scheduler) is a cell, not an attribute looked up at every dispatch.
-        The key's upper half (kind, thread, context) is the same from one
-        dispatch to the next as long as those three are: it is kept, and
-        built again (three shifts and ors of 64-bit ints, about a tenth of a
-        dispatch) only when one of them changes. The digest is the same.
+        scheduler, the ring) is a cell, not an attribute looked up at every
+        dispatch. The key's upper half (kind, thread, context) is the same
+        from one dispatch to the next as long as those three are: it is
+        kept, and built again (three shifts and ors of 64-bit ints, about a
+        tenth of a dispatch) only when one of them changes. The digest is the
+        same. A recorded or played run keeps the ring (its divergence and
+        failure reports show it): that is the second closure, which also
+        keeps the thread's name from one dispatch to the next.
         """
         sim = self
         now = self.clock._now
         sched = self._sched
         last_kind = last_thread = last_ctx = -1
         upper = 0
+        recent = self._recent
+        if recent is None:
 
-        def observe(kind: int, ctx: Any, what: Any) -> None:
-            nonlocal last_kind, last_thread, last_ctx, upper
+            def observe(kind: int, ctx: Any, what: Any) -> None:
+                nonlocal last_kind, last_thread, last_ctx, upper
+                sim.steps = steps = sim.steps + 1
+                thread = sched.current.index
+                owner = ctx.uid
+                if owner != last_ctx or thread != last_thread or kind != last_kind:
+                    last_kind, last_thread, last_ctx = kind, thread, owner
+                    upper = (kind << 56) | (thread << 48) | (owner << 32)
+                sim.digest = ((sim.digest ^ now[0]) * _PRIME + (upper | what.uid)) & _MASK64
+                if steps == sim._watch:
+                    sim._at_watch(steps)
+
+            return observe
+
+        keep = recent.append
+        name = ""
+
+        def observe_recent(kind: int, ctx: Any, what: Any) -> None:
+            nonlocal last_kind, last_thread, last_ctx, upper, name
             sim.steps = steps = sim.steps + 1
-            thread = sched.current.index
+            current = sched.current
+            thread = current.index
             owner = ctx.uid
             if owner != last_ctx or thread != last_thread or kind != last_kind:
                 last_kind, last_thread, last_ctx = kind, thread, owner
                 upper = (kind << 56) | (thread << 48) | (owner << 32)
-            sim.digest = ((sim.digest ^ now[0]) * _PRIME + (upper | what.uid)) & _MASK64
+                name = current.name
+            time = now[0]
+            sim.digest = ((sim.digest ^ time) * _PRIME + (upper | what.uid)) & _MASK64
+            keep((steps, time, name, kind, ctx, what))
             if steps == sim._watch:
                 sim._at_watch(steps)
 
-        return observe
+        return observe_recent
 
     def _at_watch(self, steps: int) -> None:
         """The step is a checkpoint's, or the exact step limit's (``_watch``)."""

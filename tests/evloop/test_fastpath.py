@@ -372,6 +372,19 @@ def test_the_lean_observer_folds_the_same_digest_as_the_logging_one(script, fast
     assert lean[1] == len(logged[5])
 
 
+@settings(max_examples=150, deadline=None)
+@given(script=ops, fast=st.booleans())
+def test_the_lean_observer_keeps_the_same_ring_of_recent_steps_as_the_logging_one(script, fast):
+    # With a ring of recent steps (as record and play keep one) and no log,
+    # the lean observer keeps the ring; with a log, _observe does. Every
+    # periodic checkpoint sees the digest and the ring.
+    lean = run(script, fast, False, None, None, hooked=True)
+    logged = run(script, fast, True, None, None, hooked=True)
+    assert lean[1:4] == logged[1:4]  # steps, digest, time
+    assert lean[6] == logged[6]  # each checkpoint's step, digest and recent steps
+    assert lean[1] == len(logged[5])
+
+
 def test_the_lean_observer_folds_the_thread_of_each_dispatch_on_one_context() -> None:
     # Two threads of control take turns polling one context: the same kind
     # and context, dispatched by one thread and then the other.
