@@ -45,7 +45,7 @@ from .scenario import SOURCE_KEY, Scenario, source_hash, start_scenario
 from .session import Player, Recorder
 from .stackroom import run_stack
 from .trace.choices import batch_last_step
-from .trace.clockpoints import batch_clock_checkpoints
+from .trace.clockpoints import batch_last_clock_step
 from .trace.format import EventKind
 from .trace.header import TraceHeader
 from .trace.reader import TraceReader
@@ -278,8 +278,8 @@ def trace_end_step(path: str | Path) -> int:
                 if record[2]:
                     last = batch_last_step(record[1], record[2])
             elif kind == EventKind.CLOCK_CHECKPOINTS:
-                for last, _ in batch_clock_checkpoints(record[1], record[2]):  # noqa: B007
-                    pass
+                if record[2]:
+                    last = batch_last_clock_step(record[1], record[2])
             elif kind not in (EventKind.MUTEX, EventKind.END):
                 last = max(last, int(record[1]))
     return last

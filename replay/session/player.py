@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
+from itertools import accumulate
 from operator import itemgetter
 from typing import Any
 
@@ -28,6 +29,11 @@ from ..trace.writer import TraceWriter
 from .base import CHOICES_BATCH_BYTES, ReplayMode, Session
 
 __all__ = ["Player"]
+
+
+def _nothing() -> None:
+    """What a player without a timer gate settles and arms."""
+
 
 _options_of = itemgetter(1)
 _choice_of = itemgetter(2)
@@ -69,21 +75,33 @@ class Player(Session):
         self._choices: deque[tuple[int, int, int]] = deque()
         #: The current CLOCK_CHECKPOINTS batch, where its next checkpoint starts,
         #: and the step of the last one taken (its first_step before the first).
+        #: While the timer gate runs in step with the batch, the gate holds how
+        #: far it has gone (:meth:`_timer_gate`); ``_settle_clocks`` writes it back.
         self._clock_batch = b""
         self._clock_pos = 0
         self._clock_step = 0
-        #: Index of the next trace event (each batched decision is one event).
-        self.event_index = 0
+        self._settle_clocks: Callable[[], None] = _nothing
+        self._arm_clocks: Callable[[], None] = _nothing
+        #: Index of the next trace event (each batched decision is one event);
+        #: :attr:`event_index`, with what the timer gate took settled.
+        self._event_index = 0
         self.divergence: ReplayDivergence | None = None
         #: True once a truncated trace has run out: the run then goes on freely.
         self.exhausted = False
         #: The step of the last checkpoint whose digest matched.
         self._good_step = 0
 
+    @property
+    def event_index(self) -> int:
+        """Index of the next trace event (each batched decision and checkpoint is one)."""
+        self._settle_clocks()
+        return self._event_index
+
     # -- reading ----------------------------------------------------------------------
 
     def _next(self) -> tuple[Any, ...] | None:
         """The next event as a record; batched decisions come out as CHOICE records."""
+        self._settle_clocks()
         if self._choices:
             step, n, c = self._choices.popleft()
             return (EventKind.CHOICE, step, n, c)
@@ -127,7 +145,7 @@ class Player(Session):
         if made == list(map(_choice_of, decisions)):
             return
         k = next(i for i, (d, m) in enumerate(zip(decisions, made, strict=True)) if d[2] != m)
-        self._miss = self.event_index + k
+        self._miss = self._event_index + k
         self._miss_made = made[k]
 
     def _next_clock_checkpoint(self) -> tuple[Any, ...]:
@@ -157,8 +175,8 @@ class Player(Session):
         record = self._next()
         if record is None and self.exhausted:
             return None
-        index = self.event_index
-        self.event_index += 1
+        index = self._event_index
+        self._event_index += 1
         step = self._step
         if (
             record is None
@@ -194,6 +212,7 @@ class Player(Session):
         there (``noticed_step`` is where it was caught); :func:`replay.play`
         then replays up to that step again to show the steps before it.
         """
+        self._settle_clocks()
         sim = self.sim
         recent: tuple[object, ...] = ()
         time_ns = thread = None
@@ -232,7 +251,7 @@ class Player(Session):
             if first[0] == step and first[1] == n:
                 choice = first[2]
                 # _check_derived, inlined: this runs once per decision played.
-                index = self.event_index
+                index = self._event_index
                 if index == self._miss:
                     self._derived_differs(
                         index, kind, options, (EventKind.CHOICE, *first), self._miss_made
@@ -244,7 +263,7 @@ class Player(Session):
                             index, kind, options, (EventKind.CHOICE, *first), made
                         )
                 choices.popleft()
-                self.event_index += 1
+                self._event_index += 1
                 self._emit_choice(step, n, choice)
                 return choice
 
@@ -254,7 +273,7 @@ class Player(Session):
         record = self._expect(EventKind.CHOICE, actual, n)
         if record is None:  # a truncated trace ran out: finish in FIFO order
             return 0
-        self._check_derived(self.event_index - 1, kind, options, record)
+        self._check_derived(self._event_index - 1, kind, options, record)
         choice = int(record[3])
         self._emit_choice(step, n, choice)
         return choice
@@ -325,46 +344,98 @@ class Player(Session):
 
         if self._expect(EventKind.CLOCK_CHECKPOINTS, actual, int(clock_type)) is not None:
             self._emit_clock_checkpoint(step, clock_type)
+            self._arm_clocks()
         return True
 
+    def flush(self) -> None:
+        self._settle_clocks()
+        super().flush()
+
     def _timer_gate(self) -> Callable[[ClockType], bool]:
-        """:meth:`timer_checkpoint`, its commonest case inlined: the next checkpoint of
-        the trace's current batch is this one, one byte of step delta after the last,
-        and it goes on the re-recording's open batch as the recorder's gate puts it.
-        That case calls nothing (no room needed); anything else is the method."""
+        """:meth:`timer_checkpoint`, its commonest case inlined.
+
+        Play is in step with the trace's batch when the re-recording's open
+        CLOCK_CHECKPOINTS batch holds this batch's checkpoints up to the last
+        one taken (the two batches' last steps are the same). Then each next
+        checkpoint of the batch with one byte of step delta, if the run asks
+        it at its step for its clock, would be re-recorded as the very two
+        bytes the trace holds (the recorder writes a delta below 128 as one
+        byte), as long as the re-recorded batch stays short of
+        CHOICES_BATCH_BYTES (the recorder would close it). So in that case the
+        gate only compares the step and the clock with the next checkpoint's,
+        worked out ahead for the batch's run of such checkpoints, and counts;
+        the checkpoints taken so are re-recorded, as a slice of the trace's
+        batch, and counted as events when anything else reads the trace, the
+        re-recording or the event index (``settle``). Anything else (the first
+        checkpoint of a batch, a longer delta, a batch about to fill, a
+        checkpoint that is not the next) is the method, which compares as
+        every event is compared and then arms the gate again (``arm``); its
+        calls need room on the stack, the gate's own case none.
+
+        Nothing else moves on in the trace while the gate runs ahead: a
+        decision, like any other event, comes after the batch's last
+        checkpoint, and every other door reads the trace through
+        :meth:`_next`, which settles first. So a decision played from its
+        batch finds nothing to settle.
+        """
         sim = self.sim
         assert sim is not None
-        clocks = self._clocks
         slow = roomy(self.timer_checkpoint)
         room = CHOICES_BATCH_BYTES - 2
+        batch = b""
+        # Armed, the gate takes the checkpoints of batch[mark:stop] with one
+        # byte of delta (the first ``len(dues) - 1``): the i-th is due at step
+        # dues[i] on clock kinds[i]; ``taken`` are taken since the last
+        # settle. ``due`` is dues[taken] (-1: not armed; the method decides).
+        mark = 0
+        dues: list[int] = [-1]
+        kinds: list[int] = [-1]
+        taken = 0
+        due = -1
 
         def gate(clock_type: ClockType) -> bool:
-            step = sim.steps
-            batch = self._clock_batch
-            pos = self._clock_pos
-            delta = step - self._clocks_last
-            if (
-                pos < len(batch)
-                and clocks
-                and delta < 0x80
-                and len(clocks) < room
-                and self.divergence is None
-            ):
-                recorded = batch[pos]  # a one-byte varint below 0x80
-                if (
-                    recorded < 0x80
-                    and recorded == step - self._clock_step
-                    and batch[pos + 1] == clock_type
-                ):
-                    self._clock_pos = pos + 2
-                    self._clock_step = step
-                    self.event_index += 1
-                    clocks.append(delta)
-                    clocks.append(clock_type)
-                    self._clocks_last = step
-                    return True
+            nonlocal taken, due
+            if sim.steps == due and clock_type == kinds[taken]:
+                taken += 1
+                due = dues[taken]
+                return True
             return slow(clock_type)
 
+        def settle() -> None:
+            nonlocal mark, taken, due
+            due = -1
+            if taken:
+                end = mark + 2 * taken
+                step = dues[taken - 1]
+                self._clocks += batch[mark:end]
+                self._clocks_last = self._clock_step = step
+                self._clock_pos = mark = end
+                self._event_index += taken
+                taken = 0
+
+        def arm() -> None:
+            nonlocal batch, mark, dues, kinds, due
+            clocks = self._clocks
+            if self._clocks_last != self._clock_step or not clocks or self.divergence:
+                return
+            batch = self._clock_batch
+            mark = self._clock_pos
+            stop = min(len(batch), mark + room - len(clocks))
+            deltas = batch[mark:stop:2]
+            if deltas.isascii():
+                end = len(deltas)
+            else:  # up to the first delta of two bytes or more
+                end = next(i for i, d in enumerate(deltas) if d >= 0x80)
+            if end:
+                dues = list(accumulate(deltas[:end], initial=self._clock_step))
+                del dues[0]
+                dues.append(-1)
+                kinds = list(batch[mark + 1 : mark + 2 * end : 2])
+                kinds.append(-1)
+                due = dues[0]
+
+        self._settle_clocks = settle
+        self._arm_clocks = arm
         return gate
 
     def input(self, channel: str, data: bytes, close: bool) -> None:
@@ -409,7 +480,7 @@ class Player(Session):
             record = self._expect(EventKind.SHUTDOWN, actual)
             if record is not None:
                 if not same_failure(str(record[2]), cause):
-                    self._diverge(self.event_index - 1, show_record(record), actual)
+                    self._diverge(self._event_index - 1, show_record(record), actual)
                 self._emit(record)  # the recorded text: a message that differs is no divergence
         actual = f"the run ended: CHECKPOINT FINAL(step={sim.steps}, digest={sim.digest:#018x})"
         record = self._expect(EventKind.CHECKPOINT, actual, int(CheckpointKind.FINAL), sim.digest)
@@ -417,5 +488,5 @@ class Player(Session):
             self._emit(record)
             trailing = self._next()
             if trailing is not None:
-                self._diverge(self.event_index, show_record(trailing), "the end of the run")
+                self._diverge(self._event_index, show_record(trailing), "the end of the run")
         self.writer.close()

@@ -30,6 +30,7 @@ from .format import UINT64_MAX
 __all__ = [
     "CHECKPOINT_CLOCKS",
     "batch_clock_checkpoints",
+    "batch_last_clock_step",
     "clock_checkpoints_problem",
     "encode_clock_checkpoint_into",
     "next_clock_checkpoint",
@@ -106,6 +107,20 @@ def batch_clock_checkpoints(
         raise TraceFormatError(
             offset + problem.position, problem.expected, problem.found, path
         ) from None
+
+
+def batch_last_clock_step(first_step: int, packed: bytes) -> int:
+    """The step of a CLOCK_CHECKPOINTS record's last checkpoint (``first_step`` plus every delta).
+
+    Damage raises as :func:`batch_clock_checkpoints` does.
+    """
+    packed = bytes(packed)
+    if _one_byte_stream(packed):
+        return first_step + sum(packed[0::2])
+    last = first_step
+    for last, _ in batch_clock_checkpoints(first_step, packed):  # noqa: B007
+        pass
+    return last
 
 
 def _one_byte_stream(packed: bytes) -> bool:

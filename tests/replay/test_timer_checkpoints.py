@@ -14,8 +14,9 @@ import pytest
 from evloop import SCALE_MS, ClockType, Seams, Simulation, Timer, VirtualClock
 from evloop.loop.timer import WARP_DIRTY, TimerList
 from replay import EventKind, ReplayDivergence, TraceReader, play, record
+from replay.session.base import CHOICES_BATCH_BYTES
 from replay.trace.choices import batch_decisions
-from replay.trace.clockpoints import batch_clock_checkpoints
+from replay.trace.clockpoints import batch_clock_checkpoints, encode_clock_checkpoint_into
 from replay.trace.describe import show_record
 from replay.trace.format import FORMAT_VERSION, TIMER_CHECKPOINTS_VERSION
 from replay.trace.writer import TraceWriter
@@ -263,3 +264,183 @@ def test_an_unrecorded_simulation_has_no_gate_and_a_recorded_one_has() -> None:
     with Simulation() as sim:
         groups = [sim.main_loop.tlg, sim.main_loop.aio_context.tlg]
         assert all(tl.checkpoint is None for g in groups for tl in g.lists)
+
+
+# -- play in step with a batch: the gate's own case, and where it hands over -----------
+
+
+@pytest.fixture(scope="module")
+def ticks(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """5000 VIRTUAL checkpoints a step apart: two full batches and a third (no
+    periodic checkpoint comes between them)."""
+    path = tmp_path_factory.mktemp("ticks") / "ticks.evr"
+    spec = "tests.scenarios.clock_timers:virtual_ticks"
+    recorded = record(spec, path, params={"ticks": 5000}, checkpoint_interval=10**6)
+    assert recorded.failure is None
+    return path
+
+
+def forge_batch(path: Path, out: Path, batch: int, edit: Any, chunk: int | None = None) -> Path:
+    """``path`` with the checkpoints of its ``batch``-th CLOCK_CHECKPOINTS record
+    edited by ``edit`` (a list of [step_delta, clock] in, the new list out), the
+    record kept whole, each other record as it was; ``chunk``: the writer's
+    chunk threshold."""
+    records = records_of(path)
+    at = [i for i, r in enumerate(records) if r[0] == CLOCKS][batch]
+    _, first, packed = records[at]
+    pairs: list[list[int]] = []
+    last = first
+    for step, clock in batch_clock_checkpoints(first, packed):
+        pairs.append([step - last, clock])
+        last = step
+    stream = bytearray()
+    for delta, clock in edit(pairs):
+        encode_clock_checkpoint_into(stream, delta, clock)
+    records[at] = (CLOCKS, first, bytes(stream))
+    with TraceReader(path) as reader:
+        header = reader.header
+    options = {} if chunk is None else {"chunk_threshold": chunk}
+    with TraceWriter(out, header, **options) as writer:
+        for rec in records:
+            writer.write(rec)
+    return out
+
+
+def index_in_batch(path: Path, batch: int, k: int) -> int:
+    """The event index of checkpoint ``k`` of the ``batch``-th batch, as play counts events."""
+    index = 0
+    for rec in records_of(path):
+        if rec[0] == CLOCKS:
+            if batch == 0:
+                return index + k
+            batch -= 1
+            index += len(list(batch_clock_checkpoints(rec[1], rec[2])))
+        elif rec[0] == EventKind.CHOICES:
+            index += len(list(batch_decisions(rec[1], rec[2])))
+        else:
+            index += 1
+    raise AssertionError("no such batch")
+
+
+def test_full_batches_replay_bit_exactly_event_for_event(ticks: Path) -> None:
+    """The recorder closes a batch at CHOICES_BATCH_BYTES; the re-recording closes
+    the same batches, though play takes their checkpoints without re-encoding them."""
+    batches = [r for r in records_of(ticks) if r[0] == CLOCKS]
+    full = CHOICES_BATCH_BYTES
+    assert [len(r[2]) for r in batches] == [full, full, 2 * 5000 - 2 * full]
+    played = play(ticks)
+    assert played.bit_exact is True
+    assert played.events == len(events(ticks))
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 700, 2045, 2046, 2047])
+def test_a_checkpoint_of_another_clock_inside_a_full_batch_is_a_divergence_there(
+    ticks: Path, tmp_path: Path, k: int
+) -> None:
+    """The first checkpoint of a batch, its middle, the last the gate takes in step
+    and the batch's last (which the recorder's closing rule leaves to the method)."""
+
+    def other_clock(pairs: list[list[int]]) -> list[list[int]]:
+        pairs[k][1] = int(ClockType.HOST)
+        return pairs
+
+    forged = forge_batch(ticks, tmp_path / "other.evr", 1, other_clock)
+    index = index_in_batch(ticks, 1, k)
+    step = events(ticks)[index][1]
+    with pytest.raises(ReplayDivergence) as info:
+        play(forged)
+    div = info.value
+    assert (div.event_index, div.step) == (index, step)
+    assert div.expected == f"CHECKPOINT CLOCK_HOST(step={step})"
+    assert div.actual == f"CHECKPOINT CLOCK_VIRTUAL(step={step}): due timers about to run"
+
+
+@pytest.mark.parametrize("k", [1, 700, 2046])
+def test_a_checkpoint_missing_inside_a_batch_is_a_divergence_there(
+    ticks: Path, tmp_path: Path, k: int
+) -> None:
+    def drop(pairs: list[list[int]]) -> list[list[int]]:
+        pairs[k + 1][0] += pairs[k][0]
+        return pairs[:k] + pairs[k + 1 :]
+
+    forged = forge_batch(ticks, tmp_path / "missing.evr", 0, drop)
+    index = index_in_batch(ticks, 0, k)
+    evs = events(ticks)
+    with pytest.raises(ReplayDivergence) as info:
+        play(forged)
+    div = info.value
+    assert (div.event_index, div.step) == (index, evs[index][1])
+    assert div.expected == show_record(evs[index + 1])
+    assert div.actual == f"CHECKPOINT CLOCK_VIRTUAL(step={evs[index][1]}): due timers about to run"
+
+
+@pytest.mark.parametrize("k", [1, 700, 2046])
+def test_an_extra_checkpoint_inside_a_batch_is_a_divergence_there(
+    ticks: Path, tmp_path: Path, k: int
+) -> None:
+    """An extra VIRTUAL_RT checkpoint right after checkpoint k-1, at its step: the
+    run passed that step without taking it."""
+
+    def insert(pairs: list[list[int]]) -> list[list[int]]:
+        return [*pairs[:k], [0, int(ClockType.VIRTUAL_RT)], *pairs[k:]]
+
+    forged = forge_batch(ticks, tmp_path / "extra.evr", 0, insert)
+    index = index_in_batch(ticks, 0, k)
+    at = events(ticks)[index - 1][1]
+    with pytest.raises(ReplayDivergence) as info:
+        play(forged)
+    div = info.value
+    assert (div.event_index, div.step) == (index, at)
+    assert div.expected == f"CHECKPOINT CLOCK_VIRTUAL_RT(step={at})"
+
+
+@pytest.mark.parametrize("k", [1, 700, 2045])
+def test_a_checkpoint_at_a_later_step_inside_a_batch_is_a_divergence_there(
+    ticks: Path, tmp_path: Path, k: int
+) -> None:
+    def later(pairs: list[list[int]]) -> list[list[int]]:
+        pairs[k][0] += 1
+        pairs[k + 1][0] -= 1
+        return pairs
+
+    forged = forge_batch(ticks, tmp_path / "later.evr", 1, later)
+    index = index_in_batch(ticks, 1, k)
+    step = events(ticks)[index][1]
+    with pytest.raises(ReplayDivergence) as info:
+        play(forged)
+    div = info.value
+    assert (div.event_index, div.step) == (index, step)
+    assert div.expected == f"CHECKPOINT CLOCK_VIRTUAL(step={step + 1})"
+    assert div.actual == f"CHECKPOINT CLOCK_VIRTUAL(step={step}): due timers about to run"
+
+
+@pytest.mark.parametrize("into", [1, 2000, -1])
+def test_a_trace_cut_inside_a_batch_plays_the_batches_before_it_and_runs_on(
+    ticks: Path, tmp_path: Path, into: int
+) -> None:
+    """Each record its own chunk, cut inside the second batch's: play takes the
+    first batch's checkpoints, runs out and goes on to one step past them."""
+    chunked = forge_batch(ticks, tmp_path / "chunked.evr", 0, lambda pairs: pairs, chunk=1)
+    whole = play(chunked)
+    assert (whole.complete, whole.failure, whole.events) == (True, None, len(events(ticks)))
+    data = chunked.read_bytes()
+    batches = [r[2] for r in records_of(ticks) if r[0] == CLOCKS]
+    second = batches[1]
+    begin = data.index(second, data.index(batches[0]) + len(batches[0]))
+    cut = tmp_path / "cut.evr"
+    cut.write_bytes(data[: begin + into if into > 0 else begin + len(second) + into])
+    played = play(cut)
+    first = index_in_batch(ticks, 1, 0)  # the events before the second batch
+    assert (played.complete, played.bit_exact, played.failure) == (False, None, None)
+    assert played.events == first
+    assert played.steps == events(ticks)[first - 1][1] + 1
+
+
+@pytest.mark.parametrize("until", [1, 2, 500, 2049, 3000])
+def test_a_play_stopped_inside_a_batch_counts_the_checkpoints_taken(
+    ticks: Path, until: int
+) -> None:
+    played = play(ticks, until_step=until)
+    assert played.steps == until
+    taken = [e for e in events(ticks) if e[1] < until or (e[0] != CLOCKS and e[1] <= until)]
+    assert played.events == len(taken)

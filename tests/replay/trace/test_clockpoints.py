@@ -10,6 +10,7 @@ from replay import TraceFormatError
 from replay.errors import InvalidRecordError
 from replay.trace.clockpoints import (
     batch_clock_checkpoints,
+    batch_last_clock_step,
     clock_checkpoints_problem,
     encode_clock_checkpoint_into,
 )
@@ -34,6 +35,20 @@ def test_a_stream_decodes_to_the_checkpoints_it_was_built_from(
         step += delta
         steps.append((step, clock))
     assert list(batch_clock_checkpoints(first, bytes(out))) == steps
+    assert batch_last_clock_step(first, bytes(out)) == step
+
+
+@given(st.lists(st.sampled_from([1, 2, 3]), min_size=1, max_size=50), st.integers(0, 2**32))
+def test_the_last_step_of_a_stream_of_one_byte_deltas_is_their_sum(
+    clocks: list[int], first: int
+) -> None:
+    out = bytearray()
+    for delta, clock in enumerate(clocks):
+        encode_clock_checkpoint_into(out, delta % 128, clock)
+    assert out.isascii()
+    assert batch_last_clock_step(first, bytes(out)) == first + sum(
+        delta % 128 for delta in range(len(clocks))
+    )
 
 
 def test_a_checkpoint_under_128_steps_after_the_last_takes_two_bytes() -> None:
