@@ -32,12 +32,8 @@ from .loop.clock import (
 from .loop.fds import FdTable
 from .loop.mainloop import MainLoop
 from .loop.notifier import EventNotifier
-from .loop.timer import (
-    QEMU_TIMER_ATTR_ALL,
-    QEMU_TIMER_ATTR_EXTERNAL,
-    Timer,
-    qemu_clock_deadline_ns_all,
-)
+from .loop.timer import QEMU_TIMER_ATTR_ALL, QEMU_TIMER_ATTR_EXTERNAL, Timer
+from .loop.timergroup import qemu_clock_deadline_ns_all
 from .loop.waiting import WarpBlocker
 from .machine.chooser import (
     ChoicePoint,

@@ -55,7 +55,8 @@ from .clock import SCALE_MS, ClockType, VirtualClock, soonest_timeout
 from .fds import FdTable
 from .handlers import _POLL_IN, _POLL_OUT, FdHandlers, _Handler
 from .notifier import EventNotifier
-from .timer import Timer, TimerListGroup
+from .timer import Timer
+from .timergroup import TimerListGroup
 from .waiting import WarpBlocker
 
 if TYPE_CHECKING:

@@ -31,7 +31,8 @@ from ..seams import Blocker, DispatchObserver
 from .aio import AioContext
 from .clock import SCALE_MS, ClockType, VirtualClock, soonest_timeout, timeout_ns_to_ms
 from .fds import FdTable
-from .timer import Timer, TimerListGroup
+from .timer import Timer
+from .timergroup import TimerListGroup
 from .waiting import WarpBlocker
 
 __all__ = ["MainLoop"]

@@ -57,7 +57,8 @@ from typing import TYPE_CHECKING
 from ..loop.aio import AioContext
 from ..loop.bh import BH, BH_FREED, BH_PENDING, BH_SCHEDULED
 from ..loop.fds import FdTable, _EventFd
-from ..loop.timer import TimerList, TimerListGroup
+from ..loop.timer import TimerList
+from ..loop.timergroup import TimerListGroup
 
 if TYPE_CHECKING:
     from ..loop.handlers import _Handler

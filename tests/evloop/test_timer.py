@@ -33,7 +33,8 @@ from evloop import (
     VirtualClock,
     qemu_clock_deadline_ns_all,
 )
-from evloop.loop.timer import TimerList, TimerListGroup
+from evloop.loop.timer import TimerList
+from evloop.loop.timergroup import TimerListGroup
 from tests.helpers import new_ctx
 
 REALTIME = ClockType.REALTIME
