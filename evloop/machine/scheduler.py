@@ -38,6 +38,10 @@ Rules kept here:
 * Each turn handed to a different thread is a step, as is each callback the
   loops dispatch: the step count is the run's position counter.
 
+External input (peers' bytes, faults' arrivals) waits in the heap that
+:class:`~evloop.machine.delivery.Delivery` keeps (``delivery.py``; the
+scheduler inherits it) and is delivered each time the turn is rescheduled.
+
 Only the threads that wait are looked at when the turn moves: they sit in
 one list in the order they began to wait (their sequence numbers increase),
 so the FIFO order needs no sort and finished threads are never scanned. The
@@ -47,16 +51,16 @@ hot path compares states against module constants, not enum attributes.
 from __future__ import annotations
 
 import contextlib
-import heapq
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
-from ..errors import DeadlockError, EvloopInternalError, SimulationError
+from ..errors import DeadlockError, SimulationError
 from ..loop.clock import ClockType, VirtualClock
 from ..seams import ChoiceKind, Chooser, WaitCondition
+from .delivery import Delivery, ExternalDelivery
 from .thread import (
     _ALWAYS,
     _BLOCKED,
@@ -91,10 +95,9 @@ BACKENDS: tuple[Backend, ...] = ("greenlet", "os")
 
 
 TurnObserver = Callable[[ThreadOfControl], None]
-ExternalDelivery = Callable[["ExternalEvent"], None]
 
 
-class Scheduler:
+class Scheduler(Delivery):
     """Grants turns, warps the clock, detects deadlock. The simulation's blocker."""
 
     def __init__(
@@ -533,53 +536,6 @@ class Scheduler:
         if self._closing and me is not self.main:
             raise _Cancelled()
 
-    # -- external events ----------------------------------------------------------
-
-    def add_external(self, at_ns: int, event: ExternalEvent) -> None:
-        self._external_seq += 1
-        self.dirty[0] = True
-        heapq.heappush(self._external, (at_ns, self._external_seq, event))
-
-    def _deliver_due(self) -> None:
-        deliver = self.deliver
-        if deliver is None:
-            raise EvloopInternalError("external events scheduled without a delivery function")
-        # A source's events form one stream: they are delivered in the order
-        # they were scheduled, and one that is stalled (its fd is full) holds
-        # back every later event of the same source. Only which *source* goes
-        # first among simultaneous events is a decision.
-        if self.stalled:
-            stalled, self.stalled = self.stalled, []
-            for event in stalled:
-                if _source(event) in {_source(e) for e in self.stalled}:
-                    self.stalled.append(event)  # still behind a stalled one
-                else:
-                    deliver(event)
-        queue = self._external
-        now = self.clock._now[0]
-        while queue and queue[0][0] <= now:
-            at = queue[0][0]
-            ties = []
-            while queue and queue[0][0] == at:
-                ties.append(heapq.heappop(queue)[2])
-            while ties:
-                firsts: list[ExternalEvent] = []
-                sources: list[object] = []
-                for event in ties:
-                    source = _source(event)
-                    if source not in sources:
-                        sources.append(source)
-                        firsts.append(event)
-                index = 0
-                if len(firsts) > 1:
-                    index = self.choose(ChoiceKind.EXTERNAL, [e.describe() for e in firsts])
-                event = firsts[index]
-                ties.remove(event)
-                if _source(event) in {_source(e) for e in self.stalled}:
-                    self.stalled.append(event)
-                else:
-                    deliver(event)
-
     # -- shutdown -----------------------------------------------------------------
 
     def close(self) -> None:
@@ -622,7 +578,3 @@ def _give_turn(turn: threading.Lock) -> None:
     with contextlib.suppress(RuntimeError):  # "release unlocked lock": it has the turn
         turn.release()
 
-
-def _source(event: object) -> object:
-    """The stream an external event belongs to (its peer, or itself)."""
-    return getattr(event, "peer", event)
