@@ -27,10 +27,12 @@ installs evreplay. What it provides:
 Rules this module keeps:
 
 * **Import-light.** Nothing from ``evloop`` or ``replay`` is imported at module
-  level but ``replay/pytest_traces.py``, which keeps the same rule: hooks and
-  fixtures import what they use when they run, so a session that never uses
-  the plugin pays only for these two files. (Python does run
-  ``replay/__init__.py`` first, since this module lives in that package.)
+  level but ``replay/pytest_options.py`` (the options, ini keys and markers,
+  and the settings read from them) and ``replay/pytest_traces.py``, which
+  keep the same rule: hooks and fixtures import what they use when they run,
+  so a session that never uses the plugin pays only for these three files.
+  (Python does run ``replay/__init__.py`` first, since this module lives in
+  that package.)
 * **Prefixed names.** Every option starts with ``--evreplay-``, every ini key
   with ``evreplay_``, so the plugin cannot clash with another.
 * **A saved trace needs no pytest to replay.** Its header names the scenario
@@ -62,6 +64,12 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
+# pytest finds the hooks on this module: those that declare and read the
+# options live in pytest_options.py.
+from .pytest_options import _SETTINGS, RECENT_STEPS
+from .pytest_options import pytest_addoption as pytest_addoption
+from .pytest_options import pytest_configure as pytest_configure
+from .pytest_options import pytest_unconfigure as pytest_unconfigure
 from .pytest_traces import (
     FailureRecurs,
     RecordedTestFailure,
@@ -90,166 +98,10 @@ __all__ = [
 
 #: The scenario a trace saved from a test names in its header.
 REPLAY_TEST_SCENARIO = "replay.pytest_plugin:replay_test"
-#: How many recent steps the simulation keeps (as :func:`replay.record` does).
-RECENT_STEPS = 32
-#: How many of them a failure report shows, unless ``evreplay_report_steps`` says otherwise.
-DEFAULT_REPORT_STEPS = 20
 #: The checkpoint interval of a recorded ``sim`` (the default of :func:`replay.record`).
 CHECKPOINT_INTERVAL = 1024
 #: How many times ``@pytest.mark.deterministic`` runs a test when not told.
 DEFAULT_RUNS = 5
-
-MARKER = (
-    "deterministic(runs=5, processes=False): run the test `runs` times, each with a fresh "
-    "`sim` fixture (with processes=True: each in a fresh process under PYTHONHASHSEED=0, 1, "
-    "...), and fail at the first step where the runs differ"
-)
-ASYNCIO_MARKER = (
-    "evreplay_asyncio: run an `async def` test on evreplay's simulated event loop "
-    "(virtual clock and network, its `sim` fixture's simulation)"
-)
-
-
-# -- options and configuration ------------------------------------------------------
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("evreplay", "evreplay: deterministic simulation and replay")
-    group.addoption(
-        "--evreplay-traces",
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="collect every *.evr trace under DIR as a test that replays it bit-exactly "
-        "(repeatable)",
-    )
-    group.addoption(
-        "--evreplay-rerun",
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="collect every *.evr trace under DIR as a test that reruns the current code "
-        "under its schedule and fails if its failure comes back (repeatable)",
-    )
-    group.addoption(
-        "--evreplay-save-traces",
-        default=None,
-        metavar="DIR",
-        help="record the run of every test using the `sim` fixture and save the trace of "
-        "each failing one under DIR (ini: evreplay_save_traces)",
-    )
-    parser.addini(
-        "evreplay_save_traces",
-        "directory to save the traces of failing `sim` tests in (relative to the rootdir)",
-        default="",
-    )
-    group.addoption(
-        "--evreplay-no-sanitize",
-        action="store_true",
-        default=False,
-        help="leave time.*, random.*, os.urandom and uuid alone in `sim` runs (by default "
-        "the simulation answers them; ini: evreplay_sanitize = false)",
-    )
-    parser.addini(
-        "evreplay_sanitize",
-        "true (the default): `sim` runs answer time.*, random.*, os.urandom and uuid calls "
-        "from the simulation; strict: refuse them; false: leave them alone",
-        default="true",
-    )
-    parser.addini(
-        "evreplay_report_steps",
-        f"how many recent steps a failing `sim` test's report shows (default "
-        f"{DEFAULT_REPORT_STEPS}, at most {RECENT_STEPS})",
-        default=str(DEFAULT_REPORT_STEPS),
-    )
-
-
-@dataclass
-class _Settings:
-    save_dir: Path | None
-    report_steps: int
-    trace_dirs: list[Path]
-    rerun_dirs: list[Path]
-    #: What ``sim`` runs pass as ``Simulation(sanitize=...)``.
-    sanitize: bool | str = True
-
-
-_SETTINGS = pytest.StashKey[_Settings]()
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", MARKER)
-    config.addinivalue_line("markers", ASYNCIO_MARKER)
-    settings = _Settings(
-        _save_dir(config),
-        _report_steps(config),
-        _trace_dirs(config, "evreplay_traces"),
-        _trace_dirs(config, "evreplay_rerun"),
-        _sanitize(config),
-    )
-    config.stash[_SETTINGS] = settings
-    if settings.save_dir is not None:  # where the hypothesis integration saves too
-        from replay.saving import set_session_dir
-
-        set_session_dir(settings.save_dir)
-    # Trace directories are collected like any path given on the command line.
-    # (An xdist worker re-parses the options and arrives here too: add each once.)
-    present = {(config.invocation_params.dir / arg).resolve() for arg in config.args}
-    for d in dict.fromkeys([*settings.trace_dirs, *settings.rerun_dirs]):
-        if d not in present:
-            config.args.append(str(d))
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    settings = config.stash.get(_SETTINGS, None)
-    if settings is not None and settings.save_dir is not None:
-        from replay.saving import set_session_dir
-
-        set_session_dir(None)
-
-
-def _save_dir(config: pytest.Config) -> Path | None:
-    option = config.getoption("evreplay_save_traces")
-    if option:
-        return (config.invocation_params.dir / str(option)).resolve()
-    ini = str(config.getini("evreplay_save_traces"))
-    return (config.rootpath / ini).resolve() if ini else None
-
-
-def _sanitize(config: pytest.Config) -> bool | str:
-    if config.getoption("evreplay_no_sanitize"):
-        return False
-    value = str(config.getini("evreplay_sanitize")).strip().lower()
-    modes: dict[str, bool | str] = {"true": True, "strict": "strict", "false": False}
-    if value not in modes:
-        raise pytest.UsageError(
-            f"evreplay_sanitize must be true, strict or false, not {value!r}"
-        )
-    return modes[value]
-
-
-def _report_steps(config: pytest.Config) -> int:
-    value = str(config.getini("evreplay_report_steps"))
-    try:
-        steps = int(value)
-    except ValueError:
-        steps = -1
-    if not 0 <= steps <= RECENT_STEPS:
-        raise pytest.UsageError(
-            f"evreplay_report_steps must be an integer from 0 to {RECENT_STEPS}, not {value!r}"
-        )
-    return steps
-
-
-def _trace_dirs(config: pytest.Config, name: str) -> list[Path]:
-    dirs = []
-    for option in config.getoption(name):
-        path = (config.invocation_params.dir / option).resolve()
-        if not path.is_dir():
-            flag = "--" + name.replace("_", "-")
-            raise pytest.UsageError(f"{flag}={option}: no such directory")
-        dirs.append(path)
-    return dirs
 
 
 # -- the sim fixture ------------------------------------------------------------------

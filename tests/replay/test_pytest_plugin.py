@@ -80,7 +80,9 @@ def test_importing_the_plugin_imports_nothing_beyond_pytest_and_its_package() ->
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.splitlines()
-    assert out == ["['replay.pytest_plugin', 'replay.pytest_traces']", "False"]
+    assert out == [
+        "['replay.pytest_options', 'replay.pytest_plugin', 'replay.pytest_traces']", "False"
+    ]
 
 
 def test_the_options_are_prefixed(suite: pytest.Pytester) -> None:
