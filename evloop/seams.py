@@ -50,6 +50,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import partial
 from typing import Any, Protocol
 
 from .loop.clock import ClockType
@@ -68,6 +69,7 @@ __all__ = [
     "Seams",
     "SimulationHooks",
     "WaitCondition",
+    "bind_observer",
 ]
 
 
@@ -178,6 +180,23 @@ class DispatchObserver(Protocol):
     """Told ``(kind, context, callback owner)`` before each callback runs (kinds: DispatchKind)."""
 
     def __call__(self, kind: int, ctx: Any, what: Any) -> None: ...
+
+
+def bind_observer(observer: DispatchObserver, kind: int, ctx: Any) -> Callable[[Any], None]:
+    """``observer`` for a run of dispatches of one kind, from one context: ``bound(what)``.
+
+    Each call tells the observer what ``observer(kind, ctx, what)`` would.
+    The caller promises that the same thread of control holds the turn at
+    every call (a timer list running its due timers, say). An observer that
+    can do it more cheaply offers ``bind(kind, ctx)`` returning the bound
+    form (the simulation's lean observers build the step key's upper half
+    once); any other is bound with :func:`functools.partial`.
+    """
+    bind = getattr(observer, "bind", None)
+    if bind is not None:
+        bound: Callable[[Any], None] = bind(kind, ctx)
+        return bound
+    return partial(observer, kind, ctx)
 
 
 class SimulationHooks(Protocol):

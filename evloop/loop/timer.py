@@ -31,6 +31,7 @@ from collections.abc import Callable
 from heapq import heapify, heappop, heappush
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..seams import bind_observer
 from .clock import ClockType, VirtualClock
 
 if TYPE_CHECKING:
@@ -318,8 +319,11 @@ class TimerList:
         ct = self._ct
         heap = self._heap
         halt = self.halt
-        observer = self.observer
         owner = self.owner
+        # The observer bound to this list's timers: its thread of control
+        # holds the turn throughout (a callback that blocks gets it back).
+        observer = self.observer
+        observe = None if observer is None else bind_observer(observer, DISPATCH_TIMER, owner)
         pop = heappop
         # The replay checkpoints, as _run_gated asks them: once a pass (HOST,
         # VIRTUAL_RT) or before each timer (VIRTUAL); None when unrecorded.
@@ -382,8 +386,8 @@ class TimerList:
                         return WARP_DIRTY
                     pop(heap)
                     timer._entry = None
-                    if observer is not None:
-                        observer(DISPATCH_TIMER, owner, timer)
+                    if observe is not None:
+                        observe(timer)
                     timer.cb()
                     if not heap or halt[0]:
                         entry = None

@@ -79,6 +79,11 @@ class Stepping:
         same. A recorded or played run keeps the ring (its divergence and
         failure reports show it): that is the second closure, which also
         keeps the thread's name from one dispatch to the next.
+
+        Each closure also offers ``bind(kind, ctx)`` (``seams.bind_observer``):
+        the same bookkeeping for a run of dispatches of one kind and context
+        in one thread of control, the key's upper half built once, with no
+        check that it still holds. A timer list's quiet passes use it.
         """
         sim = self
         now = self.clock._now
@@ -100,6 +105,19 @@ class Stepping:
                 if steps == sim._watch:
                     sim._at_watch(steps)
 
+            def bind(kind: int, ctx: Any) -> Callable[[Any], None]:
+                # seams.bind_observer: one kind, context and thread throughout.
+                upper = (kind << 56) | (sched.current.index << 48) | (ctx.uid << 32)
+
+                def observe_bound(what: Any) -> None:
+                    sim.steps = steps = sim.steps + 1
+                    sim.digest = ((sim.digest ^ now[0]) * _PRIME + (upper | what.uid)) & _MASK64
+                    if steps == sim._watch:
+                        sim._at_watch(steps)
+
+                return observe_bound
+
+            observe.bind = bind  # type: ignore[attr-defined]
             return observe
 
         keep = recent.append
@@ -121,6 +139,23 @@ class Stepping:
             if steps == sim._watch:
                 sim._at_watch(steps)
 
+        def bind_recent(kind: int, ctx: Any) -> Callable[[Any], None]:
+            # seams.bind_observer: one kind, context and thread throughout.
+            current = sched.current
+            upper = (kind << 56) | (current.index << 48) | (ctx.uid << 32)
+            name = current.name
+
+            def observe_recent_bound(what: Any) -> None:
+                sim.steps = steps = sim.steps + 1
+                time = now[0]
+                sim.digest = ((sim.digest ^ time) * _PRIME + (upper | what.uid)) & _MASK64
+                keep((steps, time, name, kind, ctx, what))
+                if steps == sim._watch:
+                    sim._at_watch(steps)
+
+            return observe_recent_bound
+
+        observe_recent.bind = bind_recent  # type: ignore[attr-defined]
         return observe_recent
 
     def _at_watch(self, steps: int) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -17,6 +17,7 @@ from evloop import (
     SimulationError,
     WaitCondition,
 )
+from evloop.seams import bind_observer
 
 
 class Hooks:
@@ -144,3 +145,60 @@ def test_an_empty_seams_value_changes_nothing() -> None:
             return sim.steps, sim.digest, out
 
     assert run(True) == run(False)
+
+
+# -- bind_observer ---------------------------------------------------------------------
+
+
+def test_bind_observer_tells_a_plain_observer_what_it_would_be_told() -> None:
+    seen: list[tuple[int, object, object]] = []
+
+    def observer(kind: int, ctx: object, what: object) -> None:
+        seen.append((kind, ctx, what))
+
+    bound = bind_observer(observer, 4, "ctx")
+    bound("a")
+    bound("b")
+    assert seen == [(4, "ctx", "a"), (4, "ctx", "b")]
+
+
+def test_bind_observer_takes_the_bound_form_an_observer_offers() -> None:
+    calls: list[object] = []
+
+    class Bindable:
+        def __call__(self, kind: int, ctx: object, what: object) -> None:
+            calls.append(("unbound", what))
+
+        def bind(self, kind: int, ctx: object) -> Callable[[object], None]:
+            return lambda what: calls.append((kind, ctx, what))
+
+    bind_observer(Bindable(), 1, "c")("w")
+    assert calls == [(1, "c", "w")]
+
+
+class _Item:
+    def __init__(self, uid: int) -> None:
+        self.uid = uid
+
+
+@pytest.mark.parametrize("recent", [0, 4])
+def test_the_simulations_bound_observer_counts_and_folds_as_the_unbound_one(recent: int) -> None:
+    # The same dispatches told to a simulation's lean observer one by one,
+    # and through its bound form: the same steps, digest and ring of recent steps.
+    def told(bound: bool) -> tuple[int, int, list[tuple[object, ...]]]:
+        with Simulation(recent=recent) as sim:
+            observer = sim._dispatch_observer
+            assert hasattr(observer, "bind")  # the lean observer offers it
+            ctx = sim.main_loop.aio_context
+            items = [_Item(uid) for uid in (3, 1, 2, 7)]
+            for now, item in enumerate(items):
+                sim.clock.advance(now * 1000 + 1)
+                if bound:
+                    bind_observer(observer, 4, ctx)(item)
+                else:
+                    observer(4, ctx, item)
+            ring = [(*raw[:4], raw[5].uid) for raw in sim._recent or ()]
+            return sim.steps, sim.digest, ring
+
+    assert told(True) == told(False)
+    assert told(True)[0] == 4
